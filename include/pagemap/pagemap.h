@@ -1,0 +1,273 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/**
+ * @file pagemap.h
+ * libpagemap: exact, fast answers about what the kernel's page tables say
+ * about a process's memory (/proc/PID/pagemap, PAGEMAP_SCAN, PROCMAP_QUERY).
+ *
+ * Conventions: functions returning int/long return >= 0 on success and a
+ * negative errno on failure (errno is also set to -ret). Out-parameters are
+ * written only on success. Options structs start with a uint64_t size set
+ * by PM_OPTS(); NULL options mean defaults. Ranges are half-open, page
+ * aligned [start, end). The library never prints, exits or installs signal
+ * handlers, and opens every fd O_CLOEXEC.
+ */
+#ifndef PAGEMAP_PAGEMAP_H
+#define PAGEMAP_PAGEMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <pagemap/version.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PM_EXPORT __attribute__((visibility("default")))
+
+/** Declare an options struct with its size set: PM_OPTS(pm_read_opts, o, .flags = X); */
+#define PM_OPTS(TYPE, NAME, ...) \
+	struct TYPE NAME = { .size = sizeof(struct TYPE), __VA_ARGS__ }
+
+/* ---- Handles ---------------------------------------------------------- */
+
+struct pm_handle;
+
+/** pm_open_opts.flags: list VMAs with the /proc/PID/maps text parser even
+ *  where the kernel has PROCMAP_QUERY. */
+#define PM_OPEN_MAPS_TEXT (1ULL << 0)
+
+struct pm_open_opts {
+	uint64_t size;
+	uint64_t flags; /* PM_OPEN_* */
+};
+
+/**
+ * Open a handle on process @p pid (0 = the calling process).
+ *
+ * The handle is bound to the process that had @p pid when the call ran
+ * (pidfd, then /proc/PID through a directory fd, then a liveness check), so
+ * pid reuse can never redirect it. A self handle follows fork(): used in a
+ * child, it describes the child.
+ *
+ * @return 0, or -EINVAL (pid < 0, out NULL, bad opts), -ESRCH (no such
+ * process, or it exited during the open), -EACCES/-EPERM (ptrace read access
+ * denied), -ENOMEM, or another errno from the kernel.
+ */
+PM_EXPORT int pm_open(pid_t pid, const struct pm_open_opts *opts, struct pm_handle **out);
+
+/** Open a handle on the process a pidfd refers to. The pidfd is duplicated;
+ *  the caller keeps ownership of its own. Errors as pm_open(), plus -EBADF. */
+PM_EXPORT int pm_open_pidfd(int pidfd, const struct pm_open_opts *opts, struct pm_handle **out);
+
+/** Close a handle. NULL-safe. */
+PM_EXPORT void pm_close(struct pm_handle *h);
+
+/** The pid the handle describes (for a self handle, the current process), or -EINVAL for NULL. */
+PM_EXPORT pid_t pm_pid(const struct pm_handle *h);
+
+/* ---- Kernel capabilities ----------------------------------------------- */
+
+#define PM_FEAT_PAGEMAP_SCAN   (1ULL << 0) /* PAGEMAP_SCAN ioctl (6.7+) */
+#define PM_FEAT_PROCMAP_QUERY  (1ULL << 1) /* PROCMAP_QUERY ioctl (6.11+) */
+#define PM_FEAT_SOFT_DIRTY     (1ULL << 2) /* soft-dirty proven by a clear/write round trip */
+#define PM_FEAT_UFFD_WP_ASYNC  (1ULL << 3) /* userfaultfd UFFD_FEATURE_WP_ASYNC (6.7+) */
+#define PM_FEAT_IO_URING       (1ULL << 4) /* built with liburing and io_uring_setup works */
+#define PM_FEAT_PFN_VISIBLE    (1ULL << 5) /* PFNs readable with the caller's current credentials */
+#define PM_FEAT_GUARD_REGIONS  (1ULL << 6) /* MADV_GUARD_INSTALL works and pagemap shows bit 58 */
+#define PM_FEAT_WALK_RETRY_FIX (1ULL << 7) /* pagemap reads cannot be shifted (6.5+) */
+
+#define PM_FIX_UNKNOWN 0
+#define PM_FIX_PRESENT 1
+#define PM_FIX_ABSENT  2
+
+struct pm_kernel_info {
+	uint64_t size;
+	uint64_t version_major, version_minor, version_patch; /* parsed from uname */
+	uint64_t features;        /* PM_FEAT_* bits actually probed on this kernel */
+	uint64_t scan_categories; /* PM_CAT_* bits PAGEMAP_SCAN accepts (0 if no PAGEMAP_SCAN) */
+	int64_t walk_retry_fix;   /* PM_FIX_PRESENT, PM_FIX_ABSENT, PM_FIX_UNKNOWN */
+	char walk_retry_reason[96]; /* how that was decided, one line */
+};
+
+/**
+ * Describe the running kernel. Every feature is probed for real once per
+ * process and cached (thread-safe); PM_FEAT_PFN_VISIBLE is re-checked on
+ * every call because it depends on the caller's current credentials.
+ * LIBPAGEMAP_ASSUME_RETRY_FIX=0|1 in the environment at the first call
+ * overrides the retry-fix decision.
+ *
+ * @return 0, or -EINVAL (ki NULL, or ki->size too small / not a multiple of 8).
+ */
+PM_EXPORT int pm_kernel_probe(struct pm_kernel_info *ki);
+
+/** @return 1 if the single PM_FEAT_* bit is available, 0 if not, -EINVAL for anything else. */
+PM_EXPORT int pm_has_feature(uint64_t pm_feat_bit);
+
+/* ---- VMAs -------------------------------------------------------------- */
+
+#define PM_VMA_READ   (1ULL << 0)
+#define PM_VMA_WRITE  (1ULL << 1)
+#define PM_VMA_EXEC   (1ULL << 2)
+#define PM_VMA_SHARED (1ULL << 3)
+
+struct pm_vma {
+	uint64_t start, end, pgoff; /* pgoff in bytes (0 for anonymous mappings) */
+	uint64_t flags;             /* PM_VMA_* */
+	uint64_t dev, inode;        /* dev as makedev(major, minor) */
+	const char *name;           /* "" if anonymous; owned by the list */
+};
+
+struct pm_vma_list;
+
+/**
+ * Snapshot the target's address space: one entry per VMA below the user
+ * address-space limit, sorted. Uses PROCMAP_QUERY where the kernel has it and
+ * the /proc/PID/maps text otherwise (both give the same list; names are the
+ * kernel's, e.g. "[heap]", "/path (deleted)").
+ *
+ * @return 0, or -EINVAL (NULL argument), -ESRCH (the process exited),
+ * -ENOMEM, -EIO (maps text the parser does not understand).
+ */
+PM_EXPORT int pm_vmas(struct pm_handle *h, struct pm_vma_list **out);
+/** Number of VMAs in the list (0 for NULL). */
+PM_EXPORT size_t pm_vma_count(const struct pm_vma_list *l);
+/** The i-th VMA, or NULL if l is NULL or i is out of range. */
+PM_EXPORT const struct pm_vma *pm_vma_at(const struct pm_vma_list *l, size_t i);
+/** Free a list. NULL-safe. */
+PM_EXPORT void pm_vma_list_free(struct pm_vma_list *l);
+
+/* ---- Reading entries --------------------------------------------------- */
+
+/** pm_read_opts.flags */
+#define PM_READ_SNAPSHOT    (1ULL << 0) /* certify on any kernel: no page-table change seen */
+#define PM_READ_BEST_EFFORT (1ULL << 1) /* out of retries: return the data flagged UNSTABLE */
+
+/** pm_read_info.flags */
+#define PM_READ_GUARDED  (1ULL << 0) /* the consistency guard ran */
+#define PM_READ_RETRIED  (1ULL << 1) /* at least one span was read again */
+#define PM_READ_UNSTABLE (1ULL << 2) /* the guard could not clear the data (BEST_EFFORT only) */
+
+struct pm_read_opts {
+	uint64_t size, flags;
+	uint64_t max_retries; /* 0 = the library's default */
+};
+
+struct pm_read_info {
+	uint64_t size, flags, retries, kernel_reads;
+};
+
+/**
+ * Write one raw pagemap entry per page of [start, end) into @p entries
+ * ((end - start) / page size slots) and return that count.
+ *
+ * Unmapped gaps read as 0. The library plans its kernel reads (large gaps
+ * are zero-filled, nearby small mappings are joined into one read) and reads
+ * straight into @p entries, so memory use does not grow with the range.
+ * On a kernel without the pagemap retry fix (or with PM_READ_SNAPSHOT) every
+ * kernel read is guarded and re-read when it may have been disturbed.
+ *
+ * @param info optional; caller sets info->size. Written on success only.
+ * @return the entry count, or -EINVAL (NULL h/entries, unaligned, empty,
+ * inverted or overflowing range, range above the user address space, bad
+ * opts or info size, unknown flags), -ESRCH (the process exited or exec'd),
+ * -EAGAIN (the guard could not obtain a stable read within the retry budget),
+ * -ENOMEM, or another errno from the kernel. On error, @p entries may have
+ * been partly written when the error came from the kernel, never for
+ * argument errors.
+ */
+PM_EXPORT long pm_read(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entries,
+		       const struct pm_read_opts *opts, struct pm_read_info *info);
+
+/* ---- Decoding an entry ------------------------------------------------- */
+
+#define PM_ENTRY_PFN_MASK     ((1ULL << 55) - 1)
+#define PM_ENTRY_SOFT_DIRTY   (1ULL << 55)
+#define PM_ENTRY_EXCLUSIVE    (1ULL << 56)
+#define PM_ENTRY_UFFD_WP      (1ULL << 57)
+#define PM_ENTRY_GUARD        (1ULL << 58)
+#define PM_ENTRY_FILE         (1ULL << 61)
+#define PM_ENTRY_SWAP         (1ULL << 62)
+#define PM_ENTRY_PRESENT      (1ULL << 63)
+/* Swap-format entries: type in bits 0-4, offset in bits 5-54. Type 31 is
+ * the kernel's PTE-marker type (uffd-wp and guard markers), not a swap file. */
+#define PM_ENTRY_SWAP_TYPE_BITS 5
+#define PM_ENTRY_MARKER_TYPE    31U
+
+/** Bit 63: a page is mapped. */
+static inline bool pm_entry_present(uint64_t e)
+{
+	return (e & PM_ENTRY_PRESENT) != 0;
+}
+
+/** Bit 62 for a real swap (or migration) entry: false for guard markers,
+ *  and for other PTE markers (uffd-wp on unpopulated memory) wherever the
+ *  swap type is visible (CAP_SYS_ADMIN); without it such markers read as
+ *  swapped with uffd-wp set. */
+static inline bool pm_entry_swapped(uint64_t e)
+{
+	if (!(e & PM_ENTRY_SWAP) || (e & PM_ENTRY_GUARD))
+		return false;
+	return (e & ((1U << PM_ENTRY_SWAP_TYPE_BITS) - 1)) != PM_ENTRY_MARKER_TYPE;
+}
+
+/** Bit 61: page-cache page or shared anonymous (shmem) page. */
+static inline bool pm_entry_file(uint64_t e)
+{
+	return (e & PM_ENTRY_FILE) != 0;
+}
+
+/** Bit 56: the page is mapped by this process only. */
+static inline bool pm_entry_exclusive(uint64_t e)
+{
+	return (e & PM_ENTRY_EXCLUSIVE) != 0;
+}
+
+/** Bit 55: soft-dirty (meaningful only where PM_FEAT_SOFT_DIRTY). */
+static inline bool pm_entry_soft_dirty(uint64_t e)
+{
+	return (e & PM_ENTRY_SOFT_DIRTY) != 0;
+}
+
+/** Bit 57: write-protected by userfaultfd (PTE bit or marker). */
+static inline bool pm_entry_uffd_wp(uint64_t e)
+{
+	return (e & PM_ENTRY_UFFD_WP) != 0;
+}
+
+/** Bit 58: a guard region page (MADV_GUARD_INSTALL, reported since 6.15). */
+static inline bool pm_entry_guard(uint64_t e)
+{
+	return (e & PM_ENTRY_GUARD) != 0;
+}
+
+/** PFN of a present page; 0 if not present or hidden (no CAP_SYS_ADMIN in the initial user ns). */
+static inline uint64_t pm_entry_pfn(uint64_t e)
+{
+	return (e & PM_ENTRY_PRESENT) ? (e & PM_ENTRY_PFN_MASK) : 0;
+}
+
+/** Swap type of a swap-format entry (bit 62), else 0. Hidden (0) like PFNs. */
+static inline uint32_t pm_entry_swap_type(uint64_t e)
+{
+	return (e & PM_ENTRY_SWAP) ? (uint32_t)(e & ((1U << PM_ENTRY_SWAP_TYPE_BITS) - 1)) : 0;
+}
+
+/** Swap offset of a swap-format entry (bit 62), else 0. Hidden (0) like PFNs. */
+static inline uint64_t pm_entry_swap_offset(uint64_t e)
+{
+	return (e & PM_ENTRY_SWAP) ? (e & PM_ENTRY_PFN_MASK) >> PM_ENTRY_SWAP_TYPE_BITS : 0;
+}
+
+/* ---- Version ----------------------------------------------------------- */
+
+/** The library's version as "MAJOR.MINOR.MICRO". */
+PM_EXPORT const char *pm_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PAGEMAP_PAGEMAP_H */

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Private declarations shared by the library's source files. */
+#ifndef PM_INTERNAL_H
+#define PM_INTERNAL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <pagemap/pagemap.h>
+
+#define PM_HIDDEN __attribute__((visibility("hidden")))
+
+/* ---- errors and options (opts.c) ---- */
+
+/* Set errno for a negative return and pass the value through. */
+static inline long pm__ret(long r)
+{
+	if (r < 0)
+		errno = (int)-r;
+	return r;
+}
+
+/* 0 if @opts is NULL or a well-formed options struct of which the library
+ * knows the first @known bytes; -EINVAL otherwise. */
+PM_HIDDEN int pm__opts_check(const void *opts, size_t known);
+
+/* A field of a caller's options struct, or @dflt when the caller's struct
+ * is too old to have it (or opts is NULL). */
+#define PM__OPT(o, type, field, dflt)                                              \
+	(((o) != NULL && offsetof(type, field) + sizeof((o)->field) <= (o)->size) \
+		 ? (o)->field                                                      \
+		 : (dflt))
+
+/* ---- system calls (sys.c); a table so tests can inject faults ---- */
+
+struct pm__sysops {
+	ssize_t (*pread)(int fd, void *buf, size_t n, off_t off);
+	int (*ioctl)(int fd, unsigned long req, void *arg);
+};
+PM_HIDDEN extern struct pm__sysops pm__sys;
+
+/* Read exactly @n bytes at @off, retrying EINTR and short reads. A read of
+ * 0 bytes from a procfs file pinned to an mm means the mm is gone: -ESRCH. */
+PM_HIDDEN int pm__pread_full(int fd, void *buf, size_t n, uint64_t off, uint64_t *nreads);
+/* ioctl with EINTR retried; returns the result or -errno. */
+PM_HIDDEN int pm__ioctl(int fd, unsigned long req, void *arg);
+PM_HIDDEN int pm__pidfd_open(pid_t pid);
+PM_HIDDEN int pm__pidfd_alive(int pidfd);
+
+/* ---- kernel facts (probe.c) ---- */
+
+struct pm__kernel {
+	uint64_t page_size;
+	unsigned page_shift;
+	uint64_t user_top; /* first address above the user address space */
+	uint64_t version[3];
+	uint64_t features; /* PM_FEAT_* except PFN_VISIBLE */
+	uint64_t scan_categories;
+	int64_t fix;
+	char fix_reason[96];
+};
+/* Probed once, then cached; never NULL. */
+PM_HIDDEN const struct pm__kernel *pm__kernel(void);
+
+/* ---- handles (handle.c) ---- */
+
+struct pm_handle {
+	pid_t pid;
+	bool self;
+	uint64_t open_flags;
+	_Atomic uint64_t fork_gen; /* self handles: pm__fork_gen the fds were opened in */
+	pthread_mutex_t lock;      /* serialises re-opening after fork */
+	int pidfd, dirfd, pagemap_fd, maps_fd;
+};
+
+/* Make the handle's fds current (re-open a self handle in a forked child).
+ * 0 or -errno. Every public entry point on a handle calls this first. */
+PM_HIDDEN int pm__handle_ready(struct pm_handle *h);
+
+/* ---- VMAs (vma.c, vma-query.c, vma-maps.c) ---- */
+
+struct pm_vma_list {
+	size_t count, cap;
+	struct pm_vma *v;
+	char *names;      /* arena of NUL-terminated names */
+	size_t names_len, names_cap;
+	size_t *name_off; /* per VMA offset into names (resolved on finish) */
+	size_t off_cap;
+};
+
+PM_HIDDEN int pm__list_add(struct pm_vma_list *l, const struct pm_vma *v, const char *name,
+			   size_t name_len);
+/* Sort, clip overlaps left by a non-atomic text read, resolve names. */
+PM_HIDDEN int pm__list_finish(struct pm_vma_list *l);
+PM_HIDDEN void pm__list_release(struct pm_vma_list *l);
+
+/* Parse /proc/PID/maps text into @l; VMAs at or above @user_top are
+ * dropped (the [vsyscall] gate area). 0, -EIO for malformed text, -ENOMEM. */
+PM_HIDDEN int pm__maps_parse(const char *buf, size_t len, uint64_t user_top,
+			     struct pm_vma_list *l);
+/* Read the whole maps text of a handle (malloc'd, *len bytes). */
+PM_HIDDEN int pm__maps_read(struct pm_handle *h, char **buf, size_t *len);
+/* The full list through PROCMAP_QUERY. */
+PM_HIDDEN int pm__query_list(struct pm_handle *h, struct pm_vma_list *l);
+/* The VMA covering @addr or the next one above it, without its name:
+ * 1 found, 0 none, or -errno (-ENOTTY: no PROCMAP_QUERY). */
+PM_HIDDEN int pm__query_next(struct pm_handle *h, uint64_t addr, uint64_t *vs, uint64_t *ve);
+/* Whether this handle lists VMAs with PROCMAP_QUERY. */
+PM_HIDDEN bool pm__use_query(const struct pm_handle *h);
+
+/* ---- the consistency guard (guard.c) ---- */
+
+struct pm__guard {
+	bool active;          /* reads must be verified */
+	uint64_t max_retries;
+	uint64_t retries;     /* spans read again */
+	uint64_t kernel_reads;
+	bool unstable;        /* some span never verified (best effort) */
+	bool best_effort;
+	uint64_t *scratch;    /* verification buffer, PM__GUARD_CHUNK entries */
+};
+#define PM__GUARD_CHUNK 4096 /* entries verified per comparison read (32 KiB) */
+
+PM_HIDDEN int pm__guard_init(struct pm__guard *g, uint64_t read_flags, uint64_t max_retries);
+PM_HIDDEN void pm__guard_fini(struct pm__guard *g);
+/* Read the entries of [va, va + n pages) into dst, verified when the guard
+ * is active. 0, -EAGAIN (retry budget exhausted), or -errno. */
+PM_HIDDEN int pm__guarded_read(struct pm__guard *g, struct pm_handle *h, uint64_t va,
+			       uint64_t *dst, size_t n);
+
+#endif

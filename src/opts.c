@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Validation of the caller's size-prefixed options structs. */
+#include "internal.h"
+
+#include <string.h>
+
+/* Options structs have only 64-bit fields, so a well-formed size is a
+ * multiple of 8 holding at least the size field. A caller compiled against
+ * newer headers may pass a larger struct, but only if the fields this
+ * library does not know are zero: silently ignoring a request is worse than
+ * refusing it. */
+int pm__opts_check(const void *opts, size_t known)
+{
+	const unsigned char *p = opts;
+	uint64_t size;
+
+	if (!opts)
+		return 0;
+	memcpy(&size, opts, sizeof(size));
+	if (size < sizeof(uint64_t) || size % sizeof(uint64_t) || size > 4096)
+		return -EINVAL;
+	for (uint64_t i = known; i < size; i++)
+		if (p[i])
+			return -EINVAL;
+	return 0;
+}

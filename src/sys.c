@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The system-call layer: EINTR, short reads, EOF and errno conversion in one place. */
+#include "internal.h"
+
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static int sys_ioctl(int fd, unsigned long req, void *arg)
+{
+	return ioctl(fd, req, arg);
+}
+
+struct pm__sysops pm__sys = {
+	.pread = pread,
+	.ioctl = sys_ioctl,
+};
+
+int pm__pread_full(int fd, void *buf, size_t n, uint64_t off, uint64_t *nreads)
+{
+	char *p = buf;
+
+	while (n) {
+		ssize_t r = pm__sys.pread(fd, p, n, (off_t)off);
+
+		if (nreads)
+			(*nreads)++;
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -ESRCH;
+		p += r;
+		off += (uint64_t)r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+int pm__ioctl(int fd, unsigned long req, void *arg)
+{
+	int r;
+
+	do
+		r = pm__sys.ioctl(fd, req, arg);
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : r;
+}
+
+int pm__pidfd_open(pid_t pid)
+{
+	long r = syscall(SYS_pidfd_open, pid, 0);
+
+	return r < 0 ? -errno : (int)r;
+}
+
+/* 0 if the process behind the pidfd still exists (EPERM means it does),
+ * -ESRCH if it is gone. */
+int pm__pidfd_alive(int pidfd)
+{
+	if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0 || errno == EPERM)
+		return 0;
+	return -errno;
+}

@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The /proc/PID/maps text source: reading it whole and parsing it strictly.
+ * The parser takes any byte sequence: malformed text is -EIO, never a crash. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysmacros.h>
+
+struct cur {
+	const char *p, *end;
+};
+
+static bool take(struct cur *c, char ch)
+{
+	if (c->p < c->end && *c->p == ch) {
+		c->p++;
+		return true;
+	}
+	return false;
+}
+
+static int hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+static bool hex(struct cur *c, uint64_t *out)
+{
+	uint64_t v = 0;
+	int n = 0, d;
+
+	while (c->p < c->end && (d = hexval(*c->p)) >= 0) {
+		if (v >> 60)
+			return false;
+		v = v << 4 | (uint64_t)d;
+		c->p++;
+		n++;
+	}
+	*out = v;
+	return n > 0;
+}
+
+static bool dec(struct cur *c, uint64_t *out)
+{
+	uint64_t v = 0;
+	int n = 0;
+
+	while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
+		uint64_t d = (uint64_t)(*c->p - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+		c->p++;
+		n++;
+	}
+	*out = v;
+	return n > 0;
+}
+
+static bool perm(struct cur *c, char yes, uint64_t bit, uint64_t *flags)
+{
+	if (take(c, yes)) {
+		*flags |= bit;
+		return true;
+	}
+	return take(c, '-');
+}
+
+/* "start-end perms offset major:minor inode [padding name]" */
+static int parse_line(struct cur *c, uint64_t user_top, struct pm_vma_list *l)
+{
+	struct pm_vma v = { 0 };
+	uint64_t major, minor;
+	const char *name;
+	size_t name_len;
+
+	if (!hex(c, &v.start) || !take(c, '-') || !hex(c, &v.end) || !take(c, ' '))
+		return -EIO;
+	if (!perm(c, 'r', PM_VMA_READ, &v.flags) || !perm(c, 'w', PM_VMA_WRITE, &v.flags) ||
+	    !perm(c, 'x', PM_VMA_EXEC, &v.flags))
+		return -EIO;
+	if (take(c, 's'))
+		v.flags |= PM_VMA_SHARED;
+	else if (!take(c, 'p'))
+		return -EIO;
+	if (!take(c, ' ') || !hex(c, &v.pgoff) || !take(c, ' ') || !hex(c, &major) ||
+	    !take(c, ':') || !hex(c, &minor) || !take(c, ' ') || !dec(c, &v.inode))
+		return -EIO;
+	if (v.start >= v.end || major > 0xfff || minor > 0xfffff)
+		return -EIO;
+	v.dev = makedev((unsigned)major, (unsigned)minor);
+	if (c->p < c->end && *c->p != '\n' && !take(c, ' '))
+		return -EIO;
+	while (c->p < c->end && *c->p == ' ')
+		c->p++;
+	name = c->p;
+	while (c->p < c->end && *c->p != '\n')
+		c->p++;
+	name_len = (size_t)(c->p - name);
+	take(c, '\n');
+	if (memchr(name, '\0', name_len))
+		return -EIO;
+	if (v.start >= user_top)
+		return 0;
+	return pm__list_add(l, &v, name, name_len);
+}
+
+int pm__maps_parse(const char *buf, size_t len, uint64_t user_top, struct pm_vma_list *l)
+{
+	struct cur c = { buf, buf + len };
+
+	while (c.p < c.end) {
+		int r = parse_line(&c, user_top, l);
+
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+int pm__maps_read(struct pm_handle *h, char **out, size_t *out_len)
+{
+	size_t cap = 64 * 1024, len = 0;
+	char *buf = malloc(cap);
+
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t r;
+
+		if (len == cap) {
+			char *nb = cap < (1UL << 30) ? realloc(buf, cap * 2) : NULL;
+
+			if (!nb) {
+				free(buf);
+				return -ENOMEM;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		r = pm__sys.pread(h->maps_fd, buf + len, cap - len, (off_t)len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int e = errno;
+
+			free(buf);
+			return -e;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	/* the kernel lists no VMA only when the mm is gone */
+	if (len == 0) {
+		free(buf);
+		return -ESRCH;
+	}
+	*out = buf;
+	*out_len = len;
+	return 0;
+}
