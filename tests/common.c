@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+uint64_t ps;
+
+void test_init(void)
+{
+	ps = (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+void *xmap(void *hint, size_t len, int prot, int flags, int fd)
+{
+	void *p = mmap(hint, len, prot, flags, fd, 0);
+
+	ck_assert_msg(p != MAP_FAILED, "mmap %zu: %s", len, strerror(errno));
+	return p;
+}
+
+void child_start(struct child *c, void (*build)(void *arg, uint64_t *shared), void *arg)
+{
+	int ready[2], hold[2];
+	char ch = 0;
+
+	c->shared = xmap(NULL, ps * 16, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1);
+	ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(hold, O_CLOEXEC), 0);
+	c->pid = fork();
+	ck_assert_int_ge(c->pid, 0);
+	if (c->pid == 0) {
+		close(ready[0]);
+		close(hold[1]);
+		build(arg, c->shared);
+		if (write(ready[1], &ch, 1) != 1)
+			_exit(1);
+		(void)!read(hold[0], &ch, 1);
+		_exit(0);
+	}
+	close(ready[1]);
+	close(hold[0]);
+	ck_assert_int_eq(read(ready[0], &ch, 1), 1);
+	close(ready[0]);
+	c->hold = hold[1];
+}
+
+void child_stop(struct child *c)
+{
+	int st;
+
+	close(c->hold);
+	ck_assert_int_eq(waitpid(c->pid, &st, 0), c->pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+	munmap(c->shared, ps * 16);
+}
+
+void raw_read(pid_t pid, uint64_t start, uint64_t end, uint64_t *buf)
+{
+	char path[64];
+	size_t len = (end - start) / ps * 8, done = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	while (done < len) {
+		ssize_t r = pread(fd, (char *)buf + done, len - done,
+				  (off_t)(start / ps * 8 + done));
+
+		ck_assert_int_gt(r, 0);
+		done += (size_t)r;
+	}
+	close(fd);
+}
+
+bool thp_possible(void)
+{
+	char buf[64] = "";
+	int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	(void)!read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return strstr(buf, "[never]") == NULL;
+}
+
+void *make_thp(void)
+{
+	char *p = xmap(NULL, 2 * HUGE_SZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	char *a = (char *)(((uintptr_t)p + HUGE_SZ - 1) & ~(uintptr_t)(HUGE_SZ - 1));
+
+	if (madvise(a, HUGE_SZ, MADV_HUGEPAGE))
+		return NULL;
+	memset(a, 1, HUGE_SZ);
+	return a;
+}
+
+uint64_t rnd(uint64_t *s)
+{
+	/* splitmix64 */
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+int run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Helpers for the test suite: real mappings in real child processes. */
+#ifndef PM_TEST_COMMON_H
+#define PM_TEST_COMMON_H
+
+#include <check.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <pagemap/pagemap.h>
+
+#define HUGE_SZ (2UL << 20)
+
+extern uint64_t ps; /* page size, set by test_init() */
+
+void test_init(void);
+
+/* A child that runs @build(arg, shared) to lay out its memory, then waits
+ * until released. @shared is a page of memory shared with the parent, for
+ * the child to report addresses in. */
+struct child {
+	pid_t pid;
+	int hold;
+	uint64_t *shared;
+};
+void child_start(struct child *c, void (*build)(void *arg, uint64_t *shared), void *arg);
+void child_stop(struct child *c);
+
+/* mmap or abort the test */
+void *xmap(void *hint, size_t len, int prot, int flags, int fd);
+/* pread /proc/PID/pagemap for [start, end) into buf (n entries). */
+void raw_read(pid_t pid, uint64_t start, uint64_t end, uint64_t *buf);
+/* A 2 MiB-aligned, MADV_HUGEPAGE, written THP (NULL if THP is unavailable). */
+void *make_thp(void);
+/* Whether THP is possible at all on this machine. */
+bool thp_possible(void);
+/* Run the suite; skip_reason non-NULL means some tcases were left out. */
+int run_suite(Suite *s);
+/* Deterministic PRNG */
+uint64_t rnd(uint64_t *state);
+
+#endif

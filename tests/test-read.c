@@ -1,0 +1,385 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* pm_read against plain pread on quiescent child processes, many layouts. */
+#include "common.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* shared[0], shared[1]: the span the child laid out; shared[2..]: extra */
+
+static void build_random(void *arg, uint64_t *sh)
+{
+	uint64_t seed = (uintptr_t)arg, n = 1024;
+	char *p = xmap(NULL, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+
+	madvise(p, n * ps, MADV_NOHUGEPAGE);
+	for (uint64_t i = 0; i < n; i++)
+		if (rnd(&seed) & 1)
+			p[i * ps] = 1;
+	sh[0] = (uintptr_t)p;
+	sh[1] = (uintptr_t)p + n * ps;
+}
+
+/* VMAs separated by gaps of 1 page, 100 pages, 600 pages, 1 GiB, inside one
+ * reservation so that nothing else lands in the gaps. */
+static void build_gaps(void *arg, uint64_t *sh)
+{
+	static const uint64_t gaps[] = { 1, 100, 600, (1UL << 30) / 4096, 3, 511, 512, 513 };
+	const size_t ng = sizeof(gaps) / sizeof(gaps[0]);
+	uint64_t total = 0, seed = 7;
+	char *base, *p;
+
+	for (size_t i = 0; i < ng; i++)
+		total += (8 + gaps[i]) * ps;
+	total += 8 * ps;
+	base = xmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1);
+	p = base;
+	for (size_t i = 0; i <= ng; i++) {
+		xmap(p, 8 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1);
+		for (int j = 0; j < 8; j++)
+			if (rnd(&seed) % 3)
+				p[j * ps] = 1;
+		p += 8 * ps;
+		if (i < ng) {
+			munmap(p, gaps[i] * ps);
+			p += gaps[i] * ps;
+		}
+	}
+	sh[0] = (uintptr_t)base;
+	sh[1] = (uintptr_t)p;
+}
+
+/* 10,000 VMAs of 16 KiB, alternating protections so they cannot merge. */
+#define MANY 10000
+static void build_many(void *arg, uint64_t *sh)
+{
+	uint64_t seed = 3;
+	char *base = xmap(NULL, MANY * 4 * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+
+	for (int i = 0; i < MANY; i++) {
+		char *v = base + (uint64_t)i * 4 * ps;
+
+		mprotect(v, 4 * ps, i % 2 ? PROT_READ | PROT_WRITE : PROT_READ);
+		if (rnd(&seed) & 1)
+			(void)*(volatile char *)v;
+		if (i % 2 && rnd(&seed) & 1)
+			v[ps] = 1;
+	}
+	sh[0] = (uintptr_t)base;
+	sh[1] = (uintptr_t)base + MANY * 4 * ps;
+}
+
+/* 64 GiB reservation with one page written per 2 MiB. */
+#define SPARSE (64ULL << 30)
+static void build_sparse(void *arg, uint64_t *sh)
+{
+	char *p = xmap(NULL, SPARSE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1);
+
+	madvise(p, SPARSE, MADV_NOHUGEPAGE);
+	for (uint64_t off = 0; off < SPARSE; off += HUGE_SZ)
+		p[off] = 1;
+	sh[0] = (uintptr_t)p;
+	sh[1] = (uintptr_t)p + SPARSE;
+}
+
+static void build_thp(void *arg, uint64_t *sh)
+{
+	char *t = make_thp();
+	char *p = xmap(NULL, 64 * ps, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1);
+
+	memset(p, 1, 64 * ps);
+	sh[0] = (uintptr_t)t;
+	sh[1] = (uintptr_t)t + HUGE_SZ;
+	sh[2] = (uintptr_t)p;
+}
+
+static void compare(struct pm_handle *h, pid_t pid, uint64_t s, uint64_t e)
+{
+	size_t n = (e - s) / ps;
+	uint64_t *a = malloc(n * 8), *b = malloc(n * 8);
+	long r;
+
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	memset(a, 0xa5, n * 8);
+	r = pm_read(h, s, e, a, NULL, NULL);
+	ck_assert_int_eq(r, (long)n);
+	raw_read(pid, s, e, b);
+	/* check's assertions are slow per call: compare first, explain after */
+	if (memcmp(a, b, n * 8))
+		for (size_t i = 0; i < n; i++)
+			ck_assert_msg(a[i] == b[i], "range %#lx-%#lx page %zu (%#lx): lib %#lx raw %#lx",
+				      (unsigned long)s, (unsigned long)e, i,
+				      (unsigned long)(s + i * ps), (unsigned long)a[i], (unsigned long)b[i]);
+	free(a);
+	free(b);
+}
+
+/* Whole span, every VMA, random subranges, single pages; both VMA sources. */
+static void check_layout(struct child *c, int subranges)
+{
+	uint64_t lo = c->shared[0], hi = c->shared[1], seed = 99;
+
+	for (int text = 0; text < 2; text++) {
+		PM_OPTS(pm_open_opts, oo, .flags = text ? PM_OPEN_MAPS_TEXT : 0);
+		struct pm_handle *h;
+		struct pm_vma_list *l;
+
+		ck_assert_int_eq(pm_open(c->pid, &oo, &h), 0);
+		compare(h, c->pid, lo, hi);
+		ck_assert_int_eq(pm_vmas(h, &l), 0);
+		for (size_t i = 0; i < pm_vma_count(l); i++) {
+			const struct pm_vma *v = pm_vma_at(l, i);
+
+			if (v->start >= lo && v->end <= hi && v->end - v->start <= (1UL << 30))
+				compare(h, c->pid, v->start, v->end);
+		}
+		pm_vma_list_free(l);
+		for (int i = 0; i < subranges; i++) {
+			uint64_t pages = (hi - lo) / ps;
+			uint64_t a = lo + rnd(&seed) % pages * ps, b = lo + rnd(&seed) % pages * ps;
+
+			if (a > b) {
+				uint64_t t = a;
+				a = b;
+				b = t;
+			}
+			if (b - a > (256ULL << 30))
+				b = a + (256ULL << 30);
+			compare(h, c->pid, a, b + ps);
+			compare(h, c->pid, a, a + ps);
+		}
+		pm_close(h);
+	}
+}
+
+START_TEST(read_random_patterns)
+{
+	for (uintptr_t seed = 1; seed <= 4; seed++) {
+		struct child c;
+
+		child_start(&c, build_random, (void *)seed);
+		check_layout(&c, 50);
+		child_stop(&c);
+	}
+}
+END_TEST
+
+START_TEST(read_gaps)
+{
+	struct child c;
+	struct pm_handle *h;
+	PM_OPTS(pm_read_info, info);
+	uint64_t *buf;
+	size_t n;
+
+	child_start(&c, build_gaps, NULL);
+	check_layout(&c, 100);
+	/* gaps of 512+ pages split the reads; the read-ahead after each VMA may
+	 * take one more read (test-fault proves the gap bytes are not read) */
+	n = (c.shared[1] - c.shared[0]) / ps;
+	buf = malloc(n * 8);
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+	ck_assert_int_eq(pm_read(h, c.shared[0], c.shared[1], buf, NULL, &info), (long)n);
+	ck_assert_uint_le(info.kernel_reads, 8);
+	pm_close(h);
+	free(buf);
+	child_stop(&c);
+}
+END_TEST
+
+START_TEST(read_many_vmas)
+{
+	struct child c;
+	struct pm_handle *h;
+	PM_OPTS(pm_read_info, info);
+	uint64_t buf[MANY * 4];
+
+	child_start(&c, build_many, NULL);
+	check_layout(&c, 20);
+	/* small mappings are joined: far fewer reads than VMAs */
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+	ck_assert_int_eq(pm_read(h, c.shared[0], c.shared[1], buf, NULL, &info), MANY * 4);
+	ck_assert_uint_le(info.kernel_reads, MANY * 4 / 512 + 2);
+	pm_close(h);
+	child_stop(&c);
+}
+END_TEST
+
+START_TEST(read_sparse_64g)
+{
+	struct child c;
+
+	child_start(&c, build_sparse, NULL);
+	check_layout(&c, 4);
+	child_stop(&c);
+}
+END_TEST
+
+START_TEST(read_thp_and_shmem)
+{
+	struct child c;
+
+	child_start(&c, build_thp, NULL);
+	ck_assert_uint_ne(c.shared[0], 0);
+	check_layout(&c, 30);
+	{
+		struct pm_handle *h;
+
+		ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+		compare(h, c.pid, c.shared[2], c.shared[2] + 64 * ps);
+		/* starting and ending inside the THP */
+		compare(h, c.pid, c.shared[0] + 7 * ps, c.shared[0] + 300 * ps);
+		pm_close(h);
+	}
+	child_stop(&c);
+}
+END_TEST
+
+/* Terabytes of gap: one pm_read over two VMAs 1 TiB apart. */
+static void build_tera(void *arg, uint64_t *sh)
+{
+	const uint64_t span = (1ULL << 40) + 16 * ps;
+	char *base = xmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1);
+
+	munmap(base + 8 * ps, span - 16 * ps);
+	mprotect(base, 8 * ps, PROT_READ | PROT_WRITE);
+	mprotect(base + span - 8 * ps, 8 * ps, PROT_READ | PROT_WRITE);
+	base[0] = 1;
+	base[span - ps] = 1;
+	sh[0] = (uintptr_t)base;
+	sh[1] = (uintptr_t)base + span;
+}
+
+START_TEST(read_terabyte_gap)
+{
+	struct child c;
+	struct pm_handle *h;
+	PM_OPTS(pm_read_info, info);
+	uint64_t edge[8], *buf;
+	size_t n;
+
+	child_start(&c, build_tera, NULL);
+	n = (c.shared[1] - c.shared[0]) / ps;
+	buf = xmap(NULL, n * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		   -1);
+	memset(buf, 0xff, 8 * 8);
+	memset(buf + n - 8, 0xff, 8 * 8);
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+	ck_assert_int_eq(pm_read(h, c.shared[0], c.shared[1], buf, NULL, &info), (long)n);
+	ck_assert_uint_le(info.kernel_reads, 3);
+	raw_read(c.pid, c.shared[0], c.shared[0] + 8 * ps, edge);
+	ck_assert_mem_eq(buf, edge, sizeof(edge));
+	ck_assert(pm_entry_present(buf[0]));
+	raw_read(c.pid, c.shared[1] - 8 * ps, c.shared[1], edge);
+	ck_assert_mem_eq(buf + n - 8, edge, sizeof(edge));
+	ck_assert(pm_entry_present(buf[n - 1]));
+	for (size_t i = 8; i < n - 8; i += 4096 * 7 + 1)
+		if (buf[i])
+			ck_abort_msg("gap entry %zu is %#lx", i, (unsigned long)buf[i]);
+	pm_close(h);
+	munmap(buf, n * 8);
+	child_stop(&c);
+}
+END_TEST
+
+/* The caller's own address space, read through a self handle. */
+START_TEST(read_self)
+{
+	uint64_t seed = 5, n = 512;
+	char *p = xmap(NULL, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	struct pm_handle *h;
+
+	madvise(p, n * ps, MADV_NOHUGEPAGE);
+	for (uint64_t i = 0; i < n; i++)
+		if (rnd(&seed) & 1)
+			p[i * ps] = 1;
+	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
+	compare(h, getpid(), (uintptr_t)p, (uintptr_t)p + n * ps);
+	compare(h, getpid(), (uintptr_t)p + 3 * ps, (uintptr_t)p + 4 * ps);
+	pm_close(h);
+	munmap(p, n * ps);
+}
+END_TEST
+
+static void build_nothing(void *arg, uint64_t *sh)
+{
+}
+
+/* pagemap EOF is exit: every call on the handle of an exited process fails
+ * with -ESRCH, whether or not the range holds a mapping. */
+START_TEST(read_after_exit_is_esrch)
+{
+	for (int text = 0; text < 2; text++) {
+		PM_OPTS(pm_open_opts, oo, .flags = text ? PM_OPEN_MAPS_TEXT : 0);
+		struct child c;
+		struct pm_handle *h;
+		struct pm_vma_list *l;
+		uint64_t buf[1024];
+		uint64_t addr = (uintptr_t)&buf & ~(ps - 1);
+
+		child_start(&c, build_nothing, NULL);
+		ck_assert_int_eq(pm_open(c.pid, &oo, &h), 0);
+		child_stop(&c);
+		ck_assert_int_eq(pm_read(h, addr, addr + ps, buf, NULL, NULL), -ESRCH);
+		ck_assert_int_eq(errno, ESRCH);
+		ck_assert_int_eq(pm_read(h, addr, addr + 1024 * ps, buf, NULL, NULL), -ESRCH);
+		ck_assert_int_eq(pm_read(h, ps, ps * 1024, buf, NULL, NULL), -ESRCH);
+		ck_assert_int_eq(pm_vmas(h, &l), -ESRCH);
+		pm_close(h);
+	}
+}
+END_TEST
+
+START_TEST(read_info_and_snapshot)
+{
+	struct child c;
+	struct pm_handle *h;
+	PM_OPTS(pm_read_opts, o, .flags = PM_READ_SNAPSHOT);
+	PM_OPTS(pm_read_info, info);
+	uint64_t buf[1024];
+
+	child_start(&c, build_random, (void *)9);
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+	ck_assert_int_eq(pm_read(h, c.shared[0], c.shared[1], buf, &o, &info), 1024);
+	ck_assert(info.flags & PM_READ_GUARDED);
+	ck_assert_uint_eq(info.retries, 0);
+	ck_assert_uint_ge(info.kernel_reads, 2);
+	/* without SNAPSHOT on a fixed kernel the guard stays off */
+	if (pm_has_feature(PM_FEAT_WALK_RETRY_FIX) == 1) {
+		ck_assert_int_eq(pm_read(h, c.shared[0], c.shared[1], buf, NULL, &info), 1024);
+		ck_assert(!(info.flags & PM_READ_GUARDED));
+		ck_assert_uint_eq(info.kernel_reads, 1);
+	}
+	pm_close(h);
+	child_stop(&c);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("read");
+	TCase *t = tcase_create("read");
+
+	test_init();
+	tcase_set_timeout(t, 120);
+	tcase_add_test(t, read_random_patterns);
+	tcase_add_test(t, read_gaps);
+	tcase_add_test(t, read_many_vmas);
+	tcase_add_test(t, read_sparse_64g);
+	if (thp_possible())
+		tcase_add_test(t, read_thp_and_shmem);
+	else
+		fprintf(stderr, "SKIP read_thp_and_shmem: THP is disabled on this machine\n");
+	tcase_add_test(t, read_terabyte_gap);
+	tcase_add_test(t, read_self);
+	tcase_add_test(t, read_after_exit_is_esrch);
+	tcase_add_test(t, read_info_and_snapshot);
+	suite_add_tcase(s, t);
+	return run_suite(s);
+}
