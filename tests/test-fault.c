@@ -146,15 +146,22 @@ START_TEST(eof_is_esrch_and_eio_passes)
 }
 END_TEST
 
+static void build_layout(void *arg, uint64_t *sh)
+{
+	sh[0] = (uintptr_t)layout(64);
+}
+
 /* A kernel without PROCMAP_QUERY: same lists, same entries via the text. */
 START_TEST(enotty_falls_back_to_text)
 {
-	char *p = layout(64);
+	struct child c;
 	struct pm_handle *h;
 	struct pm_vma_list *q, *t;
-	uint64_t a[64], b[64];
+	uint64_t a[64], b[64], p;
 
-	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
+	child_start(&c, build_layout, NULL);
+	p = c.shared[0];
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
 	ck_assert_int_eq(pm_vmas(h, &q), 0);
 	pm__sys.ioctl = fake_ioctl_notty;
 	ck_assert_int_eq(pm_vmas(h, &t), 0);
@@ -163,13 +170,23 @@ START_TEST(enotty_falls_back_to_text)
 		ck_assert_uint_eq(pm_vma_at(q, i)->start, pm_vma_at(t, i)->start);
 		ck_assert_str_eq(pm_vma_at(q, i)->name, pm_vma_at(t, i)->name);
 	}
-	raw_read(getpid(), (uintptr_t)p, (uintptr_t)p + 64 * ps, a);
-	ck_assert_int_eq(pm_read(h, (uintptr_t)p, (uintptr_t)p + 64 * ps, b, NULL, NULL), 64);
+	raw_read(c.pid, p, p + 64 * ps, a);
+	ck_assert_int_eq(pm_read(h, p, p + 64 * ps, b, NULL, NULL), 64);
 	ck_assert_mem_eq(a, b, sizeof(a));
+	/* a large range makes the planner list VMAs: through the text now */
+	{
+		uint64_t *x = malloc(8256 * 8), *y = malloc(8256 * 8);
+
+		raw_read(c.pid, p - 8192 * ps, p + 64 * ps, x);
+		ck_assert_int_eq(pm_read(h, p - 8192 * ps, p + 64 * ps, y, NULL, NULL), 8256);
+		ck_assert_mem_eq(x, y, 8256 * 8);
+		free(x);
+		free(y);
+	}
 	pm_vma_list_free(q);
 	pm_vma_list_free(t);
 	pm_close(h);
-	munmap(p, 64 * ps);
+	child_stop(&c);
 }
 END_TEST
 

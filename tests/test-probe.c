@@ -211,8 +211,8 @@ static int threads(void)
 
 int main(int argc, char **argv)
 {
-	Suite *s = suite_create("probe");
-	TCase *t = tcase_create("probe");
+	Suite *s;
+	TCase *t;
 
 	test_init();
 	self_exe = argv[0];
@@ -223,6 +223,8 @@ int main(int argc, char **argv)
 	if (argc == 2 && !strcmp(argv[1], "--threads"))
 		return threads();
 	unsetenv("LIBPAGEMAP_ASSUME_RETRY_FIX");
+	s = suite_create("probe");
+	t = tcase_create("probe");
 	tcase_add_test(t, probe_matches_kernel);
 	tcase_add_test(t, probe_soft_dirty_matches_config);
 	tcase_add_test(t, probe_uffd_and_guard_match_kernel);
