@@ -169,8 +169,10 @@ static void probe_guard(void)
 
 /* Writing clear_refs "succeeds" on kernels without soft-dirty, so prove it
  * works: a new VMA reads dirty, clearing makes it clean, a write makes it
- * dirty again. Done on a forked child so the caller's own soft-dirty state
- * is left alone; the child makes only async-signal-safe calls. */
+ * dirty again. Done on a child so the caller's own soft-dirty state is left
+ * alone. The child is a raw clone with no exit signal: the caller gets no
+ * SIGCHLD and its own reaper (waitpid(-1)) cannot take our child; it makes
+ * only plain system calls. */
 static uint64_t child_entry(int fd, uint64_t addr)
 {
 	uint64_t e = 0;
@@ -195,7 +197,7 @@ static void probe_soft_dirty(void)
 		close(to_child[1]);
 		return;
 	}
-	pid = fork();
+	pid = (pid_t)syscall(SYS_clone, 0UL, NULL, NULL, NULL, NULL);
 	if (pid == 0) {
 		char *p;
 
@@ -242,7 +244,7 @@ static void probe_soft_dirty(void)
 reap:
 	close(to_child[1]);
 	to_child[1] = -1;
-	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+	while (waitpid(pid, NULL, __WCLONE) < 0 && errno == EINTR)
 		;
 out:
 	if (to_child[1] >= 0)
