@@ -25,7 +25,8 @@ static void register_atfork(void)
 
 static void close_fds(struct pm_handle *h)
 {
-	int *fds[] = { &h->pidfd, &h->dirfd, &h->pagemap_fd, &h->maps_fd };
+	int *fds[] = { &h->pidfd,   &h->dirfd,   &h->pagemap_fd, &h->maps_fd,
+			&h->stat_fd, &h->statm_fd, &h->status_fd };
 
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
 		if (*fds[i] >= 0)
@@ -51,6 +52,11 @@ static int open_files(struct pm_handle *h)
 		return errno == ENOENT ? -ESRCH : -errno;
 	h->maps_fd = openat(h->dirfd, "maps", O_RDONLY | O_CLOEXEC);
 	if (h->maps_fd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	h->stat_fd = openat(h->dirfd, "stat", O_RDONLY | O_CLOEXEC);
+	h->statm_fd = openat(h->dirfd, "statm", O_RDONLY | O_CLOEXEC);
+	h->status_fd = openat(h->dirfd, "status", O_RDONLY | O_CLOEXEC);
+	if (h->stat_fd < 0 || h->statm_fd < 0 || h->status_fd < 0)
 		return errno == ENOENT ? -ESRCH : -errno;
 	if (h->pidfd >= 0)
 		return pm__pidfd_alive(h->pidfd);
@@ -88,6 +94,7 @@ static int handle_new(const struct pm_open_opts *opts, struct pm_handle **out,
 	if (!h)
 		return -ENOMEM;
 	h->pidfd = h->dirfd = h->pagemap_fd = h->maps_fd = -1;
+	h->stat_fd = h->statm_fd = h->status_fd = -1;
 	h->open_flags = PM__OPT(opts, struct pm_open_opts, flags, 0);
 	pthread_mutex_init(&h->lock, NULL);
 	*hp = h;

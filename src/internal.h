@@ -75,6 +75,7 @@ struct pm_handle {
 	_Atomic uint64_t fork_gen; /* self handles: pm__fork_gen the fds were opened in */
 	pthread_mutex_t lock;      /* serialises re-opening after fork */
 	int pidfd, dirfd, pagemap_fd, maps_fd;
+	int stat_fd, statm_fd, status_fd; /* the guard's counters */
 };
 
 /* Make the handle's fds current (re-open a self handle in a forked child).
@@ -114,22 +115,39 @@ PM_HIDDEN bool pm__use_query(const struct pm_handle *h);
 
 /* ---- the consistency guard (guard.c) ---- */
 
+/* Counters that move whenever the target's page tables can have changed
+ * in a way that shifts a read: faults, RSS, VM size, page tables, and the
+ * system-wide THP events. */
+struct pm__token {
+	uint64_t v[6];
+};
+
 struct pm__guard {
-	bool active;          /* reads must be verified */
-	uint64_t max_retries;
-	uint64_t retries;     /* spans read again */
-	uint64_t kernel_reads;
-	bool unstable;        /* some span never verified (best effort) */
+	bool active;          /* reads must be certified */
 	bool best_effort;
+	bool verifying;       /* the current pass compares instead of filling */
+	bool changed;         /* the current verifying pass found other data */
+	bool tripped;         /* the token moved across the first pass */
+	bool unstable;        /* never certified (best effort) */
+	uint64_t max_retries;
+	uint64_t retries;     /* verifying passes */
+	uint64_t kernel_reads;
 	uint64_t *scratch;    /* verification buffer, PM__GUARD_CHUNK entries */
 };
-#define PM__GUARD_CHUNK 4096 /* entries verified per comparison read (32 KiB) */
+#define PM__GUARD_CHUNK 4096 /* entries compared per verification read (32 KiB) */
 
 PM_HIDDEN int pm__guard_init(struct pm__guard *g, uint64_t read_flags, uint64_t max_retries);
 PM_HIDDEN void pm__guard_fini(struct pm__guard *g);
-/* Read the entries of [va, va + n pages) into dst, verified when the guard
- * is active. 0, -EAGAIN (retry budget exhausted), or -errno. */
-PM_HIDDEN int pm__guarded_read(struct pm__guard *g, struct pm_handle *h, uint64_t va,
-			       uint64_t *dst, size_t n);
+PM_HIDDEN int pm__token(struct pm_handle *h, struct pm__token *t);
+/* Run @pass (all the kernel reads of one pm_read) under the guard: once
+ * when the guard is off or the token did not move, else again in
+ * verifying mode until certified. 0, -EAGAIN, or -errno. */
+PM_HIDDEN int pm__guarded(struct pm__guard *g, struct pm_handle *h, int (*pass)(void *arg),
+			  void *arg);
+/* What a pass does with a span it reads and a gap it fills: fill, or
+ * (verifying) compare and take the new data. */
+PM_HIDDEN int pm__span_read(struct pm__guard *g, struct pm_handle *h, uint64_t va,
+			    uint64_t *dst, size_t n);
+PM_HIDDEN void pm__span_zero(struct pm__guard *g, uint64_t *dst, size_t n);
 
 #endif

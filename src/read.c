@@ -24,6 +24,8 @@
 struct rd {
 	struct pm_handle *h;
 	struct pm__guard *g;
+	uint64_t start, end;
+	uint64_t *entries;
 	unsigned shift;
 	bool use_query;
 	bool have_list;
@@ -72,24 +74,29 @@ static int next_vma(struct rd *rd, uint64_t addr, uint64_t *vs, uint64_t *ve)
 	return 1;
 }
 
-static int span(struct rd *rd, uint64_t base, uint64_t *entries, uint64_t from, uint64_t to)
+static int span(struct rd *rd, uint64_t from, uint64_t to)
 {
-	return pm__guarded_read(rd->g, rd->h, from, entries + ((from - base) >> rd->shift),
-				(size_t)((to - from) >> rd->shift));
+	return pm__span_read(rd->g, rd->h, from, rd->entries + ((from - rd->start) >> rd->shift),
+			     (size_t)((to - from) >> rd->shift));
 }
 
-static void zero(struct rd *rd, uint64_t base, uint64_t *entries, uint64_t from, uint64_t to)
+static void zero(struct rd *rd, uint64_t from, uint64_t to)
 {
-	memset(entries + ((from - base) >> rd->shift), 0, (size_t)((to - from) >> rd->shift) * 8);
+	pm__span_zero(rd->g, rd->entries + ((from - rd->start) >> rd->shift),
+		      (size_t)((to - from) >> rd->shift));
 }
 
-static int engine(struct rd *rd, uint64_t start, uint64_t end, uint64_t *entries)
+/* One pass over the range: every kernel read pm_read issues. Run again,
+ * re-planned, when the guard verifies. */
+static int engine(void *arg)
 {
-	const uint64_t ps = 1ULL << rd->shift;
+	struct rd *rd = arg;
+	const uint64_t ps = 1ULL << rd->shift, start = rd->start, end = rd->end;
 	uint64_t cur = start, pages = (end - start) >> rd->shift;
 
+	rd->idx = 0;
 	if (pages <= (rd->use_query ? BLIND_QUERY_PAGES : BLIND_TEXT_PAGES))
-		return span(rd, start, entries, start, end);
+		return span(rd, start, end);
 	while (cur < end) {
 		uint64_t vs, ve, to;
 		int r = next_vma(rd, cur, &vs, &ve);
@@ -97,14 +104,14 @@ static int engine(struct rd *rd, uint64_t start, uint64_t end, uint64_t *entries
 		if (r < 0)
 			return r;
 		if (r == 0) {
-			zero(rd, start, entries, cur, end);
+			zero(rd, cur, end);
 			break;
 		}
 		if (vs > cur) {
 			uint64_t gap_end = vs < end ? vs : end;
 
 			if (gap_end == end || ((gap_end - cur) >> rd->shift) >= GAP_SKIP_PAGES) {
-				zero(rd, start, entries, cur, gap_end);
+				zero(rd, cur, gap_end);
 				cur = gap_end;
 				continue;
 			}
@@ -114,7 +121,7 @@ static int engine(struct rd *rd, uint64_t start, uint64_t end, uint64_t *entries
 			to = ve;
 		if (to > end || to < cur)
 			to = end;
-		r = span(rd, start, entries, cur, to);
+		r = span(rd, cur, to);
 		if (r)
 			return r;
 		cur = to;
@@ -179,7 +186,14 @@ PM_EXPORT long pm_read(struct pm_handle *h, uint64_t start, uint64_t end, uint64
 	rd.g = &g;
 	rd.shift = k->page_shift;
 	rd.use_query = pm__use_query(h);
-	r = engine(&rd, start, end, entries);
+	rd.start = start;
+	rd.end = end;
+	rd.entries = entries;
+	/* our own faults on the output buffer would move the guard's token */
+	if (g.active && h->self)
+		for (uint64_t i = 0; i < (end - start) >> k->page_shift; i += k->page_size / 8)
+			((volatile uint64_t *)entries)[i] = 0;
+	r = pm__guarded(&g, h, engine, &rd);
 	pm__list_release(&rd.list);
 	if (r == 0) {
 		fill_info(info, &g);

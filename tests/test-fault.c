@@ -7,6 +7,7 @@
 #include "compat/uapi.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -17,6 +18,10 @@ static int (*real_ioctl)(int, unsigned long, void *);
 static int mode;
 static uint64_t calls, bytes;
 static off_t flip_off = -1;
+static struct pm_handle *guarded_h; /* whose statm reads the token moves */
+static bool token_moves;
+static uint64_t statm_reads;
+static bool flipped;
 
 enum { M_EINTR = 1, M_SHORT, M_EOF, M_EIO, M_FLIP_ONCE, M_FLIP_ALWAYS };
 
@@ -42,14 +47,29 @@ static ssize_t fake_pread(int fd, void *buf, size_t n, off_t off)
 		errno = EIO;
 		return -1;
 	}
+	/* the guard's token: constant, or its VM size moving on every read
+	 * (nothing else on the machine may move it here) */
+	if (guarded_h && fd == guarded_h->statm_fd) {
+		statm_reads++;
+		return snprintf(buf, n, "%lu 1 1 0 0 0 0\n",
+				(unsigned long)(token_moves ? statm_reads : 1));
+	}
+	if (guarded_h && fd == guarded_h->stat_fd)
+		return snprintf(buf, n, "1 (t) S 0 0 0 0 0 0 5 0 6 0\n");
+	if (guarded_h && fd == guarded_h->status_fd)
+		return snprintf(buf, n, "Name:\tt\nVmPTE:\t4 kB\n");
 	r = real_pread(fd, buf, n, off);
+	if (guarded_h && r > 0 && !strncmp(buf, "nr_free_pages", 13))
+		return snprintf(buf, n, "nr_free_pages 1\nthp_split_pmd 0\n");
 	if (r > 0)
 		bytes += (uint64_t)r;
 	/* a disturbed read: the first (or every) read covering flip_off sees
 	 * the entry there changed, as a shifted read would show it */
 	if (r > 0 && flip_off >= off && flip_off < off + r &&
-	    (mode == M_FLIP_ALWAYS || (mode == M_FLIP_ONCE && calls == 1)))
+	    (mode == M_FLIP_ALWAYS || (mode == M_FLIP_ONCE && !flipped))) {
 		((uint64_t *)buf)[(flip_off - off) / 8] ^= calls << 3;
+		flipped = true;
+	}
 	return r;
 }
 
@@ -71,6 +91,10 @@ static void setup(void)
 	mode = 0;
 	calls = bytes = 0;
 	flip_off = -1;
+	guarded_h = NULL;
+	token_moves = false;
+	statm_reads = 0;
+	flipped = false;
 }
 
 static void teardown(void)
@@ -218,54 +242,107 @@ START_TEST(gaps_are_not_read)
 }
 END_TEST
 
-/* What a shifted read looks like to the guard: one read that disagrees. */
-START_TEST(guard_rereads_disturbed_span)
+static void open_guarded(char **p, uint64_t *truth)
 {
-	char *p = layout(64);
-	uint64_t a[64], b[64];
-	struct pm_handle *h;
+	*p = layout(64);
+	raw_read(getpid(), (uintptr_t)*p, (uintptr_t)*p + 64 * ps, truth);
+	ck_assert_int_eq(pm_open(0, NULL, &guarded_h), 0);
+	flip_off = (off_t)(((uintptr_t)*p / ps + 10) * 8);
+}
+
+/* A disturbed first read while the token moves: the verifying passes
+ * replace it with the true data (accepted when two passes agree). */
+START_TEST(guard_trip_rereads)
+{
+	char *p;
+	uint64_t truth[64], b[64];
 	PM_OPTS(pm_read_opts, o, .flags = PM_READ_SNAPSHOT);
 	PM_OPTS(pm_read_info, info);
 
-	raw_read(getpid(), (uintptr_t)p, (uintptr_t)p + 64 * ps, a);
-	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
-	flip_off = (off_t)(((uintptr_t)p / ps + 10) * 8);
+	open_guarded(&p, truth);
 	mode = M_FLIP_ONCE;
+	token_moves = true;
 	calls = 0;
-	ck_assert_int_eq(pm_read(h, (uintptr_t)p, (uintptr_t)p + 64 * ps, b, &o, &info), 64);
-	ck_assert_mem_eq(a, b, sizeof(a));
+	ck_assert_int_eq(pm_read(guarded_h, (uintptr_t)p, (uintptr_t)p + 64 * ps, b, &o, &info),
+			 64);
+	ck_assert_mem_eq(truth, b, sizeof(b));
+	ck_assert_uint_eq(info.retries, 2);
+	ck_assert_uint_eq(info.kernel_reads, 3);
 	ck_assert(info.flags & PM_READ_GUARDED);
 	ck_assert(info.flags & PM_READ_RETRIED);
 	ck_assert(!(info.flags & PM_READ_UNSTABLE));
-	ck_assert_uint_ge(info.retries, 1);
-	ck_assert_uint_eq(info.kernel_reads, 3);
-	pm_close(h);
+	pm_close(guarded_h);
+	guarded_h = NULL;
 	munmap(p, 64 * ps);
 }
 END_TEST
 
-/* Reads that never agree: -EAGAIN, or flagged data with BEST_EFFORT. */
+/* A still token certifies the first pass: no verification without cause. */
+START_TEST(guard_still_token_reads_once)
+{
+	char *p;
+	uint64_t truth[64], b[64];
+	PM_OPTS(pm_read_opts, o, .flags = PM_READ_SNAPSHOT);
+	PM_OPTS(pm_read_info, info);
+
+	open_guarded(&p, truth);
+	ck_assert_int_eq(pm_read(guarded_h, (uintptr_t)p, (uintptr_t)p + 64 * ps, b, &o, &info),
+			 64);
+	ck_assert_mem_eq(truth, b, sizeof(b));
+	ck_assert(info.flags & PM_READ_GUARDED);
+	ck_assert_uint_eq(info.retries, 0);
+	ck_assert_uint_eq(info.kernel_reads, 1);
+	ck_assert_uint_eq(statm_reads, 2);
+	pm_close(guarded_h);
+	munmap(p, 64 * ps);
+}
+END_TEST
+
+/* The token never stills, but two passes agree: accepted. */
+START_TEST(guard_agreeing_passes_accepted)
+{
+	char *p;
+	uint64_t truth[64], b[64];
+	PM_OPTS(pm_read_opts, o, .flags = PM_READ_SNAPSHOT);
+	PM_OPTS(pm_read_info, info);
+
+	open_guarded(&p, truth);
+	token_moves = true;
+	ck_assert_int_eq(pm_read(guarded_h, (uintptr_t)p, (uintptr_t)p + 64 * ps, b, &o, &info),
+			 64);
+	ck_assert_mem_eq(truth, b, sizeof(b));
+	ck_assert_uint_eq(info.retries, 1);
+	ck_assert_uint_eq(info.kernel_reads, 2);
+	ck_assert(!(info.flags & PM_READ_UNSTABLE));
+	pm_close(guarded_h);
+	munmap(p, 64 * ps);
+}
+END_TEST
+
+/* Moving token and reads that never agree: -EAGAIN, or flagged data with
+ * BEST_EFFORT. */
 START_TEST(guard_budget_exhausted)
 {
-	char *p = layout(64);
-	uint64_t b[64];
-	struct pm_handle *h;
+	char *p;
+	uint64_t truth[64], b[64];
 	PM_OPTS(pm_read_opts, o, .flags = PM_READ_SNAPSHOT, .max_retries = 3);
 	PM_OPTS(pm_read_opts, be, .flags = PM_READ_SNAPSHOT | PM_READ_BEST_EFFORT,
 		.max_retries = 2);
 	PM_OPTS(pm_read_info, info);
 
-	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
-	flip_off = (off_t)(((uintptr_t)p / ps + 3) * 8);
+	open_guarded(&p, truth);
+	token_moves = true;
 	mode = M_FLIP_ALWAYS;
 	info.retries = 77;
-	ck_assert_int_eq(pm_read(h, (uintptr_t)p, (uintptr_t)p + 64 * ps, b, &o, &info), -EAGAIN);
+	ck_assert_int_eq(pm_read(guarded_h, (uintptr_t)p, (uintptr_t)p + 64 * ps, b, &o, &info),
+			 -EAGAIN);
 	ck_assert_int_eq(errno, EAGAIN);
 	ck_assert_uint_eq(info.retries, 77); /* info is written on success only */
-	ck_assert_int_eq(pm_read(h, (uintptr_t)p, (uintptr_t)p + 64 * ps, b, &be, &info), 64);
+	ck_assert_int_eq(pm_read(guarded_h, (uintptr_t)p, (uintptr_t)p + 64 * ps, b, &be, &info),
+			 64);
 	ck_assert(info.flags & PM_READ_UNSTABLE);
-	ck_assert_uint_eq(info.retries, 3);
-	pm_close(h);
+	ck_assert_uint_eq(info.retries, 2);
+	pm_close(guarded_h);
 	munmap(p, 64 * ps);
 }
 END_TEST
@@ -282,7 +359,9 @@ int main(void)
 	tcase_add_test(t, eof_is_esrch_and_eio_passes);
 	tcase_add_test(t, enotty_falls_back_to_text);
 	tcase_add_test(t, gaps_are_not_read);
-	tcase_add_test(t, guard_rereads_disturbed_span);
+	tcase_add_test(t, guard_trip_rereads);
+	tcase_add_test(t, guard_still_token_reads_once);
+	tcase_add_test(t, guard_agreeing_passes_accepted);
 	tcase_add_test(t, guard_budget_exhausted);
 	suite_add_tcase(s, t);
 	return run_suite(s);

@@ -348,8 +348,11 @@ START_TEST(read_info_and_snapshot)
 	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
 	ck_assert_int_eq(pm_read(h, c.shared[0], c.shared[1], buf, &o, &info), 1024);
 	ck_assert(info.flags & PM_READ_GUARDED);
-	ck_assert_uint_eq(info.retries, 0);
-	ck_assert_uint_ge(info.kernel_reads, 2);
+	/* a quiescent target: certified by the token, unless a concurrent
+	 * THP event elsewhere on the machine tripped it and a verifying pass
+	 * agreed with the first */
+	ck_assert_uint_le(info.retries, 1);
+	ck_assert_uint_eq(info.kernel_reads, 1 + info.retries);
 	/* without SNAPSHOT on a fixed kernel the guard stays off */
 	if (pm_has_feature(PM_FEAT_WALK_RETRY_FIX) == 1) {
 		ck_assert_int_eq(pm_read(h, c.shared[0], c.shared[1], buf, NULL, &info), 1024);
