@@ -1,0 +1,301 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The shift stress test (kernel-facts.md §2, old-kernel-vm.md).
+ *
+ * Two threads churn PMDs: one faults and zaps an anonymous THP, one maps
+ * the huge zero page (read fault), zaps it, maps it again and splits it (a
+ * write fault), zaps again. Each churned slot is followed by a sentinel
+ * whose entries can never belong to it, and a private region with a known
+ * pseudo-random presence pattern. The sentinels are shared anonymous memory
+ * written by this process only: present+file+exclusive. The THP slot holds
+ * anonymous pages or nothing (never file); the zero slot holds the huge
+ * zero page (present+file, never exclusive), 4K zero pages, or anonymous
+ * pages after a write (exclusive, never file), so never file+exclusive.
+ * The main thread reads in several shapes, with a plain pread and with
+ * pm_read, and counts the entries that are not what their slot can hold.
+ *
+ * On a kernel without the retry fix raw reads must show shifts (else the
+ * run proves nothing: "inconclusive", exit 1) and library reads none. On a
+ * fixed kernel both must show none, the guard must stay off by default,
+ * and PM_READ_SNAPSHOT reads must report retries while the target churns.
+ *
+ * usage: stress-shift [SECONDS]
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <pagemap/pagemap.h>
+
+#define HUGE (2UL << 20)
+#define NPMD 512
+/* layout, one 2 MiB slot each: THP churn, sentinel, pattern, zero churn, sentinel, pattern */
+#define SLOTS 6
+enum { T_CHURN = 0, T_SENT, T_PAT, Z_CHURN, Z_SENT, Z_PAT };
+
+static char *base;
+static uint64_t ps;
+static uint64_t pattern[2][NPMD / 64];
+static atomic_bool stop;
+static atomic_ulong churns;
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void *churn_thp(void *arg)
+{
+	char *t = base + T_CHURN * HUGE;
+
+	while (!atomic_load(&stop)) {
+		for (size_t i = 0; i < HUGE; i += ps)
+			t[i] = 1;
+		madvise(t, HUGE, MADV_DONTNEED);
+		atomic_fetch_add(&churns, 1);
+	}
+	return arg;
+}
+
+static void *churn_zero(void *arg)
+{
+	volatile char *z = base + Z_CHURN * HUGE;
+
+	while (!atomic_load(&stop)) {
+		(void)z[0];                      /* none -> huge zero page */
+		madvise((void *)z, HUGE, MADV_DONTNEED); /* huge zero -> none */
+		(void)z[0];
+		z[ps] = 1;                       /* split the huge zero PMD */
+		madvise((void *)z, HUGE, MADV_DONTNEED);
+		atomic_fetch_add(&churns, 1);
+	}
+	return arg;
+}
+
+static void layout(void)
+{
+	char *r = mmap(NULL, (SLOTS + 1) * HUGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint64_t seed = 0x9e3779b97f4a7c15ULL;
+
+	if (r == MAP_FAILED) {
+		perror("mmap");
+		exit(1);
+	}
+	base = (char *)(((uintptr_t)r + HUGE - 1) & ~(HUGE - 1));
+	for (int s = 0; s < SLOTS; s++) {
+		char *p = base + s * HUGE;
+		bool sent = s == T_SENT || s == Z_SENT, pat = s == T_PAT || s == Z_PAT;
+		int flags = (sent ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | MAP_FIXED;
+
+		if (mmap(p, HUGE, PROT_READ | PROT_WRITE, flags, -1, 0) != p) {
+			perror("mmap slot");
+			exit(1);
+		}
+		madvise(p, HUGE, pat ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
+		if (sent)
+			memset(p, 1, HUGE);
+		if (pat) {
+			uint64_t *bits = pattern[s == Z_PAT];
+
+			for (int i = 0; i < NPMD; i++) {
+				seed ^= seed << 13;
+				seed ^= seed >> 7;
+				seed ^= seed << 17;
+				if (seed & 1) {
+					bits[i / 64] |= 1ULL << (i % 64);
+					p[(uint64_t)i * ps] = 1;
+				}
+			}
+		}
+	}
+}
+
+/* Entries in [va, va + n pages) that their slot can never hold. */
+static uint64_t misplaced(uint64_t va, const uint64_t *e, size_t n)
+{
+	uint64_t bad = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t a = va + i * ps, off = a - (uintptr_t)base;
+		int slot = (int)(off / HUGE);
+		size_t idx = (off % HUGE) / ps;
+		bool f = pm_entry_file(e[i]), p = pm_entry_present(e[i]);
+
+		switch (slot) {
+		case T_CHURN:
+			bad += f;
+			break;
+		case Z_CHURN:
+			bad += f && pm_entry_exclusive(e[i]);
+			break;
+		case T_SENT:
+		case Z_SENT:
+			bad += !(p && f && pm_entry_exclusive(e[i]));
+			break;
+		default: {
+			bool want = pattern[slot == Z_PAT][idx / 64] >> (idx % 64) & 1;
+
+			bad += p != want || f;
+		}
+		}
+	}
+	return bad;
+}
+
+struct shape {
+	const char *name;
+	int slot;        /* first slot */
+	uint64_t skip;   /* pages into it */
+	uint64_t pages;
+};
+
+static const struct shape shapes[] = {
+	{ "multi-PMD", T_CHURN, 0, 3 * NPMD },
+	{ "multi-PMD zero", Z_CHURN, 0, 3 * NPMD },
+	{ "one PMD", T_CHURN, 0, NPMD },
+	{ "one PMD zero", Z_CHURN, 0, NPMD },
+	{ "inside PMD", T_CHURN, 100, NPMD },
+	{ "inside PMD zero", Z_CHURN, 300, NPMD },
+	{ "single page", T_CHURN, NPMD - 1, 1 },
+	{ "single page zero", Z_CHURN, NPMD - 1, 1 },
+};
+#define NSHAPES (sizeof(shapes) / sizeof(shapes[0]))
+
+int main(int argc, char **argv)
+{
+	double secs = argc > 1 ? atof(argv[1]) : 10, t_end;
+	uint64_t raw_reads = 0, raw_shifted = 0, raw_bad = 0;
+	uint64_t lib_reads = 0, lib_ok = 0, lib_eagain = 0, lib_bad = 0, lib_guarded = 0,
+		 lib_tripped = 0, lib_retries = 0, snap_reads = 0, snap_retried = 0;
+	uint64_t buf[3 * NPMD];
+	PM_OPTS(pm_kernel_info, ki);
+	PM_OPTS(pm_read_opts, snap, .flags = PM_READ_SNAPSHOT);
+	struct pm_handle *h;
+	pthread_t th[2];
+	bool fixed;
+	int fd, r;
+
+	ps = (uint64_t)sysconf(_SC_PAGESIZE);
+	if (access("/sys/kernel/mm/transparent_hugepage/enabled", R_OK)) {
+		printf("SKIP: no THP in this kernel, reads cannot shift\n");
+		return 77;
+	}
+	r = pm_kernel_probe(&ki);
+	if (r) {
+		fprintf(stderr, "pm_kernel_probe: %s\n", strerror(-r));
+		return 1;
+	}
+	fixed = ki.walk_retry_fix == PM_FIX_PRESENT;
+	printf("kernel %lu.%lu, retry fix %s (%s)\n", (unsigned long)ki.version_major,
+	       (unsigned long)ki.version_minor, fixed ? "present" : "absent", ki.walk_retry_reason);
+	layout();
+	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || pm_open(0, NULL, &h)) {
+		perror("open");
+		return 1;
+	}
+	pthread_create(&th[0], NULL, churn_thp, NULL);
+	pthread_create(&th[1], NULL, churn_zero, NULL);
+	t_end = now() + secs;
+	for (uint64_t it = 0; now() < t_end; it++) {
+		const struct shape *s = &shapes[it % NSHAPES];
+		uint64_t va = (uintptr_t)base + s->slot * HUGE + s->skip * ps;
+		size_t len = s->pages * 8;
+		PM_OPTS(pm_read_info, info);
+		uint64_t bad;
+		long n;
+
+		if (pread(fd, buf, len, (off_t)(va / ps * 8)) != (ssize_t)len) {
+			perror("pread");
+			return 1;
+		}
+		raw_reads++;
+		bad = misplaced(va, buf, s->pages);
+		raw_bad += bad;
+		raw_shifted += bad > 0;
+
+		n = pm_read(h, va, va + s->pages * ps, buf, NULL, &info);
+		lib_reads++;
+		if (n == -EAGAIN) {
+			lib_eagain++;
+		} else if (n != (long)s->pages) {
+			fprintf(stderr, "pm_read: %s\n", strerror((int)-n));
+			return 1;
+		} else {
+			lib_ok++;
+			lib_bad += misplaced(va, buf, s->pages);
+			lib_guarded += !!(info.flags & PM_READ_GUARDED);
+			lib_tripped += info.retries > 0;
+			lib_retries += info.retries;
+		}
+		if (fixed && it % 4 == 0) {
+			n = pm_read(h, va, va + s->pages * ps, buf, &snap, &info);
+			snap_reads++;
+			if (n == (long)s->pages) {
+				lib_bad += misplaced(va, buf, s->pages);
+				snap_retried += info.retries > 0;
+			} else if (n != -EAGAIN) {
+				fprintf(stderr, "pm_read snapshot: %s\n", strerror((int)-n));
+				return 1;
+			}
+		}
+	}
+	atomic_store(&stop, true);
+	pthread_join(th[0], NULL);
+	pthread_join(th[1], NULL);
+
+	printf("churn cycles: %lu in %.0f s\n", (unsigned long)atomic_load(&churns), secs);
+	printf("raw pread: %lu reads, %lu shifted (%lu misattributed entries)\n",
+	       (unsigned long)raw_reads, (unsigned long)raw_shifted, (unsigned long)raw_bad);
+	printf("pm_read: %lu reads, %lu ok, %lu -EAGAIN, %lu misattributed entries; guard ran on "
+	       "%lu, tripped on %lu (%.1f%%), %lu re-read passes\n",
+	       (unsigned long)lib_reads, (unsigned long)lib_ok, (unsigned long)lib_eagain,
+	       (unsigned long)lib_bad, (unsigned long)lib_guarded, (unsigned long)lib_tripped,
+	       lib_ok ? 100.0 * (double)lib_tripped / (double)lib_ok : 0.0,
+	       (unsigned long)lib_retries);
+	if (fixed)
+		printf("pm_read SNAPSHOT: %lu reads, %lu reported retries\n",
+		       (unsigned long)snap_reads, (unsigned long)snap_retried);
+
+	if (lib_bad) {
+		printf("FAIL: the library handed out %lu misattributed entries\n",
+		       (unsigned long)lib_bad);
+		return 1;
+	}
+	if (lib_ok * 10 < lib_reads) {
+		printf("FAIL: fewer than 10%% of library reads succeeded\n");
+		return 1;
+	}
+	if (fixed) {
+		if (raw_shifted) {
+			printf("FAIL: raw reads shifted on a kernel said to have the retry fix\n");
+			return 1;
+		}
+		if (lib_guarded) {
+			printf("FAIL: the guard ran by default on a fixed kernel\n");
+			return 1;
+		}
+		if (!snap_retried) {
+			printf("FAIL: no SNAPSHOT read reported a retry while the target churned\n");
+			return 1;
+		}
+	} else if (!raw_shifted) {
+		printf("FAIL: inconclusive: no raw read shifted, so this run proves nothing\n");
+		return 1;
+	}
+	printf("PASS\n");
+	return 0;
+}
