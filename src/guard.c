@@ -51,19 +51,25 @@ static void open_vmstat(void)
 	vmstat_fd = open("/proc/vmstat", O_RDONLY | O_CLOEXEC);
 }
 
-/* Read a small procfs file from offset 0 into buf (NUL-terminated). */
+/* Read a small procfs file whole into buf (NUL-terminated). */
 static int slurp(int fd, char *buf, size_t cap)
 {
-	ssize_t r;
+	size_t len = 0;
 
-	do
-		r = pm__sys.pread(fd, buf, cap - 1, 0);
-	while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return -errno;
-	if (r == 0)
+	while (len < cap - 1) {
+		ssize_t r = pm__sys.pread(fd, buf + len, cap - 1 - len, (off_t)len);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	if (len == 0)
 		return -ESRCH;
-	buf[r] = '\0';
+	buf[len] = '\0';
 	return 0;
 }
 
@@ -88,7 +94,7 @@ static void skip_field(const char **p)
 
 int pm__token(struct pm_handle *h, struct pm__token *t)
 {
-	char buf[8192];
+	char buf[16384]; /* /proc/vmstat is ~5 KiB, its thp_ lines near the end */
 	const char *p;
 	int r;
 

@@ -189,8 +189,10 @@ PM_EXPORT long pm_read(struct pm_handle *h, uint64_t start, uint64_t end, uint64
 	rd.start = start;
 	rd.end = end;
 	rd.entries = entries;
-	/* our own faults on the output buffer would move the guard's token */
-	if (g.active && h->self)
+	/* faults on the output buffer (ours, or the kernel's copy into it)
+	 * would move the guard's token: the target's when it is this process,
+	 * the system's THP counters when a THP backs the buffer */
+	if (g.active)
 		for (uint64_t i = 0; i < (end - start) >> k->page_shift; i += k->page_size / 8)
 			((volatile uint64_t *)entries)[i] = 0;
 	r = pm__guarded(&g, h, engine, &rd);

@@ -153,7 +153,7 @@ START_TEST(decode_zero_page)
 	entries(a, 4, e);
 	ck_assert(pm_entry_present(e[0]) && pm_entry_present(e[2]));
 	ck_assert(!pm_entry_file(e[0]) && !pm_entry_exclusive(e[0]));
-	ck_assert_uint_eq(e[1], 0);
+	ck_assert_uint_eq(e[1] & ~PM_ENTRY_SOFT_DIRTY, 0); /* new VMAs read soft-dirty */
 	if (pfns()) {
 		ck_assert_uint_ne(pm_entry_pfn(e[0]), 0);
 		ck_assert_uint_eq(pm_entry_pfn(e[0]), pm_entry_pfn(e[2]));
@@ -173,7 +173,7 @@ START_TEST(decode_prot_none)
 
 	entries(a, 4, e);
 	for (int i = 0; i < 4; i++)
-		ck_assert_uint_eq(e[i], 0);
+		ck_assert_uint_eq(e[i] & ~PM_ENTRY_SOFT_DIRTY, 0); /* new VMAs read soft-dirty */
 }
 END_TEST
 
@@ -191,7 +191,7 @@ START_TEST(decode_guard)
 		ck_assert(!pm_entry_present(e[i]));
 		ck_assert(!pm_entry_swapped(e[i]));
 	}
-	ck_assert_uint_eq(e[3], 0);
+	ck_assert_uint_eq(e[3] & ~PM_ENTRY_SOFT_DIRTY, 0);
 }
 END_TEST
 
@@ -297,6 +297,30 @@ START_TEST(decode_pfn_hidden_unprivileged)
 }
 END_TEST
 
+/* Soft-dirty (bit 55): a new VMA reads dirty, clear_refs 4 cleans it, a
+ * write dirties the page again (kernels with CONFIG_MEM_SOFT_DIRTY). */
+START_TEST(decode_soft_dirty)
+{
+	char *a = xmap(NULL, 2 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+	uint64_t e[2];
+
+	a[0] = 1;
+	entries(a, 2, e);
+	ck_assert(pm_entry_soft_dirty(e[0]) && pm_entry_soft_dirty(e[1]));
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "4", 1), 1);
+	close(fd);
+	entries(a, 2, e);
+	ck_assert(pm_entry_present(e[0]) && !pm_entry_soft_dirty(e[0]));
+	ck_assert(!pm_entry_soft_dirty(e[1]));
+	a[0] = 2;
+	entries(a, 2, e);
+	ck_assert(pm_entry_soft_dirty(e[0]));
+	ck_assert(!pm_entry_soft_dirty(e[1]));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("decode");
@@ -317,6 +341,10 @@ int main(void)
 		tcase_add_test(t, decode_guard);
 	else
 		fprintf(stderr, "SKIP decode_guard: kernel has no guard regions in pagemap\n");
+	if (pm_has_feature(PM_FEAT_SOFT_DIRTY) == 1)
+		tcase_add_test(t, decode_soft_dirty);
+	else
+		fprintf(stderr, "SKIP decode_soft_dirty: kernel without soft-dirty (VM suite has it)\n");
 	if (pm_has_feature(PM_FEAT_UFFD_WP_ASYNC) == 1)
 		tcase_add_test(t, decode_uffd_wp);
 	else

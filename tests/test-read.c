@@ -186,7 +186,7 @@ START_TEST(read_gaps)
 	buf = malloc(n * 8);
 	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
 	ck_assert_int_eq(pm_read(h, c.shared[0], c.shared[1], buf, NULL, &info), (long)n);
-	ck_assert_uint_le(info.kernel_reads, 8);
+	ck_assert_uint_le(info.kernel_reads, 8 * (1 + info.retries));
 	pm_close(h);
 	free(buf);
 	child_stop(&c);
@@ -205,7 +205,7 @@ START_TEST(read_many_vmas)
 	/* small mappings are joined: far fewer reads than VMAs */
 	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
 	ck_assert_int_eq(pm_read(h, c.shared[0], c.shared[1], buf, NULL, &info), MANY * 4);
-	ck_assert_uint_le(info.kernel_reads, MANY * 4 / 512 + 2);
+	ck_assert_uint_le(info.kernel_reads, (MANY * 4 / 512 + 2) * (1 + info.retries));
 	pm_close(h);
 	child_stop(&c);
 }
@@ -272,7 +272,8 @@ START_TEST(read_terabyte_gap)
 	memset(buf + n - 8, 0xff, 8 * 8);
 	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
 	ck_assert_int_eq(pm_read(h, c.shared[0], c.shared[1], buf, NULL, &info), (long)n);
-	ck_assert_uint_le(info.kernel_reads, 3);
+	/* (a guarded read that tripped re-reads the two VMAs per pass) */
+	ck_assert_uint_le(info.kernel_reads, 3 * (1 + info.retries));
 	raw_read(c.pid, c.shared[0], c.shared[0] + 8 * ps, edge);
 	ck_assert_mem_eq(buf, edge, sizeof(edge));
 	ck_assert(pm_entry_present(buf[0]));
