@@ -5,7 +5,8 @@
  *   raw    one pread over the whole span, no decoding (the floor)
  *   naive  one pread per VMA (the VMA list is given for free)
  *   pm     pm_read over the whole span
- * and, for the 1 GiB layouts, pm_read with PM_READ_SNAPSHOT (guard on).
+ * and, for the 1 GiB layouts, pm_read with PM_READ_SNAPSHOT: the consistency
+ * guard on, against the same read with it off.
  * Prints medians and ratios; timing is never asserted.
  */
 #ifndef _GNU_SOURCE
@@ -193,7 +194,7 @@ static void run(const char *name, pid_t pid, struct span s, bool guard)
 	if (guard) {
 		double msn = median(snap);
 
-		printf("  snapshot %8.3f ms (%.2fx)", msn * 1e3, msn / mr);
+		printf("  guarded %8.3f ms (guard on/off %.3fx)", msn * 1e3, msn / ml);
 	}
 	printf("\n");
 	pm_vma_list_free(l);

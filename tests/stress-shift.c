@@ -14,8 +14,14 @@
  * The main thread reads in several shapes, with a plain pread and with
  * pm_read, and counts the entries that are not what their slot can hold.
  *
+ * Every raw read is bracketed by the guard's counter token (an internal
+ * function: this program links the library's objects), which measures the
+ * guard's design directly: every shifted raw read must have moved the
+ * token, and the reads that moved it without a shift are its needless trips.
+ *
  * On a kernel without the retry fix raw reads must show shifts (else the
- * run proves nothing: "inconclusive", exit 1) and library reads none. On a
+ * run proves nothing: "inconclusive", exit 1), each with a moved token, and
+ * library reads none. On a
  * fixed kernel both must show none, the guard must stay off by default,
  * and PM_READ_SNAPSHOT reads must report retries while the target churns.
  *
@@ -36,6 +42,8 @@
 #include <unistd.h>
 
 #include <pagemap/pagemap.h>
+
+#include "internal.h"
 
 #define HUGE (2UL << 20)
 #define NPMD 512
@@ -185,7 +193,8 @@ int main(int argc, char **argv)
 	double secs = argc > 1 ? atof(argv[1]) : 10, t_end;
 	int raw_per_lib = argc > 2 ? atoi(argv[2]) : 4;
 	uint64_t shape_shifts[8] = { 0 };
-	uint64_t raw_reads = 0, raw_shifted = 0, raw_bad = 0;
+	uint64_t raw_reads = 0, raw_shifted = 0, raw_bad = 0, raw_moved = 0, missed = 0;
+	struct pm__token t0, t1;
 	uint64_t lib_reads = 0, lib_ok = 0, lib_eagain = 0, lib_bad = 0, lib_guarded = 0,
 		 lib_tripped = 0, lib_retries = 0, snap_reads = 0, snap_retried = 0;
 	uint64_t buf[3 * NPMD];
@@ -229,14 +238,21 @@ int main(int argc, char **argv)
 		/* the guard makes a library read slower than a raw one: give the
 		 * raw reads as many chances to meet a zap */
 		for (int k = 0; k < raw_per_lib; k++) {
-			if (pread(fd, buf, len, (off_t)(va / ps * 8)) != (ssize_t)len) {
+			bool moved;
+
+			if (pm__token(h, &t0) ||
+			    pread(fd, buf, len, (off_t)(va / ps * 8)) != (ssize_t)len ||
+			    pm__token(h, &t1)) {
 				perror("pread");
 				return 1;
 			}
+			moved = memcmp(&t0, &t1, sizeof(t0)) != 0;
 			raw_reads++;
+			raw_moved += moved;
 			bad = misplaced(va, buf, s->pages);
 			raw_bad += bad;
 			raw_shifted += bad > 0;
+			missed += bad > 0 && !moved;
 			shape_shifts[it % NSHAPES] += bad > 0;
 		}
 
@@ -269,6 +285,8 @@ int main(int argc, char **argv)
 	atomic_store(&stop, true);
 	pthread_join(th[0], NULL);
 	pthread_join(th[1], NULL);
+	pm_close(h);
+	close(fd);
 
 	printf("churn cycles in %.0f s: %lu anon THP, %lu huge zero page\n", secs,
 	       (unsigned long)atomic_load(&churns_thp), (unsigned long)atomic_load(&churns_zero));
@@ -277,6 +295,11 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < NSHAPES; i++)
 		printf(" %s %lu%s", shapes[i].name, (unsigned long)shape_shifts[i],
 		       i + 1 < NSHAPES ? "," : "\n");
+	printf("guard token around raw reads: moved on %lu of %lu (%.1f%%), missed %lu of %lu "
+	       "shifted reads\n",
+	       (unsigned long)raw_moved, (unsigned long)raw_reads,
+	       raw_reads ? 100.0 * (double)raw_moved / (double)raw_reads : 0.0,
+	       (unsigned long)missed, (unsigned long)raw_shifted);
 	printf("pm_read: %lu reads, %lu ok, %lu -EAGAIN, %lu misattributed entries; guard ran on "
 	       "%lu, tripped on %lu (%.1f%%), %lu re-read passes\n",
 	       (unsigned long)lib_reads, (unsigned long)lib_ok, (unsigned long)lib_eagain,
@@ -287,6 +310,11 @@ int main(int argc, char **argv)
 		printf("pm_read SNAPSHOT: %lu reads, %lu reported retries\n",
 		       (unsigned long)snap_reads, (unsigned long)snap_retried);
 
+	if (missed) {
+		printf("FAIL: %lu shifted reads left the guard's token still\n",
+		       (unsigned long)missed);
+		return 1;
+	}
 	if (lib_bad) {
 		printf("FAIL: the library handed out %lu misattributed entries\n",
 		       (unsigned long)lib_bad);
