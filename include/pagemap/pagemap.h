@@ -261,6 +261,64 @@ static inline uint64_t pm_entry_swap_offset(uint64_t e)
 	return (e & PM_ENTRY_SWAP) ? (e & PM_ENTRY_PFN_MASK) >> PM_ENTRY_SWAP_TYPE_BITS : 0;
 }
 
+/* ---- Scanning (PAGEMAP_SCAN semantics) ---------------------------------- */
+
+/* Page categories: the kernel's PAGE_IS_* bit numbers. */
+#define PM_CAT_WPALLOWED  (1ULL << 0) /* VMA registered for async uffd-wp */
+#define PM_CAT_WRITTEN    (1ULL << 1) /* not uffd-wp protected */
+#define PM_CAT_FILE       (1ULL << 2)
+#define PM_CAT_PRESENT    (1ULL << 3)
+#define PM_CAT_SWAPPED    (1ULL << 4) /* any swap-format entry, markers included */
+#define PM_CAT_PFNZERO    (1ULL << 5) /* the zero page or the huge zero page */
+#define PM_CAT_HUGE       (1ULL << 6) /* PMD-mapped THP or hugetlb */
+#define PM_CAT_SOFT_DIRTY (1ULL << 7)
+#define PM_CAT_GUARD      (1ULL << 8)
+#define PM_CAT_ALL        ((1ULL << 9) - 1)
+
+/* pm_scan_opts.flags */
+#define PM_SCAN_F_WP_MATCHING    (1ULL << 0) /* write-protect matched pages (native only) */
+#define PM_SCAN_F_CHECK_WPASYNC  (1ULL << 1) /* fail (-EPERM) on VMAs without async uffd-wp */
+#define PM_SCAN_F_EMULATE        (1ULL << 2) /* compute from pagemap entries, not PAGEMAP_SCAN */
+
+struct pm_region {
+	uint64_t start, end, categories;
+};
+
+struct pm_scan_opts {
+	uint64_t size, flags;
+	uint64_t category_mask, category_inverted, category_anyof_mask, return_mask;
+	uint64_t max_pages; /* 0 = no limit */
+};
+
+/**
+ * Report the pages of [start, end) whose categories c match
+ * ((c ^ inverted) & mask) == mask && (!anyof || ((c ^ inverted) & anyof)),
+ * as regions with categories c & return_mask. Only pages inside VMAs are
+ * considered, as the kernel does.
+ *
+ * The output is canonical: sorted, non-overlapping, inside [start, end),
+ * adjacent regions with equal categories merged, and identical whatever
+ * @p vec_len is and however the work was split. *walk_end (optional) is
+ * @p end when the whole range was scanned, else the first address not yet
+ * reported: scan [*walk_end, end) for the rest. max_pages caps the pages
+ * reported.
+ *
+ * PAGEMAP_SCAN is used where the kernel has it (and every requested
+ * category); its answer is checked and normalised. Otherwise (or with
+ * PM_SCAN_F_EMULATE) the answer is computed from pm_read() entries, the
+ * VMA list and, for PM_CAT_PFNZERO, /proc/kpageflags. Categories that cannot
+ * be computed honestly that way (WPALLOWED, HUGE; PFNZERO without PFNs and
+ * kpageflags; SOFT_DIRTY or GUARD where the kernel does not report them)
+ * and the write-protect flags give -EOPNOTSUPP.
+ *
+ * @return the number of regions written, or -EINVAL (bad range, unknown
+ * flags or category bits, vec NULL with vec_len > 0, bad opts), -EOPNOTSUPP,
+ * -EPERM (CHECK_WPASYNC), -ESRCH, -EAGAIN (emulated path: the read guard),
+ * -ENOMEM, or another errno from the kernel.
+ */
+PM_EXPORT long pm_scan(struct pm_handle *h, uint64_t start, uint64_t end, struct pm_region *vec,
+		       size_t vec_len, const struct pm_scan_opts *opts, uint64_t *walk_end);
+
 /* ---- Version ----------------------------------------------------------- */
 
 /** The library's version as "MAJOR.MINOR.MICRO". */

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * pm_scan through PAGEMAP_SCAN (6.7+), verified.
+ *
+ * The kernel's answer is checked before it reaches the caller: the count
+ * within the vector, every region page aligned, non-empty, inside the
+ * range asked, in order and with only return-mask categories, walk_end
+ * inside the range and past the last region. Regions the kernel splits
+ * across its internal passes (a 512-region bounce buffer, one lock hold
+ * each) or across our calls are merged again; the caller's vec_len and
+ * max_pages limits are applied here, so the answer does not depend on how
+ * the work was split. An answer that breaks order or makes no progress is
+ * -EIO rather than a guess. -ENOTTY (no PAGEMAP_SCAN after all) goes back
+ * to pm_scan, which emulates.
+ */
+#include "internal.h"
+#include "scan.h"
+#include "compat/uapi.h"
+
+#include <string.h>
+
+#define NATIVE_VEC 512 /* the kernel's bounce buffer: one lock hold per call */
+
+static int check_answer(const struct pm__scan_arg *a, const struct pm__page_region *r, long n,
+			uint64_t ps, uint64_t ret_mask, uint64_t *walk_end)
+{
+	uint64_t prev = a->start;
+
+	if (n < 0 || (uint64_t)n > a->vec_len)
+		return -EIO;
+	for (long i = 0; i < n; i++) {
+		if ((r[i].start | r[i].end) & (ps - 1) || r[i].start >= r[i].end ||
+		    r[i].start < prev || r[i].end > a->end || (r[i].categories & ~ret_mask))
+			return -EIO;
+		prev = r[i].end;
+	}
+	/* walk_end must lie between the last region and the end asked */
+	*walk_end = a->walk_end;
+	if (*walk_end < prev)
+		*walk_end = prev;
+	if (*walk_end > a->end)
+		*walk_end = a->end;
+	return 0;
+}
+
+int pm__scan_native(struct pm_handle *h, uint64_t start, uint64_t end,
+		    const struct pm__scan_req *q, struct pm__scan_out *o)
+{
+	const uint64_t ps = pm__kernel()->page_size;
+	const bool wp = q->flags & PM_SCAN_F_WP_MATCHING;
+	struct pm__page_region buf[NATIVE_VEC];
+	uint64_t cur = start;
+
+	while (cur < end) {
+		struct pm__scan_arg a;
+		uint64_t slots = NATIVE_VEC, we;
+		long n;
+		int r;
+
+		memset(&a, 0, sizeof(a));
+		a.size = sizeof(a);
+		a.flags = q->flags & (PM_SCAN_F_WP_MATCHING | PM_SCAN_F_CHECK_WPASYNC);
+		a.start = cur;
+		a.end = end;
+		a.category_mask = q->mask;
+		a.category_inverted = q->inverted;
+		a.category_anyof_mask = q->anyof;
+		a.return_mask = q->ret;
+		/* Write-protecting matches the caller will not see would lose
+		 * them: never scan ahead of the caller's vector or page limit.
+		 * (With vec_len 0 the caller asked for write-protection only.) */
+		if (wp && o->vec_len) {
+			if (o->vec_len - o->n < slots)
+				slots = o->vec_len - o->n;
+			if (!slots || o->found == o->max_pages) {
+				o->done = true;
+				o->walk_end = cur;
+				return 0;
+			}
+		}
+		if (o->max_pages != UINT64_MAX)
+			a.max_pages = o->max_pages - o->found ? o->max_pages - o->found : 1;
+		if (!(wp && !o->vec_len)) {
+			a.vec = (uint64_t)(uintptr_t)buf;
+			a.vec_len = slots;
+		}
+		n = pm__ioctl(h->pagemap_fd, PM__PAGEMAP_SCAN, &a);
+		if (n < 0)
+			return (int)n;
+		r = check_answer(&a, buf, n, ps, q->ret, &we);
+		if (r)
+			return r;
+		for (long i = 0; i < n; i++)
+			if (!pm__out_add(o, buf[i].start, buf[i].end, buf[i].categories))
+				return 0;
+		if (we <= cur)
+			return -EIO; /* no progress: never loop on it */
+		cur = we;
+	}
+	return 0;
+}

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* pm_scan: validation, the choice of path, and the canonical output both
+ * paths feed (merging, vec_len and max_pages limits, walk_end). */
+#include "internal.h"
+#include "scan.h"
+
+#include <string.h>
+
+bool pm__out_add(struct pm__scan_out *o, uint64_t s, uint64_t e, uint64_t c)
+{
+	const uint64_t ps = pm__kernel()->page_size;
+	uint64_t pages = (e - s) / ps, allowed = o->max_pages - o->found;
+	struct pm_region *last = o->n ? &o->vec[o->n - 1] : NULL;
+	bool merge = last && last->end == s && last->categories == c;
+
+	if (!allowed || (!merge && o->n == o->vec_len)) {
+		o->done = true;
+		o->walk_end = s;
+		return false;
+	}
+	if (pages > allowed) {
+		e = s + allowed * ps;
+		pages = allowed;
+		o->done = true;
+		o->walk_end = e;
+	}
+	if (merge) {
+		last->end = e;
+	} else {
+		o->vec[o->n].start = s;
+		o->vec[o->n].end = e;
+		o->vec[o->n].categories = c;
+		o->n++;
+	}
+	o->found += pages;
+	return !o->done;
+}
+
+PM_EXPORT long pm_scan(struct pm_handle *h, uint64_t start, uint64_t end, struct pm_region *vec,
+		       size_t vec_len, const struct pm_scan_opts *opts, uint64_t *walk_end)
+{
+	const struct pm__kernel *k = pm__kernel();
+	const uint64_t known_flags = PM_SCAN_F_WP_MATCHING | PM_SCAN_F_CHECK_WPASYNC |
+				     PM_SCAN_F_EMULATE;
+	struct pm__scan_req q;
+	struct pm__scan_out o;
+	uint64_t cats;
+	long r;
+
+	if (!h || (start | end) & (k->page_size - 1) || end <= start || end > k->user_top ||
+	    (!vec && vec_len))
+		return pm__ret(-EINVAL);
+	r = pm__opts_check(opts, sizeof(struct pm_scan_opts));
+	if (r)
+		return pm__ret(r);
+	memset(&q, 0, sizeof(q));
+	q.flags = PM__OPT(opts, struct pm_scan_opts, flags, 0);
+	q.mask = PM__OPT(opts, struct pm_scan_opts, category_mask, 0);
+	q.inverted = PM__OPT(opts, struct pm_scan_opts, category_inverted, 0);
+	q.anyof = PM__OPT(opts, struct pm_scan_opts, category_anyof_mask, 0);
+	q.ret = PM__OPT(opts, struct pm_scan_opts, return_mask, 0);
+	q.max_pages = PM__OPT(opts, struct pm_scan_opts, max_pages, 0);
+	cats = q.mask | q.inverted | q.anyof | q.ret;
+	if ((q.flags & ~known_flags) || (cats & ~PM_CAT_ALL))
+		return pm__ret(-EINVAL);
+	r = pm__handle_ready(h);
+	if (r)
+		return pm__ret(r);
+
+	memset(&o, 0, sizeof(o));
+	o.vec = vec;
+	o.vec_len = vec_len;
+	o.max_pages = q.max_pages ? q.max_pages : UINT64_MAX;
+	r = -ENOTTY;
+	if (!(q.flags & PM_SCAN_F_EMULATE) && (k->features & PM_FEAT_PAGEMAP_SCAN) &&
+	    !(cats & ~k->scan_categories))
+		r = pm__scan_native(h, start, end, &q, &o);
+	if (r == -ENOTTY) {
+		/* no PAGEMAP_SCAN, a category it lacks, or EMULATE; a native
+		 * attempt that found no ioctl wrote nothing */
+		if (q.flags & (PM_SCAN_F_WP_MATCHING | PM_SCAN_F_CHECK_WPASYNC))
+			r = -EOPNOTSUPP; /* write-protect operations have no emulation */
+		else
+			r = pm__scan_emulated(h, start, end, &q, &o);
+	}
+	if (r < 0)
+		return pm__ret(r);
+	if (walk_end)
+		*walk_end = o.done ? o.walk_end : end;
+	return (long)o.n;
+}

@@ -1,0 +1,504 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * pm_scan: native PAGEMAP_SCAN, the emulated path, and a reference decoded
+ * here from pm_read entries must give the same regions, on real layouts in
+ * child processes, for a generated table of mask combinations; the output
+ * must not depend on vec_len or on how the work was split.
+ */
+#include "common.h"
+#include "internal.h"
+#include "compat/uapi.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define CATS_BOTH (PM_CAT_PRESENT | PM_CAT_SWAPPED | PM_CAT_FILE | PM_CAT_PFNZERO | PM_CAT_GUARD)
+#define MAXR 200000
+
+static uint64_t both; /* categories both paths support here */
+
+/* ---- layouts: shared[0..1] is the span ---- */
+
+static void build_mixed(void *arg, uint64_t *sh)
+{
+	uint64_t seed = (uintptr_t)arg, n = 4096;
+	char path[] = "/tmp/pm-scan-XXXXXX";
+	char *base = xmap(NULL, (n + 64) * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	char *p = base, *f;
+	int fd;
+
+	/* private anon: written, read-only-faulted (zero page), untouched */
+	xmap(p, 2048 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1);
+	madvise(p, 2048 * ps, MADV_NOHUGEPAGE);
+	for (uint64_t i = 0; i < 2048; i++) {
+		uint64_t r = rnd(&seed) % 4;
+
+		if (r == 0)
+			p[i * ps] = 1;
+		else if (r == 1)
+			(void)*(volatile char *)(p + i * ps);
+	}
+	/* guard pages inside it */
+	madvise(p + 100 * ps, 3 * ps, 102);
+	madvise(p + 1000 * ps, 1 * ps, 102);
+	p += 2048 * ps;
+	/* shmem: half written */
+	xmap(p, 1024 * ps, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1);
+	for (uint64_t i = 0; i < 1024; i++)
+		if (rnd(&seed) & 1)
+			p[i * ps] = 1;
+	p += 1024 * ps;
+	/* a hole, then a file mapping with some pages read */
+	p += 64 * ps;
+	fd = mkstemp(path);
+	unlink(path);
+	if (fd < 0 || ftruncate(fd, (off_t)(1024 * ps)))
+		_exit(2);
+	f = xmap(p, 1024 * ps, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd);
+	for (uint64_t i = 0; i < 1024; i += 1 + rnd(&seed) % 40)
+		(void)*(volatile char *)(f + i * ps);
+	close(fd);
+	sh[0] = (uintptr_t)base;
+	sh[1] = (uintptr_t)base + (n + 64) * ps;
+}
+
+/* Thousands of regions: every other page present. */
+static void build_sparse_regions(void *arg, uint64_t *sh)
+{
+	uint64_t n = 16384;
+	char *p = xmap(NULL, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+
+	madvise(p, n * ps, MADV_NOHUGEPAGE);
+	for (uint64_t i = 0; i < n; i += 2)
+		p[i * ps] = 1;
+	sh[0] = (uintptr_t)p;
+	sh[1] = (uintptr_t)p + n * ps;
+}
+
+/* A THP, the huge zero page, and a 64 GiB sparse reservation after them. */
+static void build_huge(void *arg, uint64_t *sh)
+{
+	char *t = make_thp(), *z, *s;
+
+	z = xmap(NULL, 2 * HUGE_SZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	z = (char *)(((uintptr_t)z + HUGE_SZ - 1) & ~(uintptr_t)(HUGE_SZ - 1));
+	madvise(z, HUGE_SZ, MADV_HUGEPAGE);
+	(void)*(volatile char *)z;
+	s = xmap(NULL, 64ULL << 30, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1);
+	madvise(s, 64ULL << 30, MADV_NOHUGEPAGE);
+	for (uint64_t off = 0; off < (64ULL << 30); off += 1ULL << 28)
+		s[off] = 1;
+	sh[0] = (uintptr_t)t;
+	sh[1] = (uintptr_t)t + HUGE_SZ;
+	sh[2] = (uintptr_t)z;
+	sh[3] = (uintptr_t)s;
+	sh[4] = (uintptr_t)s + (64ULL << 30);
+}
+
+/* ---- the reference: decoded pm_read entries ---- */
+
+struct ref {
+	uint64_t *cats; /* per page, ~0 outside VMAs */
+	size_t n;
+	uint64_t start;
+};
+
+static bool in_vma(const struct pm_vma_list *l, uint64_t a)
+{
+	for (size_t i = 0; i < pm_vma_count(l); i++)
+		if (pm_vma_at(l, i)->start <= a && a < pm_vma_at(l, i)->end)
+			return true;
+	return false;
+}
+
+static void ref_build(struct pm_handle *h, uint64_t s, uint64_t e, struct ref *r)
+{
+	struct pm_vma_list *l;
+	uint64_t *ent;
+	int kpf = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+
+	r->n = (e - s) / ps;
+	r->start = s;
+	r->cats = malloc(r->n * 8);
+	ent = malloc(r->n * 8);
+	ck_assert_int_eq(pm_read(h, s, e, ent, NULL, NULL), (long)r->n);
+	ck_assert_int_eq(pm_vmas(h, &l), 0);
+	for (size_t i = 0; i < r->n; i++) {
+		uint64_t x = ent[i], c = 0;
+
+		if (!in_vma(l, s + i * ps)) {
+			r->cats[i] = ~0ULL;
+			continue;
+		}
+		c |= pm_entry_present(x) ? PM_CAT_PRESENT : 0;
+		c |= (x & PM_ENTRY_SWAP) ? PM_CAT_SWAPPED : 0;
+		c |= pm_entry_guard(x) ? PM_CAT_GUARD : 0;
+		if (pm_entry_pfn(x) && kpf >= 0) {
+			uint64_t f = 0, hf = 0, pfn = pm_entry_pfn(x);
+
+			(void)!pread(kpf, &f, 8, (off_t)(pfn * 8));
+			(void)!pread(kpf, &hf, 8, (off_t)((pfn & ~511ULL) * 8));
+			if ((f >> 24 & 1) || ((hf >> 24 & 1) && (hf >> 15 & 1)))
+				c |= PM_CAT_PFNZERO;
+		}
+		/* pagemap calls the huge zero page file, PAGEMAP_SCAN does not */
+		c |= pm_entry_file(x) && (x & (PM_ENTRY_PRESENT | PM_ENTRY_SWAP)) &&
+				     !(c & PM_CAT_PFNZERO)
+			     ? PM_CAT_FILE
+			     : 0;
+		r->cats[i] = c;
+	}
+	pm_vma_list_free(l);
+	free(ent);
+	if (kpf >= 0)
+		close(kpf);
+}
+
+static size_t ref_scan(const struct ref *r, const struct pm_scan_opts *o, struct pm_region *out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->n; i++) {
+		uint64_t c = r->cats[i], x;
+		uint64_t a = r->start + i * ps;
+
+		if (c == ~0ULL)
+			continue;
+		x = c ^ o->category_inverted;
+		if ((x & o->category_mask) != o->category_mask ||
+		    (o->category_anyof_mask && !(x & o->category_anyof_mask)))
+			continue;
+		c &= o->return_mask;
+		if (n && out[n - 1].end == a && out[n - 1].categories == c) {
+			out[n - 1].end += ps;
+		} else {
+			out[n].start = a;
+			out[n].end = a + ps;
+			out[n].categories = c;
+			n++;
+		}
+	}
+	return n;
+}
+
+/* The whole answer, collected in calls of vec_len regions each. */
+static size_t collect(struct pm_handle *h, uint64_t s, uint64_t e, const struct pm_scan_opts *o,
+		      size_t vec_len, struct pm_region *out)
+{
+	struct pm_region *vec = malloc((vec_len ? vec_len : 1) * sizeof(*vec));
+	uint64_t cur = s, we;
+	size_t n = 0;
+
+	while (cur < e) {
+		long r = pm_scan(h, cur, e, vec, vec_len, o, &we);
+
+		ck_assert_msg(r >= 0, "pm_scan: %ld", r);
+		ck_assert_uint_le((size_t)r, vec_len);
+		ck_assert_uint_gt(we, cur);
+		ck_assert_uint_le(we, e);
+		for (long i = 0; i < r; i++) {
+			/* continuing from walk_end must not split a region */
+			if (n && out[n - 1].end == vec[i].start &&
+			    out[n - 1].categories == vec[i].categories)
+				ck_abort_msg("region split at %#lx", (unsigned long)vec[i].start);
+			ck_assert_uint_ge(vec[i].start, cur);
+			out[n++] = vec[i];
+		}
+		cur = we;
+	}
+	free(vec);
+	return n;
+}
+
+static void same(const struct pm_region *a, size_t na, const struct pm_region *b, size_t nb,
+		 const char *what, const struct pm_scan_opts *o)
+{
+	if (na == nb && !memcmp(a, b, na * sizeof(*a)))
+		return;
+	for (size_t i = 0; i < na && i < nb; i++)
+		if (memcmp(&a[i], &b[i], sizeof(*a)))
+			ck_abort_msg("%s: mask %#lx inv %#lx any %#lx ret %#lx: region %zu "
+				     "%#lx-%#lx/%#lx vs %#lx-%#lx/%#lx",
+				     what, (unsigned long)o->category_mask,
+				     (unsigned long)o->category_inverted,
+				     (unsigned long)o->category_anyof_mask,
+				     (unsigned long)o->return_mask, i, (unsigned long)a[i].start,
+				     (unsigned long)a[i].end, (unsigned long)a[i].categories,
+				     (unsigned long)b[i].start, (unsigned long)b[i].end,
+				     (unsigned long)b[i].categories);
+	ck_abort_msg("%s: mask %#lx inv %#lx any %#lx ret %#lx: %zu vs %zu regions", what,
+		     (unsigned long)o->category_mask, (unsigned long)o->category_inverted,
+		     (unsigned long)o->category_anyof_mask, (unsigned long)o->return_mask, na, nb);
+}
+
+/* Every mask subset x 4 inverted x 4 anyof x 3 return masks over the
+ * categories both paths support: native, emulated and reference agree. */
+static void differential(struct child *c, uint64_t s, uint64_t e)
+{
+	const uint64_t inv_sel[4] = { 0, 1, 2, 3 }, ret_sel[3] = { 0, 1, 2 };
+	struct pm_region *a = malloc(MAXR * sizeof(*a)), *b = malloc(MAXR * sizeof(*b)),
+			 *x = malloc(MAXR * sizeof(*x));
+	uint64_t bits[8], nb = 0, combos = 0;
+	struct pm_handle *h;
+	struct ref r;
+
+	for (uint64_t bit = 1; bit <= PM_CAT_GUARD; bit <<= 1)
+		if (both & bit)
+			bits[nb++] = bit;
+	ck_assert_int_eq(pm_open(c->pid, NULL, &h), 0);
+	ref_build(h, s, e, &r);
+	for (uint64_t sub = 0; sub < (1ULL << nb); sub++) {
+		uint64_t mask = 0;
+
+		for (uint64_t i = 0; i < nb; i++)
+			if (sub >> i & 1)
+				mask |= bits[i];
+		for (int ii = 0; ii < 4; ii++) {
+			uint64_t inv = inv_sel[ii] == 0 ? 0 : inv_sel[ii] == 1 ? mask
+				      : inv_sel[ii] == 2 ? both & ~mask : both;
+
+			for (int ai = 0; ai < 4; ai++) {
+				uint64_t any = ai == 0 ? 0 : ai == 1 ? (PM_CAT_PRESENT | PM_CAT_SWAPPED) & both
+					      : ai == 2 ? (PM_CAT_FILE | PM_CAT_PFNZERO) & both : both;
+
+				for (int ri = 0; ri < 3; ri++) {
+					uint64_t ret = ret_sel[ri] == 0 ? 0 : ret_sel[ri] == 1 ? both
+						      : (PM_CAT_PRESENT | PM_CAT_FILE) & both;
+					PM_OPTS(pm_scan_opts, o, .category_mask = mask,
+						.category_inverted = inv, .category_anyof_mask = any,
+						.return_mask = ret);
+					PM_OPTS(pm_scan_opts, oe, .flags = PM_SCAN_F_EMULATE,
+						.category_mask = mask, .category_inverted = inv,
+						.category_anyof_mask = any, .return_mask = ret);
+					size_t nref = ref_scan(&r, &o, x), nn, ne;
+
+					nn = collect(h, s, e, &o, MAXR, a);
+					same(a, nn, x, nref, "native vs reference", &o);
+					/* the emulated path reads; sample a third of the table */
+					if (combos++ % 3 == 0) {
+						ne = collect(h, s, e, &oe, MAXR, b);
+						same(b, ne, x, nref, "emulated vs reference", &o);
+					}
+				}
+			}
+		}
+	}
+	free(r.cats);
+	free(a);
+	free(b);
+	free(x);
+	pm_close(h);
+}
+
+START_TEST(scan_differential_mixed)
+{
+	for (uintptr_t seed = 1; seed <= 2; seed++) {
+		struct child c;
+
+		child_start(&c, build_mixed, (void *)seed);
+		differential(&c, c.shared[0], c.shared[1]);
+		/* ranges starting and ending mid-VMA */
+		differential(&c, c.shared[0] + 777 * ps, c.shared[1] - 333 * ps);
+		child_stop(&c);
+	}
+}
+END_TEST
+
+START_TEST(scan_differential_huge)
+{
+	struct child c;
+
+	child_start(&c, build_huge, NULL);
+	differential(&c, c.shared[0], c.shared[1]);
+	differential(&c, c.shared[2], c.shared[2] + HUGE_SZ);
+	/* mid-THP */
+	differential(&c, c.shared[0] + 100 * ps, c.shared[0] + 300 * ps);
+	{
+		struct pm_handle *h;
+		struct pm_region v[4];
+		PM_OPTS(pm_scan_opts, o, .category_mask = PM_CAT_PRESENT, .return_mask = PM_CAT_ALL);
+		PM_OPTS(pm_scan_opts, oe, .flags = PM_SCAN_F_EMULATE, .category_mask = PM_CAT_PRESENT,
+			.return_mask = PM_CAT_PRESENT);
+		uint64_t we;
+
+		ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+		/* 64 GiB sparse: one page per 256 MiB, both paths */
+		ck_assert_int_eq(pm_scan(h, c.shared[3], c.shared[4], v, 4, &oe, &we), 4);
+		ck_assert_uint_eq(v[1].start, c.shared[3] + (1ULL << 28));
+		ck_assert_uint_eq(we, v[3].end + ((1ULL << 28) - ps));
+		if (pm_has_feature(PM_FEAT_PAGEMAP_SCAN) == 1) {
+			/* native HUGE: exactly the THP */
+			ck_assert_int_eq(pm_scan(h, c.shared[0], c.shared[1], v, 4, &o, &we), 1);
+			ck_assert(v[0].categories & PM_CAT_HUGE);
+			ck_assert_uint_eq(v[0].start, c.shared[0]);
+			ck_assert_uint_eq(v[0].end, c.shared[1]);
+		}
+		/* HUGE has no honest emulation */
+		oe.category_mask = PM_CAT_HUGE;
+		ck_assert_int_eq(pm_scan(h, c.shared[0], c.shared[1], v, 4, &oe, &we), -EOPNOTSUPP);
+		pm_close(h);
+	}
+	child_stop(&c);
+}
+END_TEST
+
+/* The same answer whatever vec_len, on thousands of regions, both paths;
+ * and max_pages at its edges. */
+START_TEST(scan_vec_len_invariance)
+{
+	static const size_t lens[] = { 1, 7, 512, 513, 100000 };
+	struct pm_region *full = malloc(MAXR * sizeof(*full)), *got = malloc(MAXR * sizeof(*got));
+	struct child c;
+	struct pm_handle *h;
+
+	child_start(&c, build_sparse_regions, NULL);
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+	for (int emu = 0; emu < 2; emu++) {
+		PM_OPTS(pm_scan_opts, o, .flags = emu ? PM_SCAN_F_EMULATE : 0,
+			.category_anyof_mask = PM_CAT_PRESENT | PM_CAT_SWAPPED,
+			.return_mask = PM_CAT_PRESENT);
+		size_t nfull = collect(h, c.shared[0], c.shared[1], &o, MAXR, full);
+		uint64_t total = 0, we;
+
+		ck_assert_uint_eq(nfull, 8192);
+		for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+			size_t n = collect(h, c.shared[0], c.shared[1], &o, lens[i], got);
+
+			ck_assert_uint_eq(n, nfull);
+			ck_assert_mem_eq(got, full, n * sizeof(*got));
+		}
+		for (size_t i = 0; i < nfull; i++)
+			total += (full[i].end - full[i].start) / ps;
+		/* max_pages: 1, the exact total, one more */
+		o.max_pages = 1;
+		ck_assert_int_eq(pm_scan(h, c.shared[0], c.shared[1], got, MAXR, &o, &we), 1);
+		ck_assert_uint_eq(got[0].end - got[0].start, ps);
+		ck_assert_uint_eq(we, full[1].start); /* the first match not reported */
+		o.max_pages = total;
+		ck_assert_int_eq(pm_scan(h, c.shared[0], c.shared[1], got, MAXR, &o, &we),
+				 (long)nfull);
+		o.max_pages = total + 1;
+		ck_assert_int_eq(pm_scan(h, c.shared[0], c.shared[1], got, MAXR, &o, &we),
+				 (long)nfull);
+		ck_assert_uint_eq(we, c.shared[1]);
+		/* vec_len 0: nothing written, walk_end at the first match */
+		o.max_pages = 0;
+		ck_assert_int_eq(pm_scan(h, c.shared[0], c.shared[1], NULL, 0, &o, &we), 0);
+		ck_assert_uint_eq(we, full[0].start);
+	}
+	pm_close(h);
+	child_stop(&c);
+	free(full);
+	free(got);
+}
+END_TEST
+
+START_TEST(scan_bad_arguments)
+{
+	struct pm_handle *h;
+	struct pm_region v[4];
+	uint64_t a = (uintptr_t)&v & ~(ps - 1), we = 0x77;
+	PM_OPTS(pm_scan_opts, o, .category_mask = PM_CAT_PRESENT);
+	struct pm_scan_opts bad = o;
+
+	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
+	ck_assert_int_eq(pm_scan(NULL, a, a + ps, v, 4, &o, &we), -EINVAL);
+	ck_assert_int_eq(pm_scan(h, a + 8, a + ps, v, 4, &o, &we), -EINVAL);
+	ck_assert_int_eq(pm_scan(h, a, a + ps + 8, v, 4, &o, &we), -EINVAL);
+	ck_assert_int_eq(pm_scan(h, a + ps, a, v, 4, &o, &we), -EINVAL);
+	ck_assert_int_eq(pm_scan(h, a, a, v, 4, &o, &we), -EINVAL);
+	ck_assert_int_eq(pm_scan(h, a, a + ps, NULL, 4, &o, &we), -EINVAL);
+	ck_assert_int_eq(pm_scan(h, 1ULL << 62, (1ULL << 62) + ps, v, 4, &o, &we), -EINVAL);
+	bad.flags = 1ULL << 20;
+	ck_assert_int_eq(pm_scan(h, a, a + ps, v, 4, &bad, &we), -EINVAL);
+	bad = o;
+	bad.return_mask = 1ULL << 9;
+	ck_assert_int_eq(pm_scan(h, a, a + ps, v, 4, &bad, &we), -EINVAL);
+	bad = o;
+	bad.category_inverted = 1ULL << 40;
+	ck_assert_int_eq(pm_scan(h, a, a + ps, v, 4, &bad, &we), -EINVAL);
+	bad = o;
+	bad.size = 12;
+	ck_assert_int_eq(pm_scan(h, a, a + ps, v, 4, &bad, &we), -EINVAL);
+	ck_assert_uint_eq(we, 0x77);
+	/* write-protect operations have no emulation */
+	bad = o;
+	bad.flags = PM_SCAN_F_EMULATE | PM_SCAN_F_WP_MATCHING;
+	ck_assert_int_eq(pm_scan(h, a, a + ps, v, 4, &bad, &we), -EOPNOTSUPP);
+	bad.flags = PM_SCAN_F_EMULATE;
+	bad.category_mask = PM_CAT_WRITTEN;
+	ck_assert_int_eq(pm_scan(h, a, a + ps, v, 4, &bad, &we), -EOPNOTSUPP);
+	bad.category_mask = PM_CAT_WPALLOWED;
+	ck_assert_int_eq(pm_scan(h, a, a + ps, v, 4, &bad, &we), -EOPNOTSUPP);
+	ck_assert_int_eq(errno, EOPNOTSUPP);
+	pm_close(h);
+}
+END_TEST
+
+/* A kernel without the ioctl (ENOTTY, as 6.1 answers): the same answers,
+ * computed by emulation. */
+static int (*real_ioctl)(int, unsigned long, void *);
+static int notty(int fd, unsigned long req, void *arg)
+{
+	if (req == PM__PAGEMAP_SCAN) {
+		errno = ENOTTY;
+		return -1;
+	}
+	return real_ioctl(fd, req, arg);
+}
+
+START_TEST(scan_enotty_emulates)
+{
+	struct pm_region *a = malloc(MAXR * sizeof(*a)), *b = malloc(MAXR * sizeof(*b));
+	PM_OPTS(pm_scan_opts, o, .category_anyof_mask = PM_CAT_PRESENT | PM_CAT_SWAPPED,
+		.return_mask = PM_CAT_PRESENT | PM_CAT_FILE);
+	struct child c;
+	struct pm_handle *h;
+	size_t na, nb;
+
+	child_start(&c, build_mixed, (void *)3);
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+	na = collect(h, c.shared[0], c.shared[1], &o, 100, a);
+	(void)pm__kernel();
+	real_ioctl = pm__sys.ioctl;
+	pm__sys.ioctl = notty;
+	nb = collect(h, c.shared[0], c.shared[1], &o, 100, b);
+	o.flags = PM_SCAN_F_WP_MATCHING;
+	ck_assert_int_eq(pm_scan(h, c.shared[0], c.shared[1], a, 1, &o, NULL), -EOPNOTSUPP);
+	pm__sys.ioctl = real_ioctl;
+	same(a, na, b, nb, "native vs ENOTTY emulation", &o);
+	pm_close(h);
+	child_stop(&c);
+	free(a);
+	free(b);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("scan");
+	TCase *t = tcase_create("scan");
+
+	test_init();
+	both = CATS_BOTH;
+	if (pm_has_feature(PM_FEAT_PFN_VISIBLE) != 1 || access("/proc/kpageflags", R_OK))
+		both &= ~PM_CAT_PFNZERO;
+	if (pm_has_feature(PM_FEAT_GUARD_REGIONS) != 1)
+		both &= ~PM_CAT_GUARD;
+	tcase_set_timeout(t, 300);
+	/* without PAGEMAP_SCAN (6.1) the default path is the emulation too */
+	tcase_add_test(t, scan_differential_mixed);
+	tcase_add_test(t, scan_vec_len_invariance);
+	tcase_add_test(t, scan_enotty_emulates);
+	if (thp_possible())
+		tcase_add_test(t, scan_differential_huge);
+	tcase_add_test(t, scan_bad_arguments);
+	suite_add_tcase(s, t);
+	return run_suite(s);
+}
