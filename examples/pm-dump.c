@@ -29,7 +29,7 @@
 #define WINDOW_PAGES 65536UL /* entries read per pm_read: 512 KiB of buffer */
 #define KPF_THP 22
 
-enum mode { MODE_VMAS, MODE_PAGES, MODE_RANGES };
+enum mode { MODE_VMAS, MODE_PAGES, MODE_RANGES, MODE_SCAN, MODE_CHECK };
 
 struct stats {
 	uint64_t size, present, swapped, thp, file, exclusive, soft_dirty, guard;
@@ -45,6 +45,9 @@ struct dump {
 	uint64_t *buf;
 	uint64_t kernel_reads, retries, guarded;
 	bool first; /* JSON array separator state */
+	/* --scan: the request; --check: the categories compared */
+	struct pm_scan_opts scan;
+	uint64_t differences;
 	/* --ranges: the run being built */
 	uint64_t run_start, run_end, run_flags;
 	bool run_open;
@@ -324,6 +327,138 @@ static void print_row(struct dump *d, const struct pm_vma *v, uint64_t s, uint64
 		printf(" %s\n", v->name);
 }
 
+static const char *const cat_names[] = { "wpallowed", "written", "file",   "present", "swapped",
+					 "pfnzero",   "huge",    "soft_dirty", "guard" };
+#define NCATS (sizeof(cat_names) / sizeof(cat_names[0]))
+
+static void cat_list(uint64_t c, char *out, size_t len)
+{
+	size_t n = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < NCATS; i++)
+		if (c & (1ULL << i))
+			n += (size_t)snprintf(out + n, len - n, "%s%s", n ? "," : "", cat_names[i]);
+}
+
+/* "present,!file": names that must be set, or (with !) clear */
+static int parse_cats(const char *arg, struct pm_scan_opts *o)
+{
+	char *copy = strdup(arg), *save = NULL;
+	int r = 0;
+
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		bool neg = t[0] == '!';
+		size_t i;
+
+		for (i = 0; i < NCATS && strcmp(t + neg, cat_names[i]); i++)
+			;
+		if (i == NCATS) {
+			r = -1;
+			break;
+		}
+		o->category_mask |= 1ULL << i;
+		if (neg)
+			o->category_inverted |= 1ULL << i;
+	}
+	free(copy);
+	return r;
+}
+
+static void emit_region(struct dump *d, const struct pm_region *r)
+{
+	char names[128];
+
+	cat_list(r->categories, names, sizeof(names));
+	if (!d->json)
+		printf("%016" PRIx64 "-%016" PRIx64 " %8" PRIu64 " pages %s\n", r->start, r->end,
+		       (r->end - r->start) / d->page_size, names);
+	else
+		printf("%s\n    {\"start\": %" PRIu64 ", \"end\": %" PRIu64 ", \"categories\": \"%s\"}",
+		       d->first ? "" : ",", r->start, r->end, names);
+	d->first = false;
+}
+
+#define SCAN_VEC 4096
+
+static void scan_span(struct dump *d, uint64_t s, uint64_t e)
+{
+	struct pm_region vec[SCAN_VEC];
+
+	for (uint64_t cur = s, we; cur < e; cur = we) {
+		long n = pm_scan(d->h, cur, e, vec, SCAN_VEC, &d->scan, &we);
+
+		if (n < 0)
+			die("pm_scan", (int)n);
+		for (long i = 0; i < n; i++)
+			emit_region(d, &vec[i]);
+	}
+}
+
+static void emit_diff(struct dump *d, uint64_t at, const char *what)
+{
+	if (d->json) {
+		printf("%s\n    {\"addr\": %" PRIu64 ", \"difference\": ", d->first ? "" : ",", at);
+		json_str(what);
+		printf("}");
+	} else {
+		printf("DIFF %016" PRIx64 ": %s\n", at, what);
+	}
+	d->first = false;
+	d->differences++;
+}
+
+static long scan_fill(struct dump *d, uint64_t *cur, uint64_t e, struct pm_region *v,
+		      const struct pm_scan_opts *o)
+{
+	long n = pm_scan(d->h, *cur, e, v, SCAN_VEC, o, cur);
+
+	if (n < 0)
+		die(o->flags & PM_SCAN_F_EMULATE ? "pm_scan (emulated)" : "pm_scan", (int)n);
+	return n;
+}
+
+/* Every page of [s, e) by the categories both paths can compute, natively
+ * and emulated; differences are printed with their address. */
+static void check_vma(struct dump *d, uint64_t s, uint64_t e)
+{
+	static struct pm_region a[SCAN_VEC], b[SCAN_VEC];
+	PM_OPTS(pm_scan_opts, on, .return_mask = d->scan.return_mask);
+	PM_OPTS(pm_scan_opts, oe, .flags = PM_SCAN_F_EMULATE, .return_mask = d->scan.return_mask);
+	uint64_t wa = s, wb = s;
+	long na = 0, nb = 0, ia = 0, ib = 0;
+	char x[128], y[128], what[400];
+
+	/* walk both answers region by region, refilling each as it runs out */
+	for (;;) {
+		if (ia == na && wa < e) {
+			na = scan_fill(d, &wa, e, a, &on);
+			ia = 0;
+		}
+		if (ib == nb && wb < e) {
+			nb = scan_fill(d, &wb, e, b, &oe);
+			ib = 0;
+		}
+		if (ia == na || ib == nb) {
+			if (ia != na || ib != nb)
+				emit_diff(d, ia != na ? a[ia].start : b[ib].start,
+					  "only one path reports a region here");
+			return;
+		}
+		if (memcmp(&a[ia], &b[ib], sizeof(a[0]))) {
+			cat_list(a[ia].categories, x, sizeof(x));
+			cat_list(b[ib].categories, y, sizeof(y));
+			snprintf(what, sizeof(what),
+				 "native %016" PRIx64 "-%016" PRIx64 " %s, emulated %016" PRIx64
+				 "-%016" PRIx64 " %s",
+				 a[ia].start, a[ia].end, x, b[ib].start, b[ib].end, y);
+			emit_diff(d, a[ia].start < b[ib].start ? a[ia].start : b[ib].start, what);
+		}
+		ia++;
+		ib++;
+	}
+}
+
 static int parse_range(const char *s, uint64_t *start, uint64_t *end)
 {
 	char *p;
@@ -430,8 +565,11 @@ static pid_t start_demo(int *hold_fd, uint64_t ps)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: pm-dump [--pid PID] [--json] [--pages | --ranges] [--range START-END]\n"
-		   "Without --pid, dumps a demo child with a known layout.\n");
+	fprintf(f, "usage: pm-dump [--pid PID] [--json] [--pages | --ranges | --scan CATS | --check]\n"
+		   "               [--range START-END]\n"
+		   "Without --pid, dumps a demo child with a known layout.\n"
+		   "CATS: comma-separated wpallowed, written, file, present, swapped, pfnzero,\n"
+		   "huge, soft_dirty, guard; !name for pages without it.\n");
 }
 
 int main(int argc, char **argv)
@@ -440,6 +578,7 @@ int main(int argc, char **argv)
 		{ "pid", required_argument, NULL, 'p' }, { "json", no_argument, NULL, 'j' },
 		{ "pages", no_argument, NULL, 'P' },     { "ranges", no_argument, NULL, 'R' },
 		{ "range", required_argument, NULL, 'r' }, { "help", no_argument, NULL, 'h' },
+		{ "scan", required_argument, NULL, 's' },  { "check", no_argument, NULL, 'c' },
 		{ NULL, 0, NULL, 0 },
 	};
 	PM_OPTS(pm_kernel_info, ki);
@@ -468,11 +607,18 @@ int main(int argc, char **argv)
 			break;
 		case 'P':
 		case 'R':
+		case 's':
+		case 'c':
 			if (d.mode != MODE_VMAS) {
 				usage(stderr);
 				return 2;
 			}
-			d.mode = c == 'P' ? MODE_PAGES : MODE_RANGES;
+			d.mode = c == 'P' ? MODE_PAGES : c == 'R' ? MODE_RANGES : c == 's' ? MODE_SCAN
+											   : MODE_CHECK;
+			if (c == 's' && parse_cats(optarg, &d.scan)) {
+				fprintf(stderr, "pm-dump: bad categories '%s'\n", optarg);
+				return 2;
+			}
 			break;
 		case 'r':
 			if (parse_range(optarg, &rs, &re) || re <= rs) {
@@ -506,6 +652,22 @@ int main(int argc, char **argv)
 	if (r < 0)
 		die("pm_kernel_probe", r);
 	d.soft_dirty = ki.features & PM_FEAT_SOFT_DIRTY;
+	d.scan.size = sizeof(d.scan);
+	if (d.mode == MODE_SCAN) {
+		/* report every category this kernel's scan can tell (emulation:
+		 * the ones it computes honestly) */
+		d.scan.return_mask = (ki.features & PM_FEAT_PAGEMAP_SCAN)
+					     ? ki.scan_categories
+					     : PM_CAT_PRESENT | PM_CAT_SWAPPED | PM_CAT_FILE;
+	} else if (d.mode == MODE_CHECK) {
+		d.scan.return_mask = PM_CAT_PRESENT | PM_CAT_SWAPPED | PM_CAT_FILE;
+		if (ki.features & PM_FEAT_GUARD_REGIONS)
+			d.scan.return_mask |= PM_CAT_GUARD;
+		if (ki.features & PM_FEAT_SOFT_DIRTY)
+			d.scan.return_mask |= PM_CAT_SOFT_DIRTY;
+		if ((ki.features & PM_FEAT_PFN_VISIBLE) && !access("/proc/kpageflags", R_OK))
+			d.scan.return_mask |= PM_CAT_PFNZERO;
+	}
 	if (ki.features & PM_FEAT_PFN_VISIBLE)
 		d.kpageflags = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
 	d.buf = malloc(WINDOW_PAGES * sizeof(uint64_t));
@@ -517,8 +679,11 @@ int main(int argc, char **argv)
 
 	header(&d, &ki);
 	if (d.json)
-		printf("  \"%s\": [", d.mode == MODE_PAGES ? "pages" : d.mode == MODE_RANGES ? "ranges"
-											 : "vmas");
+		printf("  \"%s\": [", d.mode == MODE_PAGES    ? "pages"
+				     : d.mode == MODE_RANGES ? "ranges"
+				     : d.mode == MODE_SCAN   ? "regions"
+				     : d.mode == MODE_CHECK  ? "differences"
+							     : "vmas");
 	else if (d.mode == MODE_VMAS)
 		printf("%-16s %-4s %10s %10s %8s %8s %8s %10s %6s%s %s\n", "Address", "Perm",
 		       "Size", "Present", "Swapped", "THP", "File", "Exclusive", "Guard",
@@ -528,8 +693,12 @@ int main(int argc, char **argv)
 		uint64_t s = v->start > rs ? v->start : rs, e = v->end < re ? v->end : re;
 		struct stats st = { 0 };
 
-		if (s >= e)
+		if (s >= e || d.mode == MODE_SCAN)
 			continue;
+		if (d.mode == MODE_CHECK) {
+			check_vma(&d, s, e);
+			continue;
+		}
 		scan_range(&d, s, e, &st);
 		if (d.mode == MODE_VMAS)
 			print_row(&d, v, s, e, &st, false);
@@ -542,8 +711,34 @@ int main(int argc, char **argv)
 		total.soft_dirty += st.soft_dirty;
 		total.guard += st.guard;
 	}
+	/* one scan over the whole span, so regions merge across VMAs */
+	if (d.mode == MODE_SCAN && pm_vma_count(l)) {
+		uint64_t lo = pm_vma_at(l, 0)->start, hi = pm_vma_at(l, pm_vma_count(l) - 1)->end;
+
+		if (lo < rs)
+			lo = rs;
+		if (hi > re)
+			hi = re;
+		if (lo < hi)
+			scan_span(&d, lo, hi);
+	}
 	flush_run(&d);
-	if (d.json) {
+	if (d.mode == MODE_CHECK) {
+		char cats[128];
+
+		cat_list(d.scan.return_mask, cats, sizeof(cats));
+		if (d.json)
+			printf("],\n  \"checked_categories\": \"%s\",\n  \"difference_count\": %" PRIu64
+			       "\n}\n",
+			       cats, d.differences);
+		else
+			printf("# check of native against emulated pm_scan (%s): %" PRIu64
+			       " differences\n",
+			       cats, d.differences);
+	} else if (d.mode == MODE_SCAN) {
+		if (d.json)
+			printf("\n  ]\n}\n");
+	} else if (d.json) {
 		printf("\n  ],\n  \"totals\": ");
 		d.first = true;
 		print_row(&d, NULL, 0, 0, &total, true);
@@ -565,5 +760,5 @@ int main(int argc, char **argv)
 		close(hold);
 		waitpid(demo, NULL, 0);
 	}
-	return 0;
+	return d.differences ? 1 : 0;
 }

@@ -8,9 +8,10 @@
  *   PRESENT    bit 63.
  *   SWAPPED    bit 62: every swap-format entry, PTE markers included, as
  *              the kernel's is_swap_pte().
- *   FILE       bit 61 (page not anonymous), except in private anonymous VMAs,
- *              where bit 61 only ever comes from the huge zero page, which
- *              pagemap calls file and PAGEMAP_SCAN does not.
+ *   FILE       bit 61 (page not anonymous), except in private anonymous VMAs
+ *              (no inode; unnamed, [heap], [stack*] or [anon:*]), where bit
+ *              61 only ever comes from the huge zero page, which pagemap
+ *              calls file and PAGEMAP_SCAN does not.
  *   SOFT_DIRTY bit 55, where the kernel proves soft-dirty works.
  *   GUARD      bit 58, where the kernel reports guard regions in pagemap.
  *   PFNZERO    a present page whose PFN is the zero page or inside the
@@ -21,8 +22,10 @@
  * HUGE (a PMD mapping is indistinguishable from a PTE-mapped THP), and
  * WRITTEN (for an empty entry the kernel's answer depends on whether a page
  * table exists there and on its stable fixes).
- * Like the kernel, only pages inside VMAs are considered (VM_PFNMAP VMAs,
- * which the kernel skips, are not visible from user space and are scanned).
+ * Like the kernel, only pages inside VMAs are considered, and VM_PFNMAP VMAs
+ * are skipped: the vDSO data pages ("[vvar]", "[vvar_vclock]") are known to
+ * be; other PFN maps (device memory) are not visible from user space and
+ * are scanned.
  */
 #include "internal.h"
 #include "scan.h"
@@ -169,6 +172,20 @@ static int scan_span(struct emu *m, struct pm_handle *h, uint64_t s, uint64_t e,
 	return 0;
 }
 
+static bool anon_private(const struct pm_vma *v)
+{
+	const char *n = v->name;
+
+	return !(v->flags & PM_VMA_SHARED) && !v->inode &&
+	       (!n[0] || !strcmp(n, "[heap]") || !strncmp(n, "[stack", 6) ||
+		!strncmp(n, "[anon:", 6));
+}
+
+static bool pfnmap(const struct pm_vma *v)
+{
+	return !strncmp(v->name, "[vvar", 5);
+}
+
 int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 		      const struct pm__scan_req *q, struct pm__scan_out *o)
 {
@@ -193,9 +210,8 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 		const struct pm_vma *v = pm_vma_at(l, i);
 		uint64_t s = v->start > start ? v->start : start, e = v->end < end ? v->end : end;
 
-		if (s < e)
-			r = scan_span(&m, h, s, e, !(v->flags & PM_VMA_SHARED) && !v->inode, buf,
-				      cats);
+		if (s < e && !pfnmap(v))
+			r = scan_span(&m, h, s, e, anon_private(v), buf, cats);
 	}
 	if (r == 0 && m.run && !o->done)
 		pm__out_add(o, m.run_start, m.run_end, m.run_cats);
