@@ -25,107 +25,9 @@
 
 #include <pagemap/pagemap.h>
 
-#define HUGE_SZ (2UL << 20)
+#include "layouts.h"
+
 #define REPS 15
-
-static uint64_t ps;
-
-struct span {
-	uint64_t lo, hi;
-};
-
-static void *xmap(size_t len, int prot, int flags)
-{
-	void *p = mmap(NULL, len, prot, flags, -1, 0);
-
-	if (p == MAP_FAILED) {
-		perror("mmap");
-		_exit(1);
-	}
-	return p;
-}
-
-static struct span anon_4k(void)
-{
-	const size_t len = 1UL << 30;
-	char *p = xmap(len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
-
-	madvise(p, len, MADV_NOHUGEPAGE);
-	memset(p, 1, len);
-	return (struct span){ (uintptr_t)p, (uintptr_t)p + len };
-}
-
-static struct span anon_thp(void)
-{
-	const size_t len = 1UL << 30;
-	char *p = xmap(len + HUGE_SZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
-
-	p = (char *)(((uintptr_t)p + HUGE_SZ - 1) & ~(uintptr_t)(HUGE_SZ - 1));
-	madvise(p, len, MADV_HUGEPAGE);
-	memset(p, 1, len);
-	return (struct span){ (uintptr_t)p, (uintptr_t)p + len };
-}
-
-static struct span sparse_64g(void)
-{
-	const size_t len = 64UL << 30;
-	char *p = xmap(len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
-
-	madvise(p, len, MADV_NOHUGEPAGE);
-	for (size_t off = 0; off < len; off += HUGE_SZ)
-		p[off] = 1;
-	return (struct span){ (uintptr_t)p, (uintptr_t)p + len };
-}
-
-static struct span many_vmas(void)
-{
-	const int n = 10000;
-	char *p = xmap((size_t)n * 4 * ps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS);
-
-	for (int i = 0; i < n; i++) {
-		char *v = p + (size_t)i * 4 * ps;
-
-		if (i % 2) {
-			mprotect(v, 4 * ps, PROT_READ | PROT_WRITE);
-			v[0] = 1;
-			v[2 * ps] = 1;
-		}
-	}
-	return (struct span){ (uintptr_t)p, (uintptr_t)p + (size_t)n * 4 * ps };
-}
-
-static const struct {
-	const char *name;
-	struct span (*build)(void);
-	bool guard;
-} layouts[] = {
-	{ "1 GiB 4K anon", anon_4k, true },
-	{ "1 GiB THP", anon_thp, true },
-	{ "64 GiB sparse", sparse_64g, false },
-	{ "10,000 VMAs x 16 KiB", many_vmas, false },
-};
-#define NLAYOUTS (sizeof(layouts) / sizeof(layouts[0]))
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v)
-{
-	qsort(v, REPS, sizeof(*v), cmp);
-	return v[REPS / 2];
-}
 
 static void pread_all(int fd, uint64_t *buf, uint64_t lo, uint64_t hi)
 {
@@ -186,13 +88,13 @@ static void run(const char *name, pid_t pid, struct span s, bool guard)
 			snap[r] = now() - t0;
 		}
 	}
-	double mr = median(raw), mn = median(naive), ml = median(lib);
+	double mr = median(raw, REPS), mn = median(naive, REPS), ml = median(lib, REPS);
 
 	printf("%-22s raw %8.3f ms  naive %8.3f ms  pm_read %8.3f ms  pm/raw %5.3fx  "
 	       "naive/pm %6.2fx",
 	       name, mr * 1e3, mn * 1e3, ml * 1e3, ml / mr, mn / ml);
 	if (guard) {
-		double msn = median(snap);
+		double msn = median(snap, REPS);
 
 		printf("  guarded %8.3f ms (guard on/off %.3fx)", msn * 1e3, msn / ml);
 	}
@@ -205,36 +107,14 @@ static void run(const char *name, pid_t pid, struct span s, bool guard)
 
 int main(void)
 {
-	struct span spans[NLAYOUTS];
-	struct span *shared;
-	int ready[2], hold[2];
-	char c = 0;
-	pid_t pid;
+	struct span spans[8];
+	int hold;
+	pid_t pid = layouts_start(spans, &hold);
 
-	ps = (uint64_t)sysconf(_SC_PAGESIZE);
-	shared = xmap(ps, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS);
-	if (pipe2(ready, O_CLOEXEC) || pipe2(hold, O_CLOEXEC))
-		return 1;
-	pid = fork();
-	if (pid == 0) {
-		close(ready[0]);
-		close(hold[1]);
-		for (size_t i = 0; i < NLAYOUTS; i++)
-			shared[i] = layouts[i].build();
-		(void)!write(ready[1], &c, 1);
-		(void)!read(hold[0], &c, 1);
-		_exit(0);
-	}
-	close(ready[1]);
-	close(hold[0]);
-	if (read(ready[0], &c, 1) != 1)
-		return 1;
-	memcpy(spans, shared, sizeof(spans));
 	printf("pm_read vs the raw pread floor, medians of %d interleaved runs (libpagemap %s)\n",
 	       REPS, pm_version());
-	for (size_t i = 0; i < NLAYOUTS; i++)
-		run(layouts[i].name, pid, spans[i], layouts[i].guard);
-	close(hold[1]);
-	waitpid(pid, NULL, 0);
+	for (size_t i = 0; i < nlayouts; i++)
+		run(layouts[i].name, pid, spans[i], layouts[i].big);
+	layouts_stop(pid, hold);
 	return 0;
 }

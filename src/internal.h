@@ -107,11 +107,25 @@ PM_HIDDEN int pm__maps_parse(const char *buf, size_t len, uint64_t user_top,
 PM_HIDDEN int pm__maps_read(struct pm_handle *h, char **buf, size_t *len);
 /* The full list through PROCMAP_QUERY. */
 PM_HIDDEN int pm__query_list(struct pm_handle *h, struct pm_vma_list *l);
-/* The VMA covering @addr or the next one above it, without its name:
- * 1 found, 0 none, or -errno (-ENOTTY: no PROCMAP_QUERY). */
-PM_HIDDEN int pm__query_next(struct pm_handle *h, uint64_t addr, uint64_t *vs, uint64_t *ve);
 /* Whether this handle lists VMAs with PROCMAP_QUERY. */
 PM_HIDDEN bool pm__use_query(const struct pm_handle *h);
+
+/* A forward cursor over VMAs (vma-cursor.c). */
+struct pm__vcursor {
+	struct pm_handle *h;
+	bool use_query;
+	bool have_list;
+	struct pm_vma_list list;
+	size_t idx;
+	char *name;
+	size_t name_cap;
+};
+PM_HIDDEN void pm__vcursor_init(struct pm__vcursor *c, struct pm_handle *h);
+PM_HIDDEN void pm__vcursor_fini(struct pm__vcursor *c);
+/* The VMA covering @addr or the next one: 1, 0 (none), or -errno. With
+ * @want_name, v->name is valid until the next call. */
+PM_HIDDEN int pm__vcursor_next(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v,
+			       bool want_name);
 
 /* ---- the consistency guard (guard.c) ---- */
 

@@ -27,51 +27,20 @@ struct rd {
 	uint64_t start, end;
 	uint64_t *entries;
 	unsigned shift;
-	bool use_query;
-	bool have_list;
-	struct pm_vma_list list;
-	size_t idx;
+	struct pm__vcursor vc;
 };
-
-static int load_list(struct rd *rd)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	int r = pm__maps_read(rd->h, &buf, &len);
-
-	if (r == 0)
-		r = pm__maps_parse(buf, len, pm__kernel()->user_top, &rd->list);
-	if (r == 0)
-		r = pm__list_finish(&rd->list);
-	free(buf);
-	rd->have_list = r == 0;
-	return r;
-}
 
 /* The VMA covering @addr or the next one: 1, 0 (none), or -errno. */
 static int next_vma(struct rd *rd, uint64_t addr, uint64_t *vs, uint64_t *ve)
 {
-	if (rd->use_query) {
-		int r = pm__query_next(rd->h, addr, vs, ve);
+	struct pm_vma v;
+	int r = pm__vcursor_next(&rd->vc, addr, &v, false);
 
-		if (r != -ENOTTY)
-			return r;
-		rd->use_query = false;
+	if (r == 1) {
+		*vs = v.start;
+		*ve = v.end;
 	}
-	if (!rd->have_list) {
-		int r = load_list(rd);
-
-		if (r)
-			return r;
-	}
-	/* addresses only grow, so the walk through the list is linear */
-	while (rd->idx < rd->list.count && rd->list.v[rd->idx].end <= addr)
-		rd->idx++;
-	if (rd->idx == rd->list.count)
-		return 0;
-	*vs = rd->list.v[rd->idx].start;
-	*ve = rd->list.v[rd->idx].end;
-	return 1;
+	return r;
 }
 
 static int span(struct rd *rd, uint64_t from, uint64_t to)
@@ -94,11 +63,10 @@ static int engine(void *arg)
 	const uint64_t ps = 1ULL << rd->shift, start = rd->start, end = rd->end;
 	uint64_t cur = start, pages = (end - start) >> rd->shift;
 
-	rd->idx = 0;
-	if (pages <= (rd->use_query ? BLIND_QUERY_PAGES : BLIND_TEXT_PAGES))
+	if (pages <= (rd->vc.use_query ? BLIND_QUERY_PAGES : BLIND_TEXT_PAGES))
 		return span(rd, start, end);
 	while (cur < end) {
-		uint64_t vs, ve, to;
+		uint64_t vs = 0, ve = 0, to;
 		int r = next_vma(rd, cur, &vs, &ve);
 
 		if (r < 0)
@@ -185,7 +153,7 @@ PM_EXPORT long pm_read(struct pm_handle *h, uint64_t start, uint64_t end, uint64
 	rd.h = h;
 	rd.g = &g;
 	rd.shift = k->page_shift;
-	rd.use_query = pm__use_query(h);
+	pm__vcursor_init(&rd.vc, h);
 	rd.start = start;
 	rd.end = end;
 	rd.entries = entries;
@@ -196,7 +164,7 @@ PM_EXPORT long pm_read(struct pm_handle *h, uint64_t start, uint64_t end, uint64
 		for (uint64_t i = 0; i < (end - start) >> k->page_shift; i += k->page_size / 8)
 			((volatile uint64_t *)entries)[i] = 0;
 	r = pm__guarded(&g, h, engine, &rd);
-	pm__list_release(&rd.list);
+	pm__vcursor_fini(&rd.vc);
 	if (r == 0) {
 		fill_info(info, &g);
 		r = (long)((end - start) >> k->page_shift);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * pm_scan emulated from pm_read entries and the VMA list, for kernels
+ * pm_scan emulated from pm_read entries and the VMAs, for kernels
  * without PAGEMAP_SCAN, categories the kernel lacks, and PM_SCAN_F_EMULATE.
  * Reads go through pm_read, so the consistency guard applies to them.
  *
@@ -35,7 +35,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#define WINDOW 65536 /* entries per pm_read: 512 KiB */
+#define WINDOW 8192 /* entries per pm_read at most: 64 KiB buffers stay on the
+		     * heap (below the mmap threshold), so a scan does not fault in
+		     * fresh pages for them every call */
+#define FIRST_WINDOW 512 /* windows start small and double: a caller with a
+			  * small vector does not pay for reading far ahead */
 #define KPF_COMPOUND_HEAD 15
 #define KPF_ZERO_PAGE 24
 #define HUGE_ZERO_PAGES 512 /* PMD_SIZE / PAGE_SIZE on x86-64 with 4K pages */
@@ -43,9 +47,14 @@
 struct emu {
 	const struct pm__scan_req *q;
 	struct pm__scan_out *o;
-	uint64_t need;
-	int kpf; /* /proc/kpageflags, when PFNZERO is needed */
+	struct pm_handle *h;
+	bool zero_matches; /* pages with no category match: VMA membership counts */
+	int kpf;           /* /proc/kpageflags, when PFNZERO is needed */
 	uint64_t *flags;
+	struct pm__vcursor vc;
+	struct pm_vma v;   /* the VMA last looked up */
+	bool v_valid, v_anon_private;
+	uint64_t pfnmap_lo, pfnmap_hi; /* the vDSO data pages: VM_PFNMAP, skipped */
 	uint64_t run_start, run_end, run_cats;
 	bool run;
 };
@@ -80,7 +89,7 @@ static uint64_t kflags(struct emu *m, uint64_t pfn)
 	return f;
 }
 
-/* PFNZERO for a present entry: one kpageflags read per PFN run. */
+/* PFNZERO for present entries: one kpageflags read per PFN run. */
 static void zero_pages(struct emu *m, const uint64_t *e, size_t n, uint64_t *cats)
 {
 	for (size_t i = 0; i < n;) {
@@ -99,6 +108,8 @@ static void zero_pages(struct emu *m, const uint64_t *e, size_t n, uint64_t *cat
 			for (size_t j = 0; j < run; j++) {
 				bool in_head = pfn + j - head < HUGE_ZERO_PAGES;
 
+				if (cats[i + j] == ~0ULL)
+					continue;
 				if ((m->flags[j] >> KPF_ZERO_PAGE & 1) ||
 				    (in_head && (hf >> KPF_ZERO_PAGE & 1) &&
 				     (hf >> KPF_COMPOUND_HEAD & 1)))
@@ -107,69 +118,6 @@ static void zero_pages(struct emu *m, const uint64_t *e, size_t n, uint64_t *cat
 		}
 		i += run;
 	}
-}
-
-static uint64_t categories(uint64_t e, bool anon_private)
-{
-	uint64_t c = 0;
-
-	if (e & PM_ENTRY_PRESENT)
-		c |= PM_CAT_PRESENT;
-	if (e & PM_ENTRY_SWAP)
-		c |= PM_CAT_SWAPPED;
-	if ((e & PM_ENTRY_FILE) && (e & (PM_ENTRY_PRESENT | PM_ENTRY_SWAP)) && !anon_private)
-		c |= PM_CAT_FILE;
-	if (e & PM_ENTRY_SOFT_DIRTY)
-		c |= PM_CAT_SOFT_DIRTY;
-	if (e & PM_ENTRY_GUARD)
-		c |= PM_CAT_GUARD;
-	return c;
-}
-
-/* Feed runs of matching pages to the output. */
-static bool emit(struct emu *m, uint64_t va, uint64_t c, uint64_t ps)
-{
-	if (!pm__scan_match(m->q, c)) {
-		if (m->run && !pm__out_add(m->o, m->run_start, m->run_end, m->run_cats))
-			return false;
-		m->run = false;
-		return true;
-	}
-	c &= m->q->ret;
-	if (m->run && m->run_end == va && m->run_cats == c) {
-		m->run_end += ps;
-		return true;
-	}
-	if (m->run && !pm__out_add(m->o, m->run_start, m->run_end, m->run_cats))
-		return false;
-	m->run = true;
-	m->run_start = va;
-	m->run_end = va + ps;
-	m->run_cats = c;
-	return true;
-}
-
-static int scan_span(struct emu *m, struct pm_handle *h, uint64_t s, uint64_t e,
-		     bool anon_private, uint64_t *buf, uint64_t *cats)
-{
-	const uint64_t ps = pm__kernel()->page_size;
-
-	for (uint64_t a = s; a < e;) {
-		uint64_t b = e - a > WINDOW * ps ? a + WINDOW * ps : e;
-		long n = pm_read(h, a, b, buf, NULL, NULL);
-
-		if (n < 0)
-			return (int)n;
-		for (long i = 0; i < n; i++)
-			cats[i] = categories(buf[i], anon_private);
-		if (m->kpf >= 0)
-			zero_pages(m, buf, (size_t)n, cats);
-		for (long i = 0; i < n; i++)
-			if (!emit(m, a + (uint64_t)i * ps, cats[i], ps))
-				return 0;
-		a = b;
-	}
-	return 0;
 }
 
 static bool anon_private(const struct pm_vma *v)
@@ -181,23 +129,171 @@ static bool anon_private(const struct pm_vma *v)
 		!strncmp(n, "[anon:", 6));
 }
 
-static bool pfnmap(const struct pm_vma *v)
+/* The VMA holding @va (looked up when @va leaves the last one): 1 if
+ * there is one, 0 if @va is in a gap, -errno. */
+static int vma_at(struct emu *m, uint64_t va)
 {
-	return !strncmp(v->name, "[vvar", 5);
+	int r;
+
+	if (m->v_valid && va >= m->v.start && va < m->v.end)
+		return 1;
+	if (m->v_valid && va < m->v.start)
+		return 0;
+	r = pm__vcursor_next(&m->vc, va, &m->v, true);
+	if (r <= 0) {
+		m->v_valid = false;
+		return r;
+	}
+	m->v_valid = true;
+	m->v_anon_private = anon_private(&m->v);
+	return va >= m->v.start;
+}
+
+static bool flush(struct emu *m)
+{
+	bool ok = !m->run || pm__out_add(m->o, m->run_start, m->run_end, m->run_cats);
+
+	m->run = false;
+	return ok;
+}
+
+/* The vDSO's data VMAs ("[vvar]", "[vvar_vclock]") are VM_PFNMAP, which the
+ * kernel's scan skips. They sit right below the vDSO, whose address the
+ * target's auxv gives (AT_SYSINFO_EHDR): a few lookups, not a VMA walk. */
+static int find_pfnmap(struct emu *m)
+{
+	uint64_t aux[2 * 64], vdso = 0;
+	struct pm_vma v;
+	ssize_t n;
+	int fd = openat(m->h->dirfd, "auxv", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	n = pm__sys.pread(fd, aux, sizeof(aux), 0);
+	close(fd);
+	for (ssize_t i = 0; i + 1 < n / 8; i += 2)
+		if (aux[i] == 33 /* AT_SYSINFO_EHDR */)
+			vdso = aux[i + 1];
+	m->pfnmap_lo = m->pfnmap_hi = vdso;
+	while (m->pfnmap_lo) {
+		int r = pm__vcursor_next(&m->vc, m->pfnmap_lo - 1, &v, true);
+
+		if (r < 0)
+			return r;
+		if (r == 0 || v.end != m->pfnmap_lo || strncmp(v.name, "[vvar", 5))
+			break;
+		m->pfnmap_lo = v.start;
+	}
+	/* the cursor walked backwards; let the scan start it afresh */
+	pm__vcursor_fini(&m->vc);
+	pm__vcursor_init(&m->vc, m->h);
+	return 0;
+}
+
+/* Categories of one page, or ~0 for pages the kernel would not scan. */
+static int page_cats(struct emu *m, uint64_t va, uint64_t e, uint64_t *c)
+{
+	/* an empty entry matters only if empty pages match; a non-empty one
+	 * is always inside a VMA, whose kind matters only for FILE (pagemap
+	 * calls the huge zero page file, the kernel's scan does not) */
+	if ((!e && !m->zero_matches) || (va >= m->pfnmap_lo && va < m->pfnmap_hi)) {
+		*c = ~0ULL;
+		return 0;
+	}
+	if (m->zero_matches || ((e & PM_ENTRY_FILE) && (e & PM_ENTRY_PRESENT))) {
+		int in = vma_at(m, va);
+
+		if (in <= 0) {
+			*c = ~0ULL;
+			return in;
+		}
+	}
+	*c = (e >> 63 & 1) << 3 | (e >> 62 & 1) << 4 | (e >> 55 & 1) << 7 | (e >> 58 & 1) << 8;
+	if ((e & PM_ENTRY_FILE) && (e & (PM_ENTRY_PRESENT | PM_ENTRY_SWAP)) &&
+	    !((e & PM_ENTRY_PRESENT) && m->v_anon_private))
+		*c |= PM_CAT_FILE;
+	return 0;
+}
+
+/* Feed one page to the output as part of a run. */
+static inline bool emit(struct emu *m, uint64_t va, uint64_t rc, uint64_t ps)
+{
+	if (m->run && m->run_end == va && m->run_cats == rc) {
+		m->run_end += ps;
+		return true;
+	}
+	if (!flush(m))
+		return false;
+	m->run = true;
+	m->run_start = va;
+	m->run_end = va + ps;
+	m->run_cats = rc;
+	return true;
+}
+
+/* Classify and emit one window. Entries with the flags of the previous one
+ * have its categories (the PFN aside, which only PFNZERO reads, and FILE,
+ * whose VMA matters), so the common case is a compare and a run extension;
+ * the match is computed once per distinct category value. */
+static int window(struct emu *m, uint64_t a, const uint64_t *buf, uint64_t *cats, size_t n,
+		  uint64_t ps)
+{
+	const uint64_t fmask = ~PM_ENTRY_PFN_MASK;
+	uint64_t last_f = ~0ULL, last_c = ~0ULL, match_c = ~0ULL, rc = 0;
+	bool matched = false;
+	int r;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t e = buf[i], f = e & fmask, va = a + i * ps;
+
+		if (f == last_f && !m->zero_matches && !(f & PM_ENTRY_FILE) &&
+		    !(va >= m->pfnmap_lo && va < m->pfnmap_hi)) {
+			cats[i] = last_c;
+			continue;
+		}
+		r = page_cats(m, va, e, &cats[i]);
+		if (r)
+			return r;
+		last_f = f;
+		last_c = cats[i];
+	}
+	if (m->kpf >= 0)
+		zero_pages(m, buf, n, cats);
+	for (size_t i = 0; i < n && !m->o->done; i++) {
+		uint64_t c = cats[i];
+
+		if (c != match_c) {
+			match_c = c;
+			matched = c != ~0ULL && pm__scan_match(m->q, c);
+			rc = c & m->q->ret;
+		}
+		if (!matched) {
+			if (m->run && !flush(m))
+				break;
+			continue;
+		}
+		if (!emit(m, a + i * ps, rc, ps))
+			break;
+	}
+	return 0;
 }
 
 int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 		      const struct pm__scan_req *q, struct pm__scan_out *o)
 {
-	struct emu m = { .q = q, .o = o };
-	struct pm_vma_list *l = NULL;
-	uint64_t *buf, *cats;
+	const uint64_t ps = pm__kernel()->page_size;
+	struct emu m = { .q = q, .o = o, .h = h };
+	uint64_t *buf = NULL, *cats = NULL, a = start;
 	int r;
 
-	m.need = q->mask | q->inverted | q->anyof | q->ret;
-	r = check_supported(m.need, &m.kpf);
+	r = check_supported(q->mask | q->inverted | q->anyof | q->ret, &m.kpf);
 	if (r)
 		return r;
+	m.zero_matches = pm__scan_match(q, 0);
+	pm__vcursor_init(&m.vc, h);
+	r = find_pfnmap(&m);
+	if (r)
+		goto out;
 	buf = malloc(WINDOW * sizeof(*buf));
 	cats = malloc(WINDOW * sizeof(*cats));
 	m.flags = malloc(WINDOW * sizeof(*m.flags));
@@ -205,18 +301,39 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 		r = -ENOMEM;
 		goto out;
 	}
-	r = pm_vmas(h, &l);
-	for (size_t i = 0; r == 0 && i < pm_vma_count(l) && !o->done; i++) {
-		const struct pm_vma *v = pm_vma_at(l, i);
-		uint64_t s = v->start > start ? v->start : start, e = v->end < end ? v->end : end;
+	/* windows of the range, jumping over gaps between VMAs; pm_read plans
+	 * (and guards) the reads inside each window */
+	for (uint64_t win = FIRST_WINDOW; a < end && !o->done; win = win < WINDOW ? win * 2 : WINDOW) {
+		struct pm_vma v;
+		uint64_t b;
+		long n;
 
-		if (s < e && !pfnmap(v))
-			r = scan_span(&m, h, s, e, anon_private(v), buf, cats);
+		r = pm__vcursor_next(&m.vc, a, &v, false);
+		if (r <= 0)
+			break;
+		if (v.start > a) {
+			if (!flush(&m))
+				break;
+			a = v.start;
+		}
+		if (a >= end)
+			break;
+		b = end - a > win * ps ? a + win * ps : end;
+		n = pm_read(h, a, b, buf, NULL, NULL);
+		if (n < 0) {
+			r = (int)n;
+			goto out;
+		}
+		r = window(&m, a, buf, cats, (size_t)n, ps);
+		if (r)
+			goto out;
+		a = b;
 	}
-	if (r == 0 && m.run && !o->done)
-		pm__out_add(o, m.run_start, m.run_end, m.run_cats);
+	if (r >= 0 && !o->done)
+		flush(&m);
+	r = r < 0 ? r : 0;
 out:
-	pm_vma_list_free(l);
+	pm__vcursor_fini(&m.vc);
 	free(buf);
 	free(cats);
 	free(m.flags);

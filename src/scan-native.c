@@ -66,6 +66,11 @@ int pm__scan_native(struct pm_handle *h, uint64_t start, uint64_t end,
 		a.category_inverted = q->inverted;
 		a.category_anyof_mask = q->anyof;
 		a.return_mask = q->ret;
+		/* Room for the caller's free slots plus one: the extra region
+		 * tells whether the last one continues (merge) or the output
+		 * is complete, without scanning further ahead. */
+		if (!wp && o->vec_len - o->n + 1 < slots)
+			slots = o->vec_len - o->n + 1;
 		/* Write-protecting matches the caller will not see would lose
 		 * them: never scan ahead of the caller's vector or page limit.
 		 * (With vec_len 0 the caller asked for write-protection only.) */

@@ -21,22 +21,6 @@ static int query(struct pm_handle *h, uint64_t addr, struct pm__procmap_query *q
 	return pm__ioctl(h->maps_fd, PM__PROCMAP_QUERY, q);
 }
 
-int pm__query_next(struct pm_handle *h, uint64_t addr, uint64_t *vs, uint64_t *ve)
-{
-	struct pm__procmap_query q;
-	int r = query(h, addr, &q, NULL, 0);
-
-	if (r == -ENOENT)
-		return 0;
-	if (r < 0)
-		return r;
-	if (q.vma_start >= pm__kernel()->user_top)
-		return 0;
-	*vs = q.vma_start;
-	*ve = q.vma_end;
-	return 1;
-}
-
 int pm__query_list(struct pm_handle *h, struct pm_vma_list *l)
 {
 	const uint64_t top = pm__kernel()->user_top;

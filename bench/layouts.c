@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "layouts.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+uint64_t ps;
+
+void *xmap(size_t len, int prot, int flags)
+{
+	void *p = mmap(NULL, len, prot, flags, -1, 0);
+
+	if (p == MAP_FAILED) {
+		perror("mmap");
+		_exit(1);
+	}
+	return p;
+}
+
+static struct span anon_4k(void)
+{
+	const size_t len = 1UL << 30;
+	char *p = xmap(len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+
+	madvise(p, len, MADV_NOHUGEPAGE);
+	memset(p, 1, len);
+	return (struct span){ (uintptr_t)p, (uintptr_t)p + len };
+}
+
+static struct span anon_thp(void)
+{
+	const size_t len = 1UL << 30;
+	char *p = xmap(len + HUGE_SZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+
+	p = (char *)(((uintptr_t)p + HUGE_SZ - 1) & ~(uintptr_t)(HUGE_SZ - 1));
+	madvise(p, len, MADV_HUGEPAGE);
+	memset(p, 1, len);
+	return (struct span){ (uintptr_t)p, (uintptr_t)p + len };
+}
+
+static struct span sparse_64g(void)
+{
+	const size_t len = 64UL << 30;
+	char *p = xmap(len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+
+	madvise(p, len, MADV_NOHUGEPAGE);
+	for (size_t off = 0; off < len; off += HUGE_SZ)
+		p[off] = 1;
+	return (struct span){ (uintptr_t)p, (uintptr_t)p + len };
+}
+
+static struct span many_vmas(void)
+{
+	const int n = 10000;
+	char *p = xmap((size_t)n * 4 * ps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS);
+
+	for (int i = 0; i < n; i++) {
+		char *v = p + (size_t)i * 4 * ps;
+
+		if (i % 2) {
+			mprotect(v, 4 * ps, PROT_READ | PROT_WRITE);
+			v[0] = 1;
+			v[2 * ps] = 1;
+		}
+	}
+	return (struct span){ (uintptr_t)p, (uintptr_t)p + (size_t)n * 4 * ps };
+}
+
+const struct layout layouts[] = {
+	{ "1 GiB 4K anon", anon_4k, true },
+	{ "1 GiB THP", anon_thp, true },
+	{ "64 GiB sparse", sparse_64g, false },
+	{ "10,000 VMAs x 16 KiB", many_vmas, false },
+};
+const size_t nlayouts = sizeof(layouts) / sizeof(layouts[0]);
+
+double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp);
+	return v[n / 2];
+}
+
+pid_t layouts_start(struct span *spans, int *hold_fd)
+{
+	struct span *shared;
+	int ready[2], hold[2];
+	char c = 0;
+	pid_t pid;
+
+	ps = (uint64_t)sysconf(_SC_PAGESIZE);
+	shared = xmap(ps, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS);
+	if (pipe2(ready, O_CLOEXEC) || pipe2(hold, O_CLOEXEC))
+		exit(1);
+	pid = fork();
+	if (pid == 0) {
+		close(ready[0]);
+		close(hold[1]);
+		for (size_t i = 0; i < nlayouts; i++)
+			shared[i] = layouts[i].build();
+		(void)!write(ready[1], &c, 1);
+		(void)!read(hold[0], &c, 1);
+		_exit(0);
+	}
+	close(ready[1]);
+	close(hold[0]);
+	if (read(ready[0], &c, 1) != 1)
+		exit(1);
+	close(ready[0]);
+	memcpy(spans, shared, nlayouts * sizeof(*spans));
+	munmap(shared, ps);
+	*hold_fd = hold[1];
+	return pid;
+}
+
+void layouts_stop(pid_t pid, int hold)
+{
+	close(hold);
+	waitpid(pid, NULL, 0);
+}

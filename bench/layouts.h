@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The benchmark layouts, built in a child process that then waits. */
+#ifndef PM_BENCH_LAYOUTS_H
+#define PM_BENCH_LAYOUTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define HUGE_SZ (2UL << 20)
+
+struct span {
+	uint64_t lo, hi;
+};
+
+struct layout {
+	const char *name;
+	struct span (*build)(void);
+	bool big; /* a 1 GiB layout */
+};
+
+extern const struct layout layouts[];
+extern const size_t nlayouts;
+extern uint64_t ps;
+
+/* Fork a child that builds every layout; spans[i] receives layout i. */
+pid_t layouts_start(struct span *spans, int *hold);
+void layouts_stop(pid_t pid, int hold);
+double now(void);
+void *xmap(size_t len, int prot, int flags); /* mmap or exit */
+double median(double *v, int n);
+
+#endif
