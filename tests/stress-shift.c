@@ -169,6 +169,40 @@ static uint64_t misplaced(uint64_t va, const uint64_t *e, size_t n)
 	return bad;
 }
 
+/* The same check on emulated pm_scan regions: churned slots never hold
+ * file pages, sentinels only present file pages, pattern regions exactly
+ * their pattern. */
+static uint64_t scan_misplaced(uint64_t va, const struct pm_region *r, long nr, size_t n)
+{
+	static uint64_t cats[3 * NPMD];
+	uint64_t bad = 0;
+
+	memset(cats, 0, n * 8);
+	for (long k = 0; k < nr; k++)
+		for (uint64_t a = r[k].start; a < r[k].end; a += ps)
+			cats[(a - va) / ps] = r[k].categories;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t off = va + i * ps - (uintptr_t)base, c = cats[i];
+		int slot = (int)(off / HUGE);
+		size_t idx = (off % HUGE) / ps;
+		bool f = c & PM_CAT_FILE, p = c & PM_CAT_PRESENT;
+
+		switch (slot) {
+		case T_CHURN:
+		case Z_CHURN:
+			bad += f;
+			break;
+		case T_SENT:
+		case Z_SENT:
+			bad += !(p && f);
+			break;
+		default:
+			bad += p != (bool)(pattern[slot == Z_PAT][idx / 64] >> (idx % 64) & 1) || f;
+		}
+	}
+	return bad;
+}
+
 struct shape {
 	const char *name;
 	int slot;        /* first slot */
@@ -197,6 +231,11 @@ int main(int argc, char **argv)
 	struct pm__token t0, t1;
 	uint64_t lib_reads = 0, lib_ok = 0, lib_eagain = 0, lib_bad = 0, lib_guarded = 0,
 		 lib_tripped = 0, lib_retries = 0, snap_reads = 0, snap_retried = 0;
+	uint64_t scan_calls = 0, scan_ok = 0, scan_eagain = 0, scan_bad = 0;
+	struct pm_region regs[3 * NPMD];
+	PM_OPTS(pm_scan_opts, emul, .flags = PM_SCAN_F_EMULATE,
+		.category_anyof_mask = PM_CAT_PRESENT | PM_CAT_SWAPPED | PM_CAT_FILE,
+		.return_mask = PM_CAT_PRESENT | PM_CAT_FILE);
 	uint64_t buf[3 * NPMD];
 	PM_OPTS(pm_kernel_info, ki);
 	PM_OPTS(pm_read_opts, snap, .flags = PM_READ_SNAPSHOT);
@@ -270,6 +309,22 @@ int main(int argc, char **argv)
 			lib_tripped += info.retries > 0;
 			lib_retries += info.retries;
 		}
+		/* the emulated pm_scan reads through pm_read, guard included */
+		if (it % 2 == 0) {
+			uint64_t we;
+
+			n = pm_scan(h, va, va + s->pages * ps, regs, 3 * NPMD, &emul, &we);
+			scan_calls++;
+			if (n == -EAGAIN) {
+				scan_eagain++;
+			} else if (n < 0) {
+				fprintf(stderr, "pm_scan: %s\n", strerror((int)-n));
+				return 1;
+			} else {
+				scan_ok++;
+				scan_bad += scan_misplaced(va, regs, n, s->pages);
+			}
+		}
 		if (fixed && it % 4 == 0) {
 			n = pm_read(h, va, va + s->pages * ps, buf, &snap, &info);
 			snap_reads++;
@@ -306,6 +361,9 @@ int main(int argc, char **argv)
 	       (unsigned long)lib_bad, (unsigned long)lib_guarded, (unsigned long)lib_tripped,
 	       lib_ok ? 100.0 * (double)lib_tripped / (double)lib_ok : 0.0,
 	       (unsigned long)lib_retries);
+	printf("pm_scan emulated: %lu scans, %lu ok, %lu -EAGAIN, %lu misattributed pages\n",
+	       (unsigned long)scan_calls, (unsigned long)scan_ok, (unsigned long)scan_eagain,
+	       (unsigned long)scan_bad);
 	if (fixed)
 		printf("pm_read SNAPSHOT: %lu reads, %lu reported retries\n",
 		       (unsigned long)snap_reads, (unsigned long)snap_retried);
@@ -313,6 +371,11 @@ int main(int argc, char **argv)
 	if (missed) {
 		printf("FAIL: %lu shifted reads left the guard's token still\n",
 		       (unsigned long)missed);
+		return 1;
+	}
+	if (scan_bad) {
+		printf("FAIL: emulated pm_scan reported %lu misattributed pages\n",
+		       (unsigned long)scan_bad);
 		return 1;
 	}
 	if (lib_bad) {
