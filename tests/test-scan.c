@@ -14,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define CATS_BOTH (PM_CAT_PRESENT | PM_CAT_SWAPPED | PM_CAT_FILE | PM_CAT_PFNZERO | PM_CAT_GUARD)
@@ -480,6 +483,77 @@ START_TEST(scan_enotty_emulates)
 }
 END_TEST
 
+/* uffd-wp async (native): WPALLOWED covers the registered range; after
+ * arming, WRITTEN is exactly the pages written; collect-and-reset with
+ * WP_MATCHING in calls of one region each loses nothing (the library
+ * never write-protects a page it does not report). */
+START_TEST(scan_uffd_written)
+{
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = (1ULL << 15) | (1ULL << 13) /* WP_ASYNC, WP_UNPOPULATED */ };
+	const size_t n = 64;
+	long fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	char *p = xmap(NULL, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	struct uffdio_register reg = { .range = { (uintptr_t)p, n * ps },
+				       .mode = UFFDIO_REGISTER_MODE_WP };
+	uint64_t a = (uintptr_t)p, b = a + n * ps, we, seed = 17, written = 0;
+	PM_OPTS(pm_scan_opts, arm, .flags = PM_SCAN_F_WP_MATCHING | PM_SCAN_F_CHECK_WPASYNC,
+		.category_mask = PM_CAT_WRITTEN, .return_mask = PM_CAT_WRITTEN);
+	PM_OPTS(pm_scan_opts, get, .category_mask = PM_CAT_WRITTEN, .return_mask = PM_CAT_WRITTEN);
+	PM_OPTS(pm_scan_opts, wpa, .category_mask = PM_CAT_WPALLOWED,
+		.return_mask = PM_CAT_WPALLOWED);
+	struct pm_region v[64];
+	struct pm_handle *h;
+	bool want[64] = { false }, got[64] = { false };
+	long r;
+
+	ck_assert_int_ge(fd, 0);
+	madvise(p, n * ps, MADV_NOHUGEPAGE);
+	ck_assert_int_eq(ioctl((int)fd, UFFDIO_API, &api), 0);
+	ck_assert_int_eq(ioctl((int)fd, UFFDIO_REGISTER, &reg), 0);
+	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
+	ck_assert_int_eq(pm_scan(h, a, b, v, 64, &wpa, &we), 1);
+	ck_assert(v[0].start == a && v[0].end == b);
+	/* arm: write-protect everything, no output */
+	ck_assert_int_eq(pm_scan(h, a, b, NULL, 0, &arm, &we), 0);
+	ck_assert_int_eq(pm_scan(h, a, b, v, 64, &get, &we), 0);
+	for (size_t i = 0; i < n; i++)
+		if (rnd(&seed) % 3 == 0) {
+			p[i * ps] = 1;
+			want[i] = true;
+			written++;
+		}
+	/* collect and reset, one region per call */
+	for (uint64_t cur = a; cur < b; cur = we) {
+		r = pm_scan(h, cur, b, v, 1, &arm, &we);
+		ck_assert_int_ge(r, 0);
+		ck_assert_int_le(r, 1);
+		for (long k = 0; k < r; k++)
+			for (uint64_t x = v[k].start; x < v[k].end; x += ps)
+				got[(x - a) / ps] = true;
+	}
+	for (size_t i = 0; i < n; i++)
+		ck_assert_msg(got[i] == want[i], "page %zu: written %d, reported %d", i, want[i],
+			      got[i]);
+	/* everything reported was re-armed, nothing else was touched */
+	ck_assert_int_eq(pm_scan(h, a, b, v, 64, &get, &we), 0);
+	p[5 * ps] = 2;
+	ck_assert_int_eq(pm_scan(h, a, b, v, 64, &get, &we), 1);
+	ck_assert_uint_eq(v[0].start, a + 5 * ps);
+	ck_assert_uint_eq(v[0].end, a + 6 * ps);
+	/* CHECK_WPASYNC on memory without async uffd-wp: the kernel's EPERM */
+	{
+		char *q = xmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+
+		ck_assert_int_eq(pm_scan(h, (uintptr_t)q, (uintptr_t)q + ps, v, 1, &arm, &we),
+				 -EPERM);
+	}
+	ck_assert_uint_gt(written, 0);
+	pm_close(h);
+	close((int)fd);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("scan");
@@ -499,6 +573,10 @@ int main(void)
 	if (thp_possible())
 		tcase_add_test(t, scan_differential_huge);
 	tcase_add_test(t, scan_bad_arguments);
+	if (pm_has_feature(PM_FEAT_UFFD_WP_ASYNC) == 1 && pm_has_feature(PM_FEAT_PAGEMAP_SCAN) == 1)
+		tcase_add_test(t, scan_uffd_written);
+	else
+		fprintf(stderr, "SKIP scan_uffd_written: no uffd WP_ASYNC or PAGEMAP_SCAN\n");
 	suite_add_tcase(s, t);
 	return run_suite(s);
 }
