@@ -24,8 +24,9 @@
  * table exists there and on its stable fixes).
  * Like the kernel, only pages inside VMAs are considered, and VM_PFNMAP VMAs
  * are skipped: the vDSO data pages ("[vvar]", "[vvar_vclock]") are known to
- * be; other PFN maps (device memory) are not visible from user space and
- * are scanned.
+ * be, and their present pages are the kind whose VMA is looked up; other
+ * PFN maps (device memory) are not visible from user space and are
+ * scanned.
  */
 #include "internal.h"
 #include "scan.h"
@@ -38,7 +39,7 @@
 #define WINDOW 8192 /* entries per pm_read at most: 64 KiB buffers stay on the
 		     * heap (below the mmap threshold), so a scan does not fault in
 		     * fresh pages for them every call */
-#define FIRST_WINDOW 512 /* windows start small and double: a caller with a
+#define FIRST_WINDOW 512 /* windows start small and grow: a caller with a
 			  * small vector does not pay for reading far ahead */
 #define KPF_COMPOUND_HEAD 15
 #define KPF_ZERO_PAGE 24
@@ -53,8 +54,7 @@ struct emu {
 	uint64_t *flags;
 	struct pm__vcursor vc;
 	struct pm_vma v;   /* the VMA last looked up */
-	bool v_valid, v_anon_private;
-	uint64_t pfnmap_lo, pfnmap_hi; /* the vDSO data pages: VM_PFNMAP, skipped */
+	bool v_valid, v_anon_private, v_pfnmap;
 	uint64_t run_start, run_end, run_cats;
 	bool run;
 };
@@ -146,6 +146,7 @@ static int vma_at(struct emu *m, uint64_t va)
 	}
 	m->v_valid = true;
 	m->v_anon_private = anon_private(&m->v);
+	m->v_pfnmap = !strncmp(m->v.name, "[vvar", 5);
 	return va >= m->v.start;
 }
 
@@ -157,125 +158,144 @@ static bool flush(struct emu *m)
 	return ok;
 }
 
-/* The vDSO's data VMAs ("[vvar]", "[vvar_vclock]") are VM_PFNMAP, which the
- * kernel's scan skips. They sit right below the vDSO, whose address the
- * target's auxv gives (AT_SYSINFO_EHDR): a few lookups, not a VMA walk. */
-static int find_pfnmap(struct emu *m)
+/* Add [s, e) with return categories rc to the run being built. */
+static bool emit(struct emu *m, uint64_t s, uint64_t e, uint64_t rc)
 {
-	uint64_t aux[2 * 64], vdso = 0;
-	struct pm_vma v;
-	ssize_t n;
-	int fd = openat(m->h->dirfd, "auxv", O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return errno == ENOENT ? -ESRCH : -errno;
-	n = pm__sys.pread(fd, aux, sizeof(aux), 0);
-	close(fd);
-	for (ssize_t i = 0; i + 1 < n / 8; i += 2)
-		if (aux[i] == 33 /* AT_SYSINFO_EHDR */)
-			vdso = aux[i + 1];
-	m->pfnmap_lo = m->pfnmap_hi = vdso;
-	while (m->pfnmap_lo) {
-		int r = pm__vcursor_next(&m->vc, m->pfnmap_lo - 1, &v, true);
-
-		if (r < 0)
-			return r;
-		if (r == 0 || v.end != m->pfnmap_lo || strncmp(v.name, "[vvar", 5))
-			break;
-		m->pfnmap_lo = v.start;
-	}
-	/* the cursor walked backwards; let the scan start it afresh */
-	pm__vcursor_fini(&m->vc);
-	pm__vcursor_init(&m->vc, m->h);
-	return 0;
-}
-
-/* Categories of one page, or ~0 for pages the kernel would not scan. */
-static int page_cats(struct emu *m, uint64_t va, uint64_t e, uint64_t *c)
-{
-	/* an empty entry matters only if empty pages match; a non-empty one
-	 * is always inside a VMA, whose kind matters only for FILE (pagemap
-	 * calls the huge zero page file, the kernel's scan does not) */
-	if ((!e && !m->zero_matches) || (va >= m->pfnmap_lo && va < m->pfnmap_hi)) {
-		*c = ~0ULL;
-		return 0;
-	}
-	if (m->zero_matches || ((e & PM_ENTRY_FILE) && (e & PM_ENTRY_PRESENT))) {
-		int in = vma_at(m, va);
-
-		if (in <= 0) {
-			*c = ~0ULL;
-			return in;
-		}
-	}
-	*c = (e >> 63 & 1) << 3 | (e >> 62 & 1) << 4 | (e >> 55 & 1) << 7 | (e >> 58 & 1) << 8;
-	if ((e & PM_ENTRY_FILE) && (e & (PM_ENTRY_PRESENT | PM_ENTRY_SWAP)) &&
-	    !((e & PM_ENTRY_PRESENT) && m->v_anon_private))
-		*c |= PM_CAT_FILE;
-	return 0;
-}
-
-/* Feed one page to the output as part of a run. */
-static inline bool emit(struct emu *m, uint64_t va, uint64_t rc, uint64_t ps)
-{
-	if (m->run && m->run_end == va && m->run_cats == rc) {
-		m->run_end += ps;
+	if (m->run && m->run_end == s && m->run_cats == rc) {
+		m->run_end = e;
 		return true;
 	}
 	if (!flush(m))
 		return false;
 	m->run = true;
-	m->run_start = va;
-	m->run_end = va + ps;
+	m->run_start = s;
+	m->run_end = e;
 	m->run_cats = rc;
 	return true;
 }
 
-/* Classify and emit one window. Entries with the flags of the previous one
- * have its categories (the PFN aside, which only PFNZERO reads, and FILE,
- * whose VMA matters), so the common case is a compare and a run extension;
- * the match is computed once per distinct category value. */
+static inline uint64_t entry_cats(uint64_t e, bool anon_private)
+{
+	uint64_t c = (e >> 63 & 1) << 3 | (e >> 62 & 1) << 4 | (e >> 55 & 1) << 7 |
+		     (e >> 58 & 1) << 8;
+
+	if ((e & PM_ENTRY_FILE) && (e & (PM_ENTRY_PRESENT | PM_ENTRY_SWAP)) &&
+	    !((e & PM_ENTRY_PRESENT) && anon_private))
+		c |= PM_CAT_FILE;
+	return c;
+}
+
+/* Whether the kernel's view of a page with entry e depends on its VMA:
+ * when empty pages match (membership), for FILE in private anonymous VMAs
+ * (the huge zero page), and for present pages that are neither file nor
+ * exclusive, the only kind a VM_PFNMAP VMA (skipped by the kernel) shows. */
+static inline bool needs_vma(const struct emu *m, uint64_t e)
+{
+	return m->zero_matches ||
+	       ((e & PM_ENTRY_PRESENT) && (e & (PM_ENTRY_FILE | PM_ENTRY_EXCLUSIVE)) != PM_ENTRY_EXCLUSIVE);
+}
+
+/* Pages [s, t) that all have entry flags e: split at VMA edges where the
+ * VMA matters, matched, and emitted. */
+static int range(struct emu *m, uint64_t s, uint64_t t, uint64_t e)
+{
+	const bool need_vma = needs_vma(m, e);
+
+	if (!e && !m->zero_matches)
+		return flush(m) ? 0 : 1;
+	while (s < t) {
+		uint64_t u = t, c;
+
+		if (need_vma) {
+			int in = vma_at(m, s);
+
+			if (in < 0)
+				return in;
+			if (!in || m->v_pfnmap) {
+				if (!in && m->v_valid && m->v.start < u)
+					u = m->v.start;
+				if (in && m->v.end < u)
+					u = m->v.end;
+				if (!flush(m))
+					return 1;
+				s = u;
+				continue;
+			}
+			if (m->v.end < u)
+				u = m->v.end;
+		}
+		c = entry_cats(e, need_vma && m->v_anon_private);
+		if (pm__scan_match(m->q, c) ? !emit(m, s, u, c & m->q->ret) : !flush(m))
+			return 1;
+		s = u;
+	}
+	return 0;
+}
+
+/* Classify and emit one window: runs of entries with equal flags are one
+ * range (a compare per entry); with PFNZERO each page is looked up. */
 static int window(struct emu *m, uint64_t a, const uint64_t *buf, uint64_t *cats, size_t n,
 		  uint64_t ps)
 {
 	const uint64_t fmask = ~PM_ENTRY_PFN_MASK;
-	uint64_t last_f = ~0ULL, last_c = ~0ULL, match_c = ~0ULL, rc = 0;
-	bool matched = false;
 	int r;
 
-	for (size_t i = 0; i < n; i++) {
-		uint64_t e = buf[i], f = e & fmask, va = a + i * ps;
+	if (m->kpf < 0) {
+		for (size_t i = 0, j; i < n && !m->o->done; i = j) {
+			uint64_t f = buf[i] & fmask;
 
-		if (f == last_f && !m->zero_matches && !(f & PM_ENTRY_FILE) &&
-		    !(va >= m->pfnmap_lo && va < m->pfnmap_hi)) {
-			cats[i] = last_c;
-			continue;
+			for (j = i + 1; j < n && (buf[j] & fmask) == f; j++)
+				;
+			r = range(m, a + i * ps, a + j * ps, f);
+			if (r)
+				return r < 0 ? r : 0;
 		}
-		r = page_cats(m, va, e, &cats[i]);
-		if (r)
-			return r;
-		last_f = f;
-		last_c = cats[i];
+		return 0;
 	}
-	if (m->kpf >= 0)
-		zero_pages(m, buf, n, cats);
-	for (size_t i = 0; i < n && !m->o->done; i++) {
-		uint64_t c = cats[i];
+	for (size_t i = 0; i < n; i++) {
+		uint64_t e = buf[i], va = a + i * ps;
+		bool need_vma = needs_vma(m, e);
 
-		if (c != match_c) {
-			match_c = c;
-			matched = c != ~0ULL && pm__scan_match(m->q, c);
-			rc = c & m->q->ret;
-		}
-		if (!matched) {
-			if (m->run && !flush(m))
-				break;
+		cats[i] = ~0ULL;
+		if (!e && !m->zero_matches)
 			continue;
+		if (need_vma) {
+			r = vma_at(m, va);
+			if (r < 0)
+				return r;
+			if (!r || m->v_pfnmap)
+				continue;
 		}
-		if (!emit(m, a + i * ps, rc, ps))
+		cats[i] = entry_cats(e, need_vma && m->v_anon_private);
+	}
+	zero_pages(m, buf, n, cats);
+	for (size_t i = 0; i < n && !m->o->done; i++) {
+		uint64_t c = cats[i], va = a + i * ps;
+		bool ok = c != ~0ULL && pm__scan_match(m->q, c) ? emit(m, va, va + ps, c & m->q->ret)
+							   : flush(m);
+
+		if (!ok)
 			break;
 	}
 	return 0;
+}
+
+/* The next window: what the caller's free slots need at the density of
+ * regions seen so far in this call (a caller with a small vector must not
+ * pay for reading far past where its vector fills), growing by half while
+ * nothing has been found; never above WINDOW, the buffers' size. */
+static uint64_t next_window(uint64_t win, const struct pm__scan_out *o, uint64_t pages,
+			    size_t n0)
+{
+	size_t found = o->n - n0, free_slots = o->vec_len - o->n;
+
+	if (found && o->max_pages == UINT64_MAX)
+		win = (uint64_t)(free_slots + 1) * pages / found + FIRST_WINDOW / 4;
+	else
+		win += win / 2;
+	if (win < FIRST_WINDOW)
+		win = FIRST_WINDOW;
+	return win < WINDOW ? win : WINDOW;
 }
 
 int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
@@ -283,6 +303,7 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 {
 	const uint64_t ps = pm__kernel()->page_size;
 	struct emu m = { .q = q, .o = o, .h = h };
+	const size_t n0 = o->n;
 	uint64_t *buf = NULL, *cats = NULL, a = start;
 	int r;
 
@@ -291,9 +312,6 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 		return r;
 	m.zero_matches = pm__scan_match(q, 0);
 	pm__vcursor_init(&m.vc, h);
-	r = find_pfnmap(&m);
-	if (r)
-		goto out;
 	buf = malloc(WINDOW * sizeof(*buf));
 	cats = malloc(WINDOW * sizeof(*cats));
 	m.flags = malloc(WINDOW * sizeof(*m.flags));
@@ -303,7 +321,8 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 	}
 	/* windows of the range, jumping over gaps between VMAs; pm_read plans
 	 * (and guards) the reads inside each window */
-	for (uint64_t win = FIRST_WINDOW; a < end && !o->done; win = win < WINDOW ? win * 2 : WINDOW) {
+	for (uint64_t win = FIRST_WINDOW, pages = 0; a < end && !o->done;
+	     win = next_window(win, o, pages, n0)) {
 		struct pm_vma v;
 		uint64_t b;
 		long n;
@@ -319,6 +338,7 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 		if (a >= end)
 			break;
 		b = end - a > win * ps ? a + win * ps : end;
+		pages += (b - a) / ps;
 		n = pm_read(h, a, b, buf, NULL, NULL);
 		if (n < 0) {
 			r = (int)n;
