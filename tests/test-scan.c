@@ -535,6 +535,50 @@ START_TEST(scan_enotty_emulates)
 }
 END_TEST
 
+/* In the caller itself: native, emulated and reference on a region of
+ * this process that nothing else touches. */
+START_TEST(scan_differential_self)
+{
+	const size_t n = 2048;
+	char *p = xmap(NULL, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	struct pm_region *a = malloc(MAXR * sizeof(*a)), *b = malloc(MAXR * sizeof(*b)),
+			 *x = malloc(MAXR * sizeof(*x));
+	uint64_t seed = 5, s0 = (uintptr_t)p, e0 = s0 + n * ps;
+	struct pm_handle *h;
+	struct ref r;
+
+	madvise(p, n * ps, MADV_NOHUGEPAGE);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t k = rnd(&seed) % 3;
+
+		if (k == 0)
+			p[i * ps] = 1;
+		else if (k == 1)
+			(void)*(volatile char *)(p + i * ps);
+	}
+	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
+	ref_build(h, s0, e0, &r);
+	for (uint64_t mask = 0; mask <= both; mask = ((mask | ~both) + 1) & both) {
+		PM_OPTS(pm_scan_opts, o, .category_mask = mask, .return_mask = both);
+		PM_OPTS(pm_scan_opts, oe, .flags = PM_SCAN_F_EMULATE, .category_mask = mask,
+			.return_mask = both);
+		size_t nr = ref_scan(&r, &o, x), na = collect(h, s0, e0, &o, 7, a),
+		       nb = collect(h, s0, e0, &oe, 7, b);
+
+		same(a, na, x, nr, "self native vs reference", &o);
+		same(b, nb, x, nr, "self emulated vs reference", &o);
+		if (mask == both)
+			break;
+	}
+	free(r.cats);
+	free(a);
+	free(b);
+	free(x);
+	pm_close(h);
+	munmap(p, n * ps);
+}
+END_TEST
+
 /* uffd-wp async (native): WPALLOWED covers the registered range; after
  * arming, WRITTEN is exactly the pages written; collect-and-reset with
  * WP_MATCHING in calls of one region each loses nothing (the library
@@ -627,6 +671,7 @@ int main(void)
 	if (thp_possible())
 		tcase_add_test(t, scan_differential_huge);
 	tcase_add_test(t, scan_bad_arguments);
+	tcase_add_test(t, scan_differential_self);
 	if (pm_has_feature(PM_FEAT_UFFD_WP_ASYNC) == 1 && pm_has_feature(PM_FEAT_PAGEMAP_SCAN) == 1)
 		tcase_add_test(t, scan_uffd_written);
 	else
