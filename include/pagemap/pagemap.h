@@ -59,7 +59,8 @@ struct pm_open_opts {
 PM_EXPORT int pm_open(pid_t pid, const struct pm_open_opts *opts, struct pm_handle **out);
 
 /** Open a handle on the process a pidfd refers to. The pidfd is duplicated;
- *  the caller keeps ownership of its own. Errors as pm_open(), plus -EBADF. */
+ *  the caller keeps ownership of its own. Errors as pm_open(), plus -EBADF
+ *  (not a pidfd) and -ENOENT (a process outside the caller's pid namespace). */
 PM_EXPORT int pm_open_pidfd(int pidfd, const struct pm_open_opts *opts, struct pm_handle **out);
 
 /** Close a handle. NULL-safe. */
