@@ -65,6 +65,8 @@ struct pm__kernel {
 };
 /* Probed once, then cached; never NULL. */
 PM_HIDDEN const struct pm__kernel *pm__kernel(void);
+/* CPUs this process may run on. */
+PM_HIDDEN int pm__ncpus(void);
 
 /* ---- handles (handle.c) ---- */
 
@@ -163,5 +165,21 @@ PM_HIDDEN int pm__guarded(struct pm__guard *g, struct pm_handle *h, int (*pass)(
 PM_HIDDEN int pm__span_read(struct pm__guard *g, struct pm_handle *h, uint64_t va,
 			    uint64_t *dst, size_t n);
 PM_HIDDEN void pm__span_zero(struct pm__guard *g, uint64_t *dst, size_t n);
+
+/* ---- the read engine (read.c), for batches ---- */
+
+/* A span the planner wants read: n entries for [va, ...) into dst. */
+typedef int (*pm__span_fn)(void *arg, uint64_t va, uint64_t *dst, size_t n);
+/* pm_read's argument checks (without opts): 0 or -EINVAL. */
+PM_HIDDEN int pm__read_args(struct pm_handle *h, uint64_t start, uint64_t end,
+			    const uint64_t *entries, const struct pm_read_info *info);
+/* Plan a read as pm_read would: gaps zero-filled in @entries, every span
+ * to read handed to @emit instead of read. */
+PM_HIDDEN int pm__read_plan(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entries,
+			    pm__span_fn emit, void *arg);
+PM_HIDDEN void pm__fill_info(struct pm_read_info *info, uint64_t flags, uint64_t retries,
+			     uint64_t kernel_reads);
+/* Touch every page of an output buffer (see pm_read). */
+PM_HIDDEN void pm__prefault(uint64_t *entries, size_t n);
 
 #endif

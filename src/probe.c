@@ -5,6 +5,7 @@
 #include "compat/uapi.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <linux/userfaultfd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,6 +335,15 @@ static bool pfn_visible(void)
 	r = pm_entry_pfn(self_entry((uint64_t)(uintptr_t)p)) != 0;
 	munmap((void *)p, k->page_size);
 	return r;
+}
+
+int pm__ncpus(void)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set))
+		return 1;
+	return CPU_COUNT(&set);
 }
 
 PM_EXPORT int pm_kernel_probe(struct pm_kernel_info *ki)

@@ -24,6 +24,8 @@
 struct rd {
 	struct pm_handle *h;
 	struct pm__guard *g;
+	pm__span_fn emit; /* plan only: hand each span to the batch */
+	void *emit_arg;
 	uint64_t start, end;
 	uint64_t *entries;
 	unsigned shift;
@@ -45,12 +47,20 @@ static int next_vma(struct rd *rd, uint64_t addr, uint64_t *vs, uint64_t *ve)
 
 static int span(struct rd *rd, uint64_t from, uint64_t to)
 {
+	if (rd->emit)
+		return rd->emit(rd->emit_arg, from, rd->entries + ((from - rd->start) >> rd->shift),
+				(size_t)((to - from) >> rd->shift));
 	return pm__span_read(rd->g, rd->h, from, rd->entries + ((from - rd->start) >> rd->shift),
 			     (size_t)((to - from) >> rd->shift));
 }
 
 static void zero(struct rd *rd, uint64_t from, uint64_t to)
 {
+	if (rd->emit) {
+		memset(rd->entries + ((from - rd->start) >> rd->shift), 0,
+		       (size_t)((to - from) >> rd->shift) * 8);
+		return;
+	}
 	pm__span_zero(rd->g, rd->entries + ((from - rd->start) >> rd->shift),
 		      (size_t)((to - from) >> rd->shift));
 }
@@ -97,14 +107,21 @@ static int engine(void *arg)
 	return 0;
 }
 
-static int check_info(const struct pm_read_info *info)
+int pm__read_args(struct pm_handle *h, uint64_t start, uint64_t end, const uint64_t *entries,
+		  const struct pm_read_info *info)
 {
+	const struct pm__kernel *k = pm__kernel();
+
+	if (!h || !entries || (start | end) & (k->page_size - 1) || end <= start ||
+	    end > k->user_top || (end - start) >> k->page_shift > SIZE_MAX / 8)
+		return -EINVAL;
 	if (info && (info->size < sizeof(uint64_t) || info->size % sizeof(uint64_t)))
 		return -EINVAL;
 	return 0;
 }
 
-static void fill_info(struct pm_read_info *info, const struct pm__guard *g)
+void pm__fill_info(struct pm_read_info *info, uint64_t flags, uint64_t retries,
+		   uint64_t kernel_reads)
 {
 	struct pm_read_info out = { 0 };
 	uint64_t size;
@@ -113,11 +130,30 @@ static void fill_info(struct pm_read_info *info, const struct pm__guard *g)
 		return;
 	size = info->size < sizeof(out) ? info->size : sizeof(out);
 	out.size = info->size;
-	out.flags = (g->active ? PM_READ_GUARDED : 0) | (g->retries ? PM_READ_RETRIED : 0) |
-		    (g->unstable ? PM_READ_UNSTABLE : 0);
-	out.retries = g->retries;
-	out.kernel_reads = g->kernel_reads;
+	out.flags = flags;
+	out.retries = retries;
+	out.kernel_reads = kernel_reads;
 	memcpy(info, &out, size);
+}
+
+int pm__read_plan(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entries,
+		  pm__span_fn emit, void *arg)
+{
+	struct rd rd;
+	int r;
+
+	memset(&rd, 0, sizeof(rd));
+	rd.h = h;
+	rd.emit = emit;
+	rd.emit_arg = arg;
+	rd.shift = pm__kernel()->page_shift;
+	rd.start = start;
+	rd.end = end;
+	rd.entries = entries;
+	pm__vcursor_init(&rd.vc, h);
+	r = engine(&rd);
+	pm__vcursor_fini(&rd.vc);
+	return r;
 }
 
 PM_EXPORT long pm_read(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entries,
@@ -130,14 +166,9 @@ PM_EXPORT long pm_read(struct pm_handle *h, uint64_t start, uint64_t end, uint64
 	uint64_t flags;
 	long r;
 
-	if (!h || !entries || (start | end) & (k->page_size - 1) || end <= start ||
-	    end > k->user_top)
-		return pm__ret(-EINVAL);
-	if ((end - start) >> k->page_shift > SIZE_MAX / 8)
-		return pm__ret(-EINVAL);
-	r = pm__opts_check(opts, sizeof(struct pm_read_opts));
+	r = pm__read_args(h, start, end, entries, info);
 	if (!r)
-		r = check_info(info);
+		r = pm__opts_check(opts, sizeof(struct pm_read_opts));
 	if (r)
 		return pm__ret(r);
 	flags = PM__OPT(opts, struct pm_read_opts, flags, 0);
@@ -161,14 +192,24 @@ PM_EXPORT long pm_read(struct pm_handle *h, uint64_t start, uint64_t end, uint64
 	 * would move the guard's token: the target's when it is this process,
 	 * the system's THP counters when a THP backs the buffer */
 	if (g.active)
-		for (uint64_t i = 0; i < (end - start) >> k->page_shift; i += k->page_size / 8)
-			((volatile uint64_t *)entries)[i] = 0;
+		pm__prefault(entries, (size_t)((end - start) >> k->page_shift));
 	r = pm__guarded(&g, h, engine, &rd);
 	pm__vcursor_fini(&rd.vc);
 	if (r == 0) {
-		fill_info(info, &g);
+		pm__fill_info(info,
+			      (g.active ? PM_READ_GUARDED : 0) | (g.retries ? PM_READ_RETRIED : 0) |
+				      (g.unstable ? PM_READ_UNSTABLE : 0),
+			      g.retries, g.kernel_reads);
 		r = (long)((end - start) >> k->page_shift);
 	}
 	pm__guard_fini(&g);
 	return pm__ret(r);
+}
+
+void pm__prefault(uint64_t *entries, size_t n)
+{
+	const size_t step = pm__kernel()->page_size / 8;
+
+	for (size_t i = 0; i < n; i += step)
+		((volatile uint64_t *)entries)[i] = 0;
 }

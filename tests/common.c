@@ -37,8 +37,11 @@ void child_start(struct child *c, void (*build)(void *arg, uint64_t *shared), vo
 	c->pid = fork();
 	ck_assert_int_ge(c->pid, 0);
 	if (c->pid == 0) {
-		close(ready[0]);
-		close(hold[1]);
+		/* earlier children's hold pipes too: only the parent may keep
+		 * a child waiting */
+		for (int fd = 3; fd < 1024; fd++)
+			if (fd != ready[1] && fd != hold[0])
+				close(fd);
 		build(arg, c->shared);
 		if (write(ready[1], &ch, 1) != 1)
 			_exit(1);

@@ -320,6 +320,47 @@ struct pm_scan_opts {
 PM_EXPORT long pm_scan(struct pm_handle *h, uint64_t start, uint64_t end, struct pm_region *vec,
 		       size_t vec_len, const struct pm_scan_opts *opts, uint64_t *walk_end);
 
+/* ---- Batched reads ------------------------------------------------------ */
+
+#define PM_BACKEND_AUTO  0 /* io_uring where it is measured to win, else sync */
+#define PM_BACKEND_URING 1 /* io_uring (falls back to sync where unavailable) */
+#define PM_BACKEND_SYNC  2 /* pread */
+
+struct pm_batch_opts {
+	uint64_t size;
+	uint64_t backend;     /* PM_BACKEND_* */
+	uint64_t read_flags;  /* PM_READ_* for every read, as pm_read_opts.flags */
+	uint64_t max_retries; /* as pm_read_opts.max_retries */
+};
+
+struct pm_batch;
+
+/** A batch of reads. @return 0, -EINVAL (bad opts, unknown backend or flags), -ENOMEM. */
+PM_EXPORT int pm_batch_new(const struct pm_batch_opts *opts, struct pm_batch **out);
+
+/**
+ * Queue a read with pm_read()'s meaning; @p result receives what pm_read
+ * would return (the entry count or a negative errno, per read: a bad range
+ * or an exited process fails that read only), @p info (optional) what it
+ * would report. Nothing is read before pm_batch_run().
+ * @return 0, -EINVAL (NULL batch, handle or result), -ENOMEM.
+ */
+PM_EXPORT int pm_batch_add_read(struct pm_batch *b, struct pm_handle *h, uint64_t start,
+				uint64_t end, uint64_t *entries, struct pm_read_info *info,
+				long *result);
+
+/** Run every queued read, then empty the queue. The entries, infos and
+ *  results are the same on every backend. Nothing is left in flight when
+ *  it returns. @return 0, or -EINVAL (NULL), -ENOMEM. */
+PM_EXPORT int pm_batch_run(struct pm_batch *b);
+
+/** PM_BACKEND_URING or PM_BACKEND_SYNC: what the last run used (before a
+ *  run: what it will try), or -EINVAL for NULL. */
+PM_EXPORT int pm_batch_backend(const struct pm_batch *b);
+
+/** Free a batch (NULL-safe). Queued reads are dropped. */
+PM_EXPORT void pm_batch_free(struct pm_batch *b);
+
 /* ---- Version ----------------------------------------------------------- */
 
 /** The library's version as "MAJOR.MINOR.MICRO". */

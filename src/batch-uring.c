@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The io_uring backend of pm_batch.
+ *
+ * Every read is planned exactly as pm_read plans it (gaps zero-filled,
+ * small mappings joined); its spans are cut into chunks so that several
+ * io-wq workers can share a large one (procfs reads are never async:
+ * io_uring punts each to a worker). Chunks go out in waves of at most
+ * DEPTH, on registered files; every completion is checked: a short read
+ * is continued, -EINTR/-EAGAIN/-ECANCELED are resubmitted (bounded), 0 is
+ * the target's exit (-ESRCH), anything else fails that read only. The CQ
+ * (twice the SQ) cannot overflow with at most DEPTH in flight, and nothing
+ * is in flight when this returns.
+ *
+ * The guard applies per read as in pm_read: where it is active, a token
+ * is taken before the read is planned and after its last chunk completes;
+ * a read whose token moved is done again by pm_read, with the full guard.
+ */
+#include "config.h"
+#include "internal.h"
+#include "batch.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if HAVE_LIBURING
+#include <liburing.h>
+
+#define DEPTH 64
+#define CHUNK_BYTES (1UL << 20) /* 128 Ki entries: 512 MiB of address space */
+#define MAX_RESUBMITS 64
+
+struct chunk {
+	uint32_t read;
+	int file;   /* index in the registered files */
+	uint64_t off;
+	char *dst;
+	size_t len;
+	uint32_t resubmits;
+};
+
+struct state {
+	long res;         /* 0 while fine, else the read's error */
+	bool guard;
+	struct pm__token before;
+	uint64_t kernel_reads;
+	size_t chunks_left;
+};
+
+struct plan {
+	struct chunk *c;
+	size_t n, cap;
+	uint32_t read;
+	int file;
+	struct state *st;
+};
+
+static int add_chunk(void *arg, uint64_t va, uint64_t *dst, size_t n)
+{
+	struct plan *p = arg;
+	uint64_t off = (va >> pm__kernel()->page_shift) * 8;
+	size_t len = n * 8;
+
+	while (len) {
+		size_t l = len < CHUNK_BYTES ? len : CHUNK_BYTES;
+
+		if (p->n == p->cap) {
+			size_t cap = p->cap ? p->cap * 2 : 256;
+			struct chunk *c = realloc(p->c, cap * sizeof(*c));
+
+			if (!c)
+				return -ENOMEM;
+			p->c = c;
+			p->cap = cap;
+		}
+		p->c[p->n++] = (struct chunk){ p->read, p->file, off, (char *)dst, l, 0 };
+		p->st[p->read].chunks_left++;
+		off += l;
+		dst = (uint64_t *)((char *)dst + l);
+		len -= l;
+	}
+	return 0;
+}
+
+/* The registered-file index of fd, adding it. */
+static int file_index(int **files, size_t *nfiles, int fd)
+{
+	int *f;
+
+	for (size_t i = *nfiles; i-- > 0;)
+		if ((*files)[i] == fd)
+			return (int)i;
+	f = realloc(*files, (*nfiles + 1) * sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f[*nfiles] = fd;
+	*files = f;
+	return (int)(*nfiles)++;
+}
+
+static void chunk_done(struct state *s, struct chunk *c, long err)
+{
+	if (err && !s->res)
+		s->res = err;
+	s->chunks_left--;
+	c->len = 0;
+}
+
+static int plan_all(struct pm_batch *b, struct plan *p, int **files, size_t *nfiles)
+{
+	const struct pm__kernel *k = pm__kernel();
+
+	for (size_t i = 0; i < b->n; i++) {
+		struct pm__bread *r = &b->r[i];
+		struct state *s = &p->st[i];
+		long e = pm__read_args(r->h, r->start, r->end, r->entries, r->info);
+
+		if (!e)
+			e = pm__handle_ready(r->h);
+		if (!e) {
+			s->guard = k->fix != PM_FIX_PRESENT || (b->read_flags & PM_READ_SNAPSHOT);
+			if (s->guard) {
+				pm__prefault(r->entries, (size_t)((r->end - r->start) >> k->page_shift));
+				e = pm__token(r->h, &s->before);
+			}
+		}
+		if (!e) {
+			p->read = (uint32_t)i;
+			p->file = file_index(files, nfiles, r->h->pagemap_fd);
+			e = p->file < 0 ? p->file : pm__read_plan(r->h, r->start, r->end, r->entries,
+								  add_chunk, p);
+		}
+		if (e == -ENOMEM)
+			return -ENOMEM;
+		s->res = e;
+	}
+	return 0;
+}
+
+/* Wait for every submitted read: the caller's buffers must not be written
+ * after we return. */
+static void drain(struct io_uring *ring, size_t flying)
+{
+	struct io_uring_cqe *cqe;
+
+	while (flying) {
+		if (io_uring_wait_cqe(ring, &cqe) == 0) {
+			io_uring_cqe_seen(ring, cqe);
+			flying--;
+		}
+	}
+}
+
+/* Submit and reap until every chunk is done; never leaves one in flight. */
+static int execute(struct io_uring *ring, struct plan *p)
+{
+	size_t *retry = malloc(DEPTH * sizeof(*retry)), nretry = 0, next = 0;
+	size_t queued = 0, flying = 0;
+
+	if (!retry)
+		return -ENOMEM;
+	while (next < p->n || nretry || queued || flying) {
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+		int r;
+
+		while (queued + flying < DEPTH && (nretry || next < p->n)) {
+			size_t i = nretry ? retry[--nretry] : next++;
+			struct chunk *c = &p->c[i];
+			struct io_uring_sqe *sqe;
+
+			if (p->st[c->read].res) { /* that read already failed */
+				chunk_done(&p->st[c->read], c, 0);
+				continue;
+			}
+			sqe = io_uring_get_sqe(ring);
+			io_uring_prep_read(sqe, c->file, c->dst, (unsigned)c->len, c->off);
+			sqe->flags |= IOSQE_FIXED_FILE;
+			io_uring_sqe_set_data64(sqe, i);
+			queued++;
+		}
+		if (!queued && !flying)
+			break;
+		do
+			r = io_uring_submit_and_wait(ring, 1);
+		while (r == -EINTR);
+		if (r < 0) {
+			drain(ring, flying);
+			free(retry);
+			return r;
+		}
+		flying += (size_t)r;
+		queued -= (size_t)r;
+		io_uring_for_each_cqe(ring, head, cqe) {
+			size_t i = (size_t)io_uring_cqe_get_data64(cqe);
+			struct chunk *c = &p->c[i];
+			struct state *s = &p->st[c->read];
+			int res = cqe->res;
+
+			seen++;
+			flying--;
+			s->kernel_reads++;
+			if (res > 0) {
+				c->dst += res;
+				c->off += (uint64_t)res;
+				c->len -= (size_t)res;
+				if (c->len)
+					retry[nretry++] = i; /* short read: the rest */
+				else
+					chunk_done(s, c, 0);
+			} else if (res == 0) {
+				chunk_done(s, c, -ESRCH); /* pagemap EOF: the target is gone */
+			} else if ((res == -EINTR || res == -EAGAIN || res == -ECANCELED) &&
+				   c->resubmits++ < MAX_RESUBMITS) {
+				retry[nretry++] = i;
+			} else {
+				chunk_done(s, c, res);
+			}
+		}
+		io_uring_cq_advance(ring, seen);
+	}
+	free(retry);
+	return 0;
+}
+
+static void finish(struct pm_batch *b, struct plan *p)
+{
+	PM_OPTS(pm_read_opts, o, .flags = b->read_flags, .max_retries = b->max_retries);
+	const unsigned shift = pm__kernel()->page_shift;
+
+	for (size_t i = 0; i < b->n; i++) {
+		struct pm__bread *r = &b->r[i];
+		struct state *s = &p->st[i];
+		struct pm__token after;
+
+		if (s->res) {
+			*r->result = s->res;
+			continue;
+		}
+		if (s->guard && (pm__token(r->h, &after) || memcmp(&after, &s->before, sizeof(after)))) {
+			/* the target changed under the read (or is gone): pm_read
+			 * reads it again with the full guard */
+			*r->result = pm_read(r->h, r->start, r->end, r->entries, &o, r->info);
+			continue;
+		}
+		pm__fill_info(r->info, s->guard ? PM_READ_GUARDED : 0, 0, s->kernel_reads);
+		*r->result = (long)((r->end - r->start) >> shift);
+	}
+}
+
+int pm__batch_uring(struct pm_batch *b)
+{
+	struct plan p = { 0 };
+	struct io_uring ring;
+	int *files = NULL;
+	size_t nfiles = 0;
+	int r;
+
+	r = io_uring_queue_init(DEPTH, &ring, 0);
+	if (r < 0)
+		return r;
+	p.st = calloc(b->n ? b->n : 1, sizeof(*p.st));
+	r = p.st ? plan_all(b, &p, &files, &nfiles) : -ENOMEM;
+	if (!r && nfiles)
+		r = io_uring_register_files(&ring, files, (unsigned)nfiles);
+	if (!r)
+		r = execute(&ring, &p);
+	if (!r)
+		finish(b, &p);
+	io_uring_queue_exit(&ring);
+	free(files);
+	free(p.c);
+	free(p.st);
+	return r;
+}
+
+#else
+
+int pm__batch_uring(struct pm_batch *b)
+{
+	(void)b;
+	return -EOPNOTSUPP; /* built without liburing: pm_batch runs sync */
+}
+
+#endif

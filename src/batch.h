@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Private interface between pm_batch and its backends. */
+#ifndef PM_BATCH_H
+#define PM_BATCH_H
+
+#include "internal.h"
+
+struct pm__bread {
+	struct pm_handle *h;
+	uint64_t start, end;
+	uint64_t *entries;
+	struct pm_read_info *info;
+	long *result;
+};
+
+struct pm_batch {
+	uint64_t backend;   /* asked for */
+	int used;           /* PM_BACKEND_URING or _SYNC */
+	uint64_t read_flags, max_retries;
+	struct pm__bread *r;
+	size_t n, cap;
+};
+
+/* Run the reads with io_uring. -ENOSYS/-EPERM/-EOPNOTSUPP: io_uring is not
+ * to be had (nothing was read; the caller runs them sync). */
+PM_HIDDEN int pm__batch_uring(struct pm_batch *b);
+
+#endif
