@@ -251,27 +251,45 @@ static void finish(struct pm_batch *b, struct plan *p)
 int pm__batch_uring(struct pm_batch *b)
 {
 	struct plan p = { 0 };
-	struct io_uring ring;
+	struct io_uring *ring = b->ring;
 	int *files = NULL;
 	size_t nfiles = 0;
 	int r;
 
-	r = io_uring_queue_init(DEPTH, &ring, 0);
-	if (r < 0)
-		return r;
+	if (!ring) {
+		ring = calloc(1, sizeof(*ring));
+		if (!ring)
+			return -ENOMEM;
+		r = io_uring_queue_init(DEPTH, ring, 0);
+		if (r < 0) {
+			free(ring);
+			return r;
+		}
+		b->ring = ring;
+	}
 	p.st = calloc(b->n ? b->n : 1, sizeof(*p.st));
 	r = p.st ? plan_all(b, &p, &files, &nfiles) : -ENOMEM;
 	if (!r && nfiles)
-		r = io_uring_register_files(&ring, files, (unsigned)nfiles);
-	if (!r)
-		r = execute(&ring, &p);
+		r = io_uring_register_files(ring, files, (unsigned)nfiles);
+	if (!r) {
+		r = execute(ring, &p);
+		io_uring_unregister_files(ring);
+	}
 	if (!r)
 		finish(b, &p);
-	io_uring_queue_exit(&ring);
 	free(files);
 	free(p.c);
 	free(p.st);
 	return r;
+}
+
+void pm__batch_uring_free(struct pm_batch *b)
+{
+	if (b->ring) {
+		io_uring_queue_exit(b->ring);
+		free(b->ring);
+		b->ring = NULL;
+	}
 }
 
 #else
@@ -280,6 +298,11 @@ int pm__batch_uring(struct pm_batch *b)
 {
 	(void)b;
 	return -EOPNOTSUPP; /* built without liburing: pm_batch runs sync */
+}
+
+void pm__batch_uring_free(struct pm_batch *b)
+{
+	(void)b;
 }
 
 #endif

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 PM_EXPORT int pm_batch_new(const struct pm_batch_opts *opts, struct pm_batch **out)
 {
@@ -64,39 +65,57 @@ static void run_sync(struct pm_batch *b)
 	}
 }
 
-/* AUTO: io_uring punts every procfs read to an io-wq worker, so it only
- * pays where several workers have real work in parallel: enough separate
- * targets, enough entries, and more than one CPU (bench/bench-batch.c). */
-#define AUTO_MIN_TARGETS 8
-#define AUTO_MIN_PAGES (1UL << 18)
+/* AUTO follows measurements, its own: io_uring punts every procfs read to
+ * an io-wq worker, so whether it wins depends on the machine (on the 2-CPU
+ * development machine it lost every shape: bench/bench-batch.c). A batch's
+ * first four runs alternate sync and io_uring, each timed per page (the
+ * first of each is cold); later runs take io_uring only where it was at
+ * least 5% faster, and every 16th run measures the other one again. */
+#define AUTO_CALIBRATE 4
+#define AUTO_REMEASURE 16
 
-static bool auto_uring(const struct pm_batch *b)
+static int auto_choice(const struct pm_batch *b)
 {
-	const uint64_t shift = pm__kernel()->page_shift;
-	size_t targets = 0;
+	int best;
+
+	if (!(pm__kernel()->features & PM_FEAT_IO_URING))
+		return PM_BACKEND_SYNC;
+	if (b->runs < AUTO_CALIBRATE)
+		return b->runs % 2 ? PM_BACKEND_URING : PM_BACKEND_SYNC;
+	best = b->ns_uring < b->ns_sync * 0.95 ? PM_BACKEND_URING : PM_BACKEND_SYNC;
+	if (b->runs % AUTO_REMEASURE == 0)
+		return best == PM_BACKEND_URING ? PM_BACKEND_SYNC : PM_BACKEND_URING;
+	return best;
+}
+
+static double now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static uint64_t batch_pages(const struct pm_batch *b)
+{
 	uint64_t pages = 0;
 
-	if (!(pm__kernel()->features & PM_FEAT_IO_URING) || pm__ncpus() < 2)
-		return false;
-	for (size_t i = 0; i < b->n; i++) {
-		bool seen = false;
-
-		for (size_t j = i; j-- > 0 && !seen && i - j < 64;)
-			seen = b->r[j].h == b->r[i].h;
-		targets += !seen;
+	for (size_t i = 0; i < b->n; i++)
 		if (b->r[i].end > b->r[i].start)
-			pages += (b->r[i].end - b->r[i].start) >> shift;
-	}
-	return targets >= AUTO_MIN_TARGETS && pages >= AUTO_MIN_PAGES;
+			pages += (b->r[i].end - b->r[i].start) >> pm__kernel()->page_shift;
+	return pages ? pages : 1;
 }
 
 PM_EXPORT int pm_batch_run(struct pm_batch *b)
 {
-	int r = -EOPNOTSUPP;
+	int want, r = -EOPNOTSUPP;
+	double t0, per_page;
 
 	if (!b)
 		return (int)pm__ret(-EINVAL);
-	if (b->backend == PM_BACKEND_URING || (b->backend == PM_BACKEND_AUTO && auto_uring(b)))
+	want = b->backend == PM_BACKEND_AUTO ? auto_choice(b) : (int)b->backend;
+	t0 = now_ns();
+	if (want == PM_BACKEND_URING)
 		r = pm__batch_uring(b);
 	if (r == 0) {
 		b->used = PM_BACKEND_URING;
@@ -108,6 +127,12 @@ PM_EXPORT int pm_batch_run(struct pm_batch *b)
 		run_sync(b);
 		b->used = PM_BACKEND_SYNC;
 	}
+	per_page = (now_ns() - t0) / (double)batch_pages(b);
+	if (b->used == PM_BACKEND_URING)
+		b->ns_uring = b->ns_uring ? (b->ns_uring + per_page) / 2 : per_page;
+	else if (want == PM_BACKEND_SYNC)
+		b->ns_sync = b->ns_sync ? (b->ns_sync + per_page) / 2 : per_page;
+	b->runs++;
 	b->n = 0;
 	return 0;
 }
@@ -123,6 +148,7 @@ PM_EXPORT void pm_batch_free(struct pm_batch *b)
 {
 	if (!b)
 		return;
+	pm__batch_uring_free(b);
 	free(b->r);
 	free(b);
 }

@@ -15,8 +15,12 @@ struct pm__bread {
 
 struct pm_batch {
 	uint64_t backend;   /* asked for */
+	void *ring;         /* the io_uring, kept across runs: its io-wq workers too */
 	int used;           /* PM_BACKEND_URING or _SYNC */
 	uint64_t read_flags, max_retries;
+	/* AUTO: measured cost per page of each backend on this batch's runs */
+	double ns_sync, ns_uring;
+	uint64_t runs;
 	struct pm__bread *r;
 	size_t n, cap;
 };
@@ -24,5 +28,6 @@ struct pm_batch {
 /* Run the reads with io_uring. -ENOSYS/-EPERM/-EOPNOTSUPP: io_uring is not
  * to be had (nothing was read; the caller runs them sync). */
 PM_HIDDEN int pm__batch_uring(struct pm_batch *b);
+PM_HIDDEN void pm__batch_uring_free(struct pm_batch *b);
 
 #endif
