@@ -11,6 +11,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -459,6 +460,182 @@ static void check_vma(struct dump *d, uint64_t s, uint64_t e)
 	}
 }
 
+/* ---- --all: every process this caller may read, through one batch ---- */
+
+#define ALL_BUDGET (4UL << 20) /* entries per batch run: 32 MiB of buffer */
+
+struct proc_stats {
+	int pid;
+	char comm[32];
+	struct stats st;
+	int err;
+};
+
+struct all_read {
+	struct proc_stats *p;
+	uint64_t start, n;
+	uint64_t *buf;
+	long res;
+};
+
+static void tally(struct all_read *r)
+{
+	if (r->res < 0) {
+		if (!r->p->err)
+			r->p->err = (int)r->res;
+		return;
+	}
+	for (long i = 0; i < r->res; i++) {
+		uint64_t e = r->buf[i];
+
+		r->p->st.present += pm_entry_present(e);
+		r->p->st.swapped += pm_entry_swapped(e);
+		r->p->st.file += pm_entry_present(e) && pm_entry_file(e);
+		r->p->st.exclusive += pm_entry_exclusive(e);
+	}
+}
+
+static void run_round(struct pm_batch *b, struct all_read *q, size_t *nq, size_t *used)
+{
+	int r = pm_batch_run(b);
+
+	if (r < 0)
+		die("pm_batch_run", r);
+	for (size_t i = 0; i < *nq; i++)
+		tally(&q[i]);
+	*nq = 0;
+	*used = 0;
+}
+
+static int dump_all(struct dump *d, uint64_t backend)
+{
+	PM_OPTS(pm_batch_opts, bo, .backend = backend);
+	uint64_t *buf = malloc(ALL_BUDGET * sizeof(*buf));
+	struct all_read *q = malloc(ALL_BUDGET / 16 * sizeof(*q));
+	struct proc_stats *ps = NULL;
+	struct pm_handle **hs = NULL;
+	size_t nps = 0, nq = 0, used = 0, skipped = 0;
+	bool tty = isatty(2);
+	struct pm_batch *b;
+	struct dirent *de;
+	DIR *dir;
+	int r;
+
+	if (!buf || !q)
+		die("malloc", ENOMEM);
+	r = pm_batch_new(&bo, &b);
+	if (r < 0)
+		die("pm_batch_new", r);
+	dir = opendir("/proc");
+	if (!dir)
+		die("/proc", errno);
+	while ((de = readdir(dir))) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+
+		if (*end || pid <= 0)
+			continue;
+		ps = realloc(ps, (nps + 1) * sizeof(*ps));
+		hs = realloc(hs, (nps + 1) * sizeof(*hs));
+		if (!ps || !hs)
+			die("realloc", ENOMEM);
+		memset(&ps[nps], 0, sizeof(ps[nps]));
+		ps[nps].pid = (int)pid;
+		hs[nps] = NULL;
+		nps++;
+	}
+	closedir(dir);
+	for (size_t i = 0; i < nps; i++) {
+		struct proc_stats *p = &ps[i];
+		struct pm_vma_list *l;
+		char path[64];
+		FILE *f;
+
+		if (tty)
+			fprintf(stderr, "\rpm-dump: %zu/%zu processes", i + 1, nps);
+		snprintf(path, sizeof(path), "/proc/%d/comm", p->pid);
+		if ((f = fopen(path, "re"))) {
+			if (fgets(p->comm, sizeof(p->comm), f))
+				p->comm[strcspn(p->comm, "\n")] = '\0';
+			fclose(f);
+		}
+		/* not ours to read, gone, or a kernel thread (no memory) */
+		if (pm_open(p->pid, NULL, &hs[i]) < 0 || pm_vmas(hs[i], &l) < 0) {
+			p->err = -EACCES;
+			continue;
+		}
+		for (size_t v = 0; v < pm_vma_count(l); v++) {
+			const struct pm_vma *m = pm_vma_at(l, v);
+
+			p->st.size += m->end - m->start;
+			for (uint64_t a = m->start; a < m->end;) {
+				uint64_t n = (m->end - a) / d->page_size;
+
+				if (n > ALL_BUDGET - used)
+					n = ALL_BUDGET - used;
+				if (n > ALL_BUDGET / 16)
+					n = ALL_BUDGET / 16;
+				q[nq] = (struct all_read){ p, a, n, buf + used, 0 };
+				r = pm_batch_add_read(b, hs[i], a, a + n * d->page_size, buf + used,
+						      NULL, &q[nq].res);
+				if (r < 0)
+					die("pm_batch_add_read", r);
+				nq++;
+				used += n;
+				a += n * d->page_size;
+				if (used == ALL_BUDGET || nq == ALL_BUDGET / 16)
+					run_round(b, q, &nq, &used);
+			}
+		}
+		pm_vma_list_free(l);
+	}
+	run_round(b, q, &nq, &used);
+	if (tty)
+		fprintf(stderr, "\n");
+	if (!d->json)
+		printf("%8s %-16s %12s %12s %10s %10s %12s\n", "PID", "Command", "Size", "Present",
+		       "Swapped", "File", "Exclusive");
+	else
+		printf("{\n  \"library_version\": \"%s\",\n  \"processes\": [", pm_version());
+	for (size_t i = 0; i < nps; i++) {
+		struct proc_stats *p = &ps[i];
+		const uint64_t k = d->page_size / 1024;
+
+		pm_close(hs[i]);
+		if (p->err) {
+			skipped++;
+			continue;
+		}
+		if (!d->json) {
+			printf("%8d %-16s %12" PRIu64 " %12" PRIu64 " %10" PRIu64 " %10" PRIu64
+			       " %12" PRIu64 "\n",
+			       p->pid, p->comm, p->st.size / 1024, p->st.present * k,
+			       p->st.swapped * k, p->st.file * k, p->st.exclusive * k);
+			continue;
+		}
+		printf("%s\n    {\"pid\": %d, \"comm\": ", d->first ? "" : ",", p->pid);
+		json_str(p->comm);
+		printf(", \"size_kib\": %" PRIu64 ", \"present_kib\": %" PRIu64
+		       ", \"swapped_kib\": %" PRIu64 ", \"file_kib\": %" PRIu64
+		       ", \"exclusive_kib\": %" PRIu64 "}",
+		       p->st.size / 1024, p->st.present * k, p->st.swapped * k, p->st.file * k,
+		       p->st.exclusive * k);
+		d->first = false;
+	}
+	if (d->json)
+		printf("\n  ],\n  \"skipped\": %zu,\n  \"backend\": \"%s\"\n}\n", skipped,
+		       pm_batch_backend(b) == PM_BACKEND_URING ? "uring" : "sync");
+	else
+		printf("# %zu processes not readable (permission, exited, or no memory); backend %s\n",
+		       skipped, pm_batch_backend(b) == PM_BACKEND_URING ? "uring" : "sync");
+	pm_batch_free(b);
+	free(buf);
+	free(q);
+	free(ps);
+	free(hs);
+	return 0;
+}
+
 static int parse_range(const char *s, uint64_t *start, uint64_t *end)
 {
 	char *p;
@@ -567,6 +744,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: pm-dump [--pid PID] [--json] [--pages | --ranges | --scan CATS | --check]\n"
 		   "               [--range START-END]\n"
+		   "       pm-dump --all [--json] [--backend auto|uring|sync]\n"
 		   "Without --pid, dumps a demo child with a known layout.\n"
 		   "CATS: comma-separated wpallowed, written, file, present, swapped, pfnzero,\n"
 		   "huge, soft_dirty, guard; !name for pages without it.\n");
@@ -579,6 +757,7 @@ int main(int argc, char **argv)
 		{ "pages", no_argument, NULL, 'P' },     { "ranges", no_argument, NULL, 'R' },
 		{ "range", required_argument, NULL, 'r' }, { "help", no_argument, NULL, 'h' },
 		{ "scan", required_argument, NULL, 's' },  { "check", no_argument, NULL, 'c' },
+		{ "all", no_argument, NULL, 'a' },         { "backend", required_argument, NULL, 'b' },
 		{ NULL, 0, NULL, 0 },
 	};
 	PM_OPTS(pm_kernel_info, ki);
@@ -588,6 +767,8 @@ int main(int argc, char **argv)
 	uint64_t rs = 0, re = UINT64_MAX;
 	pid_t pid = -1, demo = -1;
 	int c, r, hold = -1;
+	uint64_t backend = PM_BACKEND_AUTO;
+	bool all = false;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -626,6 +807,22 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'a':
+			all = true;
+			break;
+		case 'b':
+			if (!strcmp(optarg, "auto"))
+				backend = PM_BACKEND_AUTO;
+			else if (!strcmp(optarg, "uring"))
+				backend = PM_BACKEND_URING;
+			else if (!strcmp(optarg, "sync"))
+				backend = PM_BACKEND_SYNC;
+			else {
+				fprintf(stderr, "pm-dump: bad backend '%s' (auto, uring, sync)\n",
+					optarg);
+				return 2;
+			}
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -642,6 +839,13 @@ int main(int argc, char **argv)
 	if (rs % d.page_size || (re != UINT64_MAX && re % d.page_size)) {
 		fprintf(stderr, "pm-dump: range must be page aligned\n");
 		return 2;
+	}
+	if (all) {
+		if (pid > 0 || d.mode != MODE_VMAS) {
+			usage(stderr);
+			return 2;
+		}
+		return dump_all(&d, backend);
 	}
 	if (pid < 0)
 		pid = demo = start_demo(&hold, d.page_size);

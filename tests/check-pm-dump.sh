@@ -42,6 +42,18 @@ assert d["totals"]["size_kib"] == sum(v["size_kib"] for v in d["vmas"])
 PY
 
 "$dump" $range --ranges --json | python3 -c 'import json,sys; assert json.load(sys.stdin)["ranges"]'
+# --all: every readable process through one batch, on each backend
+for b in auto uring sync; do
+	"$dump" --all --json --backend $b > "$tmp/all"
+	python3 - "$tmp/all" "$$" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+procs = {p["pid"]: p for p in d["processes"]}
+me = procs.get(int(sys.argv[2]))
+assert me and me["present_kib"] > 0 and me["size_kib"] >= me["present_kib"], me
+PY
+done
+if "$dump" --all --backend bogus 2> /dev/null; then fail "bad backend accepted"; fi
 "$dump" --pages --range 0-1000 > /dev/null
 if "$dump" --pid 999999999 2> "$tmp/err"; then fail "bad pid accepted"; fi
 if "$dump" --pid 4194303 2> "$tmp/err"; then fail "missing pid accepted"; fi

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,9 +40,14 @@ void child_start(struct child *c, void (*build)(void *arg, uint64_t *shared), vo
 	if (c->pid == 0) {
 		/* earlier children's hold pipes too: only the parent may keep
 		 * a child waiting */
-		for (int fd = 3; fd < 1024; fd++)
-			if (fd != ready[1] && fd != hold[0])
-				close(fd);
+		int lo = ready[1] < hold[0] ? ready[1] : hold[0];
+		int hi = ready[1] < hold[0] ? hold[0] : ready[1];
+
+		if (lo > 3)
+			syscall(SYS_close_range, 3U, (unsigned)lo - 1, 0U);
+		if (hi > lo + 1)
+			syscall(SYS_close_range, (unsigned)lo + 1, (unsigned)hi - 1, 0U);
+		syscall(SYS_close_range, (unsigned)hi + 1, ~0U, 0U);
 		build(arg, c->shared);
 		if (write(ready[1], &ch, 1) != 1)
 			_exit(1);

@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,7 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define NCHILD 120
+#define NCHILD 200
 #define PAGES 512
 static const uint64_t span_pages = PAGES + (1UL << 30) / 4096 + 16;
 
@@ -208,6 +209,74 @@ START_TEST(batch_bad_arguments)
 }
 END_TEST
 
+/* Children killed while the batch runs: each of their reads is complete
+ * or -ESRCH, never partial or shifted; the others are unaffected. */
+struct killer {
+	struct job *j;
+	int from, to;
+};
+
+static void *kill_some(void *arg)
+{
+	struct killer *k = arg;
+
+	usleep(200);
+	for (int i = k->from; i < k->to; i++)
+		kill(k->j[i].c.pid, SIGKILL);
+	return NULL;
+}
+
+START_TEST(batch_exit_mid_run)
+{
+	const int n = 40, victims = 10;
+	struct job *j = calloc(n, sizeof(*j));
+	struct killer k = { j, n - victims, n };
+
+	for (uint64_t be = PM_BACKEND_URING; be <= PM_BACKEND_SYNC; be++) {
+		PM_OPTS(pm_batch_opts, o, .backend = be);
+		struct pm_batch *b;
+		pthread_t th;
+
+		for (int i = 0; i < n; i++) {
+			child_start(&j[i].c, build, (void *)(uintptr_t)(i + 1));
+			ck_assert_int_eq(pm_open(j[i].c.pid, NULL, &j[i].h), 0);
+			j[i].want = malloc(span_pages * 8);
+			j[i].got = malloc(span_pages * 8);
+			ck_assert_int_eq(pm_read(j[i].h, j[i].c.shared[0],
+						 j[i].c.shared[0] + span_pages * ps, j[i].want, NULL,
+						 NULL),
+					 (long)span_pages);
+		}
+		ck_assert_int_eq(pm_batch_new(&o, &b), 0);
+		for (int i = 0; i < n; i++)
+			ck_assert_int_eq(pm_batch_add_read(b, j[i].h, j[i].c.shared[0],
+							   j[i].c.shared[0] + span_pages * ps,
+							   j[i].got, NULL, &j[i].res),
+					 0);
+		pthread_create(&th, NULL, kill_some, &k);
+		ck_assert_int_eq(pm_batch_run(b), 0);
+		pthread_join(th, NULL);
+		for (int i = 0; i < n; i++) {
+			if (i >= n - victims && j[i].res == -ESRCH)
+				continue;
+			ck_assert_int_eq(j[i].res, (long)span_pages);
+			ck_assert(!memcmp(j[i].want, j[i].got, span_pages * 8));
+		}
+		pm_batch_free(b);
+		for (int i = 0; i < n; i++) {
+			pm_close(j[i].h);
+			if (i < n - victims)
+				child_stop(&j[i].c);
+			else
+				waitpid(j[i].c.pid, NULL, 0);
+			free(j[i].want);
+			free(j[i].got);
+		}
+	}
+	free(j);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("batch");
@@ -216,6 +285,7 @@ int main(void)
 	test_init();
 	tcase_set_timeout(t, 300);
 	tcase_add_test(t, batch_backends_identical);
+	tcase_add_test(t, batch_exit_mid_run);
 	tcase_add_test(t, batch_uring_disabled_falls_back);
 	tcase_add_test(t, batch_bad_arguments);
 	suite_add_tcase(s, t);
