@@ -26,6 +26,11 @@
 #if HAVE_LIBURING
 #include <liburing.h>
 
+int pm__uring_init(unsigned entries, void *ring, unsigned flags)
+{
+	return io_uring_queue_init(entries, ring, flags);
+}
+
 #define DEPTH 64
 #define CHUNK_BYTES (1UL << 20) /* 128 Ki entries: 512 MiB of address space */
 #define MAX_RESUBMITS 64
@@ -260,7 +265,7 @@ int pm__batch_uring(struct pm_batch *b)
 		ring = calloc(1, sizeof(*ring));
 		if (!ring)
 			return -ENOMEM;
-		r = io_uring_queue_init(DEPTH, ring, 0);
+		r = pm__sys.uring_init(DEPTH, ring, 0);
 		if (r < 0) {
 			free(ring);
 			return r;
@@ -293,6 +298,14 @@ void pm__batch_uring_free(struct pm_batch *b)
 }
 
 #else
+
+int pm__uring_init(unsigned entries, void *ring, unsigned flags)
+{
+	(void)entries;
+	(void)ring;
+	(void)flags;
+	return -ENOSYS;
+}
 
 int pm__batch_uring(struct pm_batch *b)
 {

@@ -29,5 +29,7 @@ struct pm_batch {
  * to be had (nothing was read; the caller runs them sync). */
 PM_HIDDEN int pm__batch_uring(struct pm_batch *b);
 PM_HIDDEN void pm__batch_uring_free(struct pm_batch *b);
+/* The default pm__sys.uring_init. */
+PM_HIDDEN int pm__uring_init(unsigned entries, void *ring, unsigned flags);
 
 #endif

@@ -374,6 +374,50 @@ START_TEST(guard_budget_exhausted)
 }
 END_TEST
 
+/* io_uring refused at setup (ENOSYS: an old kernel; EPERM: seccomp or
+ * io_uring_disabled): the batch runs the same reads sync and says so. */
+static int refuse_errno;
+static int refuse_uring(unsigned entries, void *ring, unsigned flags)
+{
+	(void)entries;
+	(void)ring;
+	(void)flags;
+	return -refuse_errno;
+}
+
+START_TEST(batch_uring_refused_runs_sync)
+{
+	static const int errs[] = { ENOSYS, EPERM };
+	int (*real_init)(unsigned, void *, unsigned) = pm__sys.uring_init;
+	char *p = layout(256);
+	uint64_t want[256], got[256];
+	struct pm_handle *h;
+
+	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
+	ck_assert_int_eq(pm_read(h, (uintptr_t)p, (uintptr_t)p + 256 * ps, want, NULL, NULL), 256);
+	pm__sys.uring_init = refuse_uring;
+	for (size_t i = 0; i < 2; i++) {
+		PM_OPTS(pm_batch_opts, o, .backend = PM_BACKEND_URING);
+		struct pm_batch *b;
+		long res = 0;
+
+		refuse_errno = errs[i];
+		ck_assert_int_eq(pm_batch_new(&o, &b), 0);
+		ck_assert_int_eq(pm_batch_add_read(b, h, (uintptr_t)p, (uintptr_t)p + 256 * ps, got,
+						   NULL, &res),
+				 0);
+		ck_assert_int_eq(pm_batch_run(b), 0);
+		ck_assert_int_eq(pm_batch_backend(b), PM_BACKEND_SYNC);
+		ck_assert_int_eq(res, 256);
+		ck_assert_mem_eq(want, got, sizeof(want));
+		pm_batch_free(b);
+	}
+	pm__sys.uring_init = real_init;
+	pm_close(h);
+	munmap(p, 256 * ps);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("fault");
@@ -390,6 +434,7 @@ int main(void)
 	tcase_add_test(t, guard_still_token_reads_once);
 	tcase_add_test(t, guard_agreeing_passes_accepted);
 	tcase_add_test(t, guard_budget_exhausted);
+	tcase_add_test(t, batch_uring_refused_runs_sync);
 	suite_add_tcase(s, t);
 	return run_suite(s);
 }
