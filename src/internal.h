@@ -111,6 +111,11 @@ PM_HIDDEN int pm__maps_parse(const char *buf, size_t len, uint64_t user_top,
 PM_HIDDEN int pm__maps_read(struct pm_handle *h, char **buf, size_t *len);
 /* The full list through PROCMAP_QUERY. */
 PM_HIDDEN int pm__query_list(struct pm_handle *h, struct pm_vma_list *l);
+/* The VMA covering @addr or the next one: 1, 0 (none), -errno (-ENOTTY: no
+ * PROCMAP_QUERY). With @name, v->name points into *name (grown as needed,
+ * the caller frees it); without, v->name is "". */
+PM_HIDDEN int pm__query_vma(struct pm_handle *h, uint64_t addr, struct pm_vma *v, char **name,
+			    size_t *name_cap);
 /* Whether this handle lists VMAs with PROCMAP_QUERY. */
 PM_HIDDEN bool pm__use_query(const struct pm_handle *h);
 

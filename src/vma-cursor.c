@@ -3,11 +3,9 @@
  * emulated scan: one PROCMAP_QUERY per step where the kernel has it, else
  * the maps text parsed once and walked. */
 #include "internal.h"
-#include "compat/uapi.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/sysmacros.h>
 
 void pm__vcursor_init(struct pm__vcursor *c, struct pm_handle *h)
 {
@@ -38,59 +36,10 @@ static int load_list(struct pm__vcursor *c)
 	return r;
 }
 
-static int query(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v, bool want_name)
-{
-	struct pm__procmap_query q;
-	int r;
-
-	for (;;) {
-		memset(&q, 0, sizeof(q));
-		q.size = sizeof(q);
-		q.query_flags = PM__PROCMAP_QUERY_COVERING_OR_NEXT_VMA;
-		q.query_addr = addr;
-		if (want_name) {
-			if (!c->name) {
-				c->name_cap = 4096;
-				c->name = malloc(c->name_cap);
-				if (!c->name)
-					return -ENOMEM;
-			}
-			q.vma_name_addr = (uint64_t)(uintptr_t)c->name;
-			q.vma_name_size = (uint32_t)c->name_cap;
-		}
-		r = pm__ioctl(c->h->maps_fd, PM__PROCMAP_QUERY, &q);
-		/* the kernel's code says ENAMETOOLONG, its header says E2BIG */
-		if ((r == -ENAMETOOLONG || r == -E2BIG) && want_name && c->name_cap < (1U << 20)) {
-			char *n = realloc(c->name, c->name_cap * 4);
-
-			if (!n)
-				return -ENOMEM;
-			c->name = n;
-			c->name_cap *= 4;
-			continue;
-		}
-		break;
-	}
-	if (r == -ENOENT)
-		return 0;
-	if (r < 0)
-		return r;
-	if (q.vma_start >= pm__kernel()->user_top)
-		return 0;
-	v->start = q.vma_start;
-	v->end = q.vma_end;
-	v->pgoff = q.vma_offset;
-	v->flags = q.vma_flags & (PM_VMA_READ | PM_VMA_WRITE | PM_VMA_EXEC | PM_VMA_SHARED);
-	v->dev = makedev(q.dev_major, q.dev_minor);
-	v->inode = q.inode;
-	v->name = want_name && q.vma_name_size ? c->name : "";
-	return 1;
-}
-
 int pm__vcursor_next(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v, bool want_name)
 {
 	if (c->use_query) {
-		int r = query(c, addr, v, want_name);
+		int r = pm__query_vma(c->h, addr, v, want_name ? &c->name : NULL, &c->name_cap);
 
 		if (r != -ENOTTY)
 			return r;
