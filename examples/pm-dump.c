@@ -495,6 +495,37 @@ static void tally(struct all_read *r)
 	}
 }
 
+#define ALL_REGIONS 4096
+
+static void run_round(struct pm_batch *b, struct all_read *q, size_t *nq, size_t *used);
+
+/* Queue the reads of one populated region, running the batch whenever the
+ * buffer or the queue is full. */
+static void queue_region(struct dump *d, struct pm_batch *b, struct pm_handle *h,
+			 struct proc_stats *p, const struct pm_region *reg, uint64_t *buf,
+			 struct all_read *q, size_t *nq, size_t *used)
+{
+	for (uint64_t a = reg->start; a < reg->end;) {
+		uint64_t n = (reg->end - a) / d->page_size;
+		int r;
+
+		if (n > ALL_BUDGET - *used)
+			n = ALL_BUDGET - *used;
+		if (n > ALL_BUDGET / 16)
+			n = ALL_BUDGET / 16;
+		q[*nq] = (struct all_read){ p, a, n, buf + *used, 0 };
+		r = pm_batch_add_read(b, h, a, a + n * d->page_size, buf + *used, NULL,
+				      &q[*nq].res);
+		if (r < 0)
+			die("pm_batch_add_read", r);
+		(*nq)++;
+		*used += n;
+		a += n * d->page_size;
+		if (*used == ALL_BUDGET || *nq == ALL_BUDGET / 16)
+			run_round(b, q, nq, used);
+	}
+}
+
 static void run_round(struct pm_batch *b, struct all_read *q, size_t *nq, size_t *used)
 {
 	int r = pm_batch_run(b);
@@ -510,6 +541,8 @@ static void run_round(struct pm_batch *b, struct all_read *q, size_t *nq, size_t
 static int dump_all(struct dump *d, uint64_t backend)
 {
 	PM_OPTS(pm_batch_opts, bo, .backend = backend);
+	PM_OPTS(pm_scan_opts, populated, .category_anyof_mask = PM_CAT_PRESENT | PM_CAT_SWAPPED);
+	static struct pm_region regs[ALL_REGIONS];
 	uint64_t *buf = malloc(ALL_BUDGET * sizeof(*buf));
 	struct all_read *q = malloc(ALL_BUDGET / 16 * sizeof(*q));
 	struct proc_stats *ps = NULL;
@@ -568,23 +601,18 @@ static int dump_all(struct dump *d, uint64_t backend)
 			const struct pm_vma *m = pm_vma_at(l, v);
 
 			p->st.size += m->end - m->start;
-			for (uint64_t a = m->start; a < m->end;) {
-				uint64_t n = (m->end - a) / d->page_size;
+			/* read only the populated parts: pm_scan finds them without
+			 * reading the entries of huge sparse reservations */
+			for (uint64_t cur = m->start; cur < m->end;) {
+				long nr = pm_scan(hs[i], cur, m->end, regs, ALL_REGIONS, &populated,
+						  &cur);
 
-				if (n > ALL_BUDGET - used)
-					n = ALL_BUDGET - used;
-				if (n > ALL_BUDGET / 16)
-					n = ALL_BUDGET / 16;
-				q[nq] = (struct all_read){ p, a, n, buf + used, 0 };
-				r = pm_batch_add_read(b, hs[i], a, a + n * d->page_size, buf + used,
-						      NULL, &q[nq].res);
-				if (r < 0)
-					die("pm_batch_add_read", r);
-				nq++;
-				used += n;
-				a += n * d->page_size;
-				if (used == ALL_BUDGET || nq == ALL_BUDGET / 16)
-					run_round(b, q, &nq, &used);
+				if (nr < 0) {
+					p->err = (int)nr;
+					break;
+				}
+				for (long k = 0; k < nr; k++)
+					queue_region(d, b, hs[i], p, &regs[k], buf, q, &nq, &used);
 			}
 		}
 		pm_vma_list_free(l);
