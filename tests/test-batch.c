@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -283,6 +284,15 @@ int main(void)
 	TCase *t = tcase_create("batch");
 
 	test_init();
+	/* 200 handles and their children's pipes need more than 1024 fds */
+	{
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	tcase_set_timeout(t, 300);
 	tcase_add_test(t, batch_backends_identical);
 	tcase_add_test(t, batch_exit_mid_run);
