@@ -14,10 +14,11 @@
  * The main thread reads in several shapes, with a plain pread and with
  * pm_read, and counts the entries that are not what their slot can hold.
  *
- * Every raw read is bracketed by the guard's counter token (an internal
- * function: this program links the library's objects), which measures the
- * guard's design directly: every shifted raw read must have moved the
- * token, and the reads that moved it without a shift are its needless trips.
+ * Every other raw read is bracketed by the guard's counter token (an
+ * internal function: this program links the library's objects), which
+ * measures the guard's design directly: every shifted bracketed read must
+ * have moved the token, and the reads that moved it without a shift are its
+ * needless trips.
  *
  * On a kernel without the retry fix raw reads must show shifts (else the
  * run proves nothing: "inconclusive", exit 1), each with a moved token, and
@@ -228,6 +229,7 @@ int main(int argc, char **argv)
 	int raw_per_lib = argc > 2 ? atoi(argv[2]) : 4;
 	uint64_t shape_shifts[8] = { 0 };
 	uint64_t raw_reads = 0, raw_shifted = 0, raw_bad = 0, raw_moved = 0, missed = 0;
+	uint64_t raw_bracketed = 0, bracketed_shifted = 0;
 	struct pm__token t0, t1;
 	uint64_t lib_reads = 0, lib_ok = 0, lib_eagain = 0, lib_bad = 0, lib_guarded = 0,
 		 lib_tripped = 0, lib_retries = 0, snap_reads = 0, snap_retried = 0;
@@ -277,24 +279,29 @@ int main(int argc, char **argv)
 		/* the guard makes a library read slower than a raw one: give the
 		 * raw reads as many chances to meet a zap */
 		for (int k = 0; k < raw_per_lib; k++) {
-			bool moved;
+			/* every other raw read is bracketed by the token (whose
+			 * procfs reads are slow under TCG); the others only count */
+			bool bracket = k % 2 == 0, moved = false;
 
-			if (pm__token(h, &t0) ||
+			if ((bracket && pm__token(h, &t0)) ||
 			    pread(fd, buf, len, (off_t)(va / ps * 8)) != (ssize_t)len ||
-			    pm__token(h, &t1)) {
+			    (bracket && pm__token(h, &t1))) {
 				perror("pread");
 				return 1;
 			}
-			moved = memcmp(&t0, &t1, sizeof(t0)) != 0;
+			if (bracket) {
+				moved = memcmp(&t0, &t1, sizeof(t0)) != 0;
+				raw_bracketed++;
+				raw_moved += moved;
+			}
 			raw_reads++;
-			raw_moved += moved;
 			bad = misplaced(va, buf, s->pages);
 			raw_bad += bad;
 			raw_shifted += bad > 0;
-			missed += bad > 0 && !moved;
+			bracketed_shifted += bracket && bad > 0;
+			missed += bracket && bad > 0 && !moved;
 			shape_shifts[it % NSHAPES] += bad > 0;
 		}
-
 		n = pm_read(h, va, va + s->pages * ps, buf, NULL, &info);
 		lib_reads++;
 		if (n == -EAGAIN) {
@@ -350,11 +357,11 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < NSHAPES; i++)
 		printf(" %s %lu%s", shapes[i].name, (unsigned long)shape_shifts[i],
 		       i + 1 < NSHAPES ? "," : "\n");
-	printf("guard token around raw reads: moved on %lu of %lu (%.1f%%), missed %lu of %lu "
+	printf("guard token around %lu raw reads: moved on %lu (%.1f%%), missed %lu of %lu "
 	       "shifted reads\n",
-	       (unsigned long)raw_moved, (unsigned long)raw_reads,
-	       raw_reads ? 100.0 * (double)raw_moved / (double)raw_reads : 0.0,
-	       (unsigned long)missed, (unsigned long)raw_shifted);
+	       (unsigned long)raw_bracketed, (unsigned long)raw_moved,
+	       raw_bracketed ? 100.0 * (double)raw_moved / (double)raw_bracketed : 0.0,
+	       (unsigned long)missed, (unsigned long)bracketed_shifted);
 	printf("pm_read: %lu reads, %lu ok, %lu -EAGAIN, %lu misattributed entries; guard ran on "
 	       "%lu, tripped on %lu (%.1f%%), %lu re-read passes\n",
 	       (unsigned long)lib_reads, (unsigned long)lib_ok, (unsigned long)lib_eagain,
