@@ -234,7 +234,6 @@ int pm__guarded(struct pm__guard *g, struct pm_handle *h,
 		return r;
 	if (token_eq(&before, &after))
 		return 0;
-	g->tripped = true;
 	g->verifying = true;
 	for (uint64_t attempt = 0;; attempt++) {
 		g->retries++;

@@ -150,7 +150,6 @@ struct pm__guard {
 	bool best_effort;
 	bool verifying;       /* the current pass compares instead of filling */
 	bool changed;         /* the current verifying pass found other data */
-	bool tripped;         /* the token moved across the first pass */
 	bool unstable;        /* never certified (best effort) */
 	uint64_t max_retries;
 	uint64_t retries;     /* verifying passes */

@@ -48,7 +48,6 @@
 struct emu {
 	const struct pm__scan_req *q;
 	struct pm__scan_out *o;
-	struct pm_handle *h;
 	bool zero_matches; /* pages with no category match: VMA membership counts */
 	int kpf;           /* /proc/kpageflags, when PFNZERO is needed */
 	uint64_t *flags;
@@ -302,7 +301,7 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 		      const struct pm__scan_req *q, struct pm__scan_out *o)
 {
 	const uint64_t ps = pm__kernel()->page_size;
-	struct emu m = { .q = q, .o = o, .h = h };
+	struct emu m = { .q = q, .o = o };
 	const size_t n0 = o->n;
 	uint64_t *buf = NULL, *cats = NULL, a = start;
 	int r;
