@@ -30,38 +30,24 @@ struct target {
 	struct pm_handle *h;
 };
 
-/* A child with @len bytes of written anonymous memory at *addr. */
+static void build_written(void *arg, struct span *out)
+{
+	uint64_t len = *(uint64_t *)arg;
+	char *p = xmap(len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+
+	madvise(p, len, MADV_NOHUGEPAGE);
+	memset(p, 1, len);
+	out[0] = (struct span){ (uintptr_t)p, (uintptr_t)p + len };
+}
+
+/* A child with @len bytes of written anonymous memory. */
 static void spawn(struct target *t, uint64_t len)
 {
-	uint64_t *shared = xmap(ps, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS);
-	int ready[2], hold[2];
-	char c = 0;
+	struct span s;
 
-	if (pipe2(ready, O_CLOEXEC) || pipe2(hold, O_CLOEXEC))
-		exit(1);
-	t->pid = fork();
-	if (t->pid == 0) {
-		for (int fd = 3; fd < 4096; fd++)
-			if (fd != ready[1] && fd != hold[0])
-				close(fd);
-		char *p = xmap(len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
-
-		madvise(p, len, MADV_NOHUGEPAGE);
-		memset(p, 1, len);
-		shared[0] = (uintptr_t)p;
-		(void)!write(ready[1], &c, 1);
-		(void)!read(hold[0], &c, 1);
-		_exit(0);
-	}
-	close(ready[1]);
-	close(hold[0]);
-	if (read(ready[0], &c, 1) != 1)
-		exit(1);
-	close(ready[0]);
-	t->hold = hold[1];
-	t->addr = shared[0];
+	t->pid = bench_child(build_written, &len, &s, 1, &t->hold);
+	t->addr = s.lo;
 	t->len = len;
-	munmap(shared, ps);
 	if (pm_open(t->pid, NULL, &t->h))
 		exit(1);
 }
@@ -151,8 +137,7 @@ int main(void)
 		pm_batch_free(ba);
 		for (int i = 0; i < s->ntargets; i++) {
 			pm_close(t[i].h);
-			close(t[i].hold);
-			waitpid(t[i].pid, NULL, 0);
+			layouts_stop(t[i].pid, t[i].hold);
 			munmap(bufs[i], s->len / ps * 8);
 		}
 		free(t);

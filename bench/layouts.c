@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -104,7 +105,8 @@ double median(double *v, int n)
 	return v[n / 2];
 }
 
-pid_t layouts_start(struct span *spans, int *hold_fd)
+pid_t bench_child(void (*build)(void *arg, struct span *out), void *arg, struct span *out,
+		  size_t nout, int *hold_fd)
 {
 	struct span *shared;
 	int ready[2], hold[2];
@@ -117,10 +119,17 @@ pid_t layouts_start(struct span *spans, int *hold_fd)
 		exit(1);
 	pid = fork();
 	if (pid == 0) {
-		close(ready[0]);
-		close(hold[1]);
-		for (size_t i = 0; i < nlayouts; i++)
-			shared[i] = layouts[i].build();
+		/* earlier children's hold pipes too: only the parent may keep
+		 * a child waiting */
+		int lo = ready[1] < hold[0] ? ready[1] : hold[0];
+		int hi = ready[1] < hold[0] ? hold[0] : ready[1];
+
+		if (lo > 3)
+			syscall(SYS_close_range, 3U, (unsigned)lo - 1, 0U);
+		if (hi > lo + 1)
+			syscall(SYS_close_range, (unsigned)lo + 1, (unsigned)hi - 1, 0U);
+		syscall(SYS_close_range, (unsigned)hi + 1, ~0U, 0U);
+		build(arg, shared);
 		(void)!write(ready[1], &c, 1);
 		(void)!read(hold[0], &c, 1);
 		_exit(0);
@@ -130,10 +139,22 @@ pid_t layouts_start(struct span *spans, int *hold_fd)
 	if (read(ready[0], &c, 1) != 1)
 		exit(1);
 	close(ready[0]);
-	memcpy(spans, shared, nlayouts * sizeof(*spans));
+	memcpy(out, shared, nout * sizeof(*out));
 	munmap(shared, ps);
 	*hold_fd = hold[1];
 	return pid;
+}
+
+static void build_all(void *arg, struct span *out)
+{
+	(void)arg;
+	for (size_t i = 0; i < nlayouts; i++)
+		out[i] = layouts[i].build();
+}
+
+pid_t layouts_start(struct span *spans, int *hold_fd)
+{
+	return bench_child(build_all, NULL, spans, nlayouts, hold_fd);
 }
 
 void layouts_stop(pid_t pid, int hold)

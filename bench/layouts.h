@@ -23,6 +23,10 @@ extern const struct layout layouts[];
 extern const size_t nlayouts;
 extern uint64_t ps;
 
+/* Fork a child that runs build(arg, out) (at most a page of spans) and
+ * waits until layouts_stop(); out[0..nout) is copied back. */
+pid_t bench_child(void (*build)(void *arg, struct span *out), void *arg, struct span *out,
+		  size_t nout, int *hold_fd);
 /* Fork a child that builds every layout; spans[i] receives layout i. */
 pid_t layouts_start(struct span *spans, int *hold);
 void layouts_stop(pid_t pid, int hold);
