@@ -3,10 +3,13 @@
 #include "common.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* shared[0], shared[1]: the span the child laid out; shared[2..]: extra */
@@ -365,6 +368,53 @@ START_TEST(read_info_and_snapshot)
 }
 END_TEST
 
+/* A target that maps and unmaps memory it never touches: no fault, no
+ * RSS, no page table moves, only the VM size. PM_READ_SNAPSHOT must still
+ * see the address space change (and re-read); the data stays exact. */
+static void *map_unmap(void *arg)
+{
+	for (;;) {
+		void *p = mmap(NULL, 64UL << 20, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+		if (p != MAP_FAILED)
+			munmap(p, 64UL << 20);
+	}
+	return arg;
+}
+
+static void build_mapping_churn(void *arg, uint64_t *sh)
+{
+	pthread_t t;
+
+	build_random((void *)11, sh);
+	pthread_create(&t, NULL, map_unmap, NULL);
+}
+
+START_TEST(snapshot_sees_vma_changes)
+{
+	PM_OPTS(pm_read_opts, o, .flags = PM_READ_SNAPSHOT);
+	uint64_t a[1024], b[1024], retried = 0;
+	struct pm_handle *h;
+	struct child c;
+
+	child_start(&c, build_mapping_churn, NULL);
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+	raw_read(c.pid, c.shared[0], c.shared[1], b);
+	for (int i = 0; i < 200; i++) {
+		PM_OPTS(pm_read_info, info);
+
+		ck_assert_int_eq(pm_read(h, c.shared[0], c.shared[1], a, &o, &info), 1024);
+		ck_assert_mem_eq(a, b, sizeof(a));
+		retried += info.retries > 0;
+	}
+	ck_assert_uint_gt(retried, 0);
+	pm_close(h);
+	kill(c.pid, SIGKILL);
+	waitpid(c.pid, NULL, 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("read");
@@ -384,6 +434,7 @@ int main(void)
 	tcase_add_test(t, read_self);
 	tcase_add_test(t, read_after_exit_is_esrch);
 	tcase_add_test(t, read_info_and_snapshot);
+	tcase_add_test(t, snapshot_sees_vma_changes);
 	suite_add_tcase(s, t);
 	return run_suite(s);
 }
