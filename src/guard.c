@@ -51,8 +51,7 @@ static void open_vmstat(void)
 	vmstat_fd = open("/proc/vmstat", O_RDONLY | O_CLOEXEC);
 }
 
-/* Read a small procfs file whole into buf (NUL-terminated). */
-static int slurp(int fd, char *buf, size_t cap)
+int pm__slurp(int fd, char *buf, size_t cap)
 {
 	size_t len = 0;
 
@@ -92,6 +91,33 @@ static void skip_field(const char **p)
 		(*p)++;
 }
 
+int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time)
+{
+	char buf[1024];
+	const char *p;
+	int r = pm__slurp(stat_fd, buf, sizeof(buf));
+
+	if (r)
+		return r;
+	/* after the last ')': state ppid pgrp session tty tpgid flags minflt
+	 * cminflt majflt cmajflt utime stime cutime cstime priority nice
+	 * num_threads itrealvalue starttime */
+	p = strrchr(buf, ')');
+	if (!p)
+		return -EIO;
+	p++;
+	for (int i = 0; i < 7; i++)
+		skip_field(&p);
+	*faults = num(&p);
+	skip_field(&p);
+	*faults += num(&p);
+	for (int i = 0; i < 9; i++)
+		skip_field(&p);
+	if (start_time)
+		*start_time = num(&p);
+	return 0;
+}
+
 int pm__token(struct pm_handle *h, struct pm__token *t)
 {
 	char buf[16384]; /* /proc/vmstat is ~5 KiB, its thp_ lines near the end */
@@ -99,29 +125,18 @@ int pm__token(struct pm_handle *h, struct pm__token *t)
 	int r;
 
 	memset(t, 0, sizeof(*t));
-	/* stat: after the last ')': state ppid pgrp session tty tpgid flags
-	 * minflt cminflt majflt */
-	r = slurp(h->stat_fd, buf, sizeof(buf));
+	r = pm__stat_fields(h->stat_fd, &t->v[0], NULL);
 	if (r)
 		return r;
-	p = strrchr(buf, ')');
-	if (!p)
-		return -EIO;
-	p++;
-	for (int i = 0; i < 7; i++)
-		skip_field(&p);
-	t->v[0] = num(&p);
-	skip_field(&p);
-	t->v[0] += num(&p);
 	/* statm: size resident shared */
-	r = slurp(h->statm_fd, buf, sizeof(buf));
+	r = pm__slurp(h->statm_fd, buf, sizeof(buf));
 	if (r)
 		return r;
 	p = buf;
 	t->v[1] = num(&p);
 	t->v[2] = num(&p);
 	t->v[3] = num(&p);
-	r = slurp(h->status_fd, buf, sizeof(buf));
+	r = pm__slurp(h->status_fd, buf, sizeof(buf));
 	if (r)
 		return r;
 	p = strstr(buf, "\nVmPTE:");
@@ -130,7 +145,7 @@ int pm__token(struct pm_handle *h, struct pm__token *t)
 		t->v[4] = num(&p);
 	}
 	pthread_once(&vmstat_once, open_vmstat);
-	if (vmstat_fd >= 0 && slurp(vmstat_fd, buf, sizeof(buf)) == 0) {
+	if (vmstat_fd >= 0 && pm__slurp(vmstat_fd, buf, sizeof(buf)) == 0) {
 		for (p = buf; (p = strstr(p, "\nthp_")) != NULL;) {
 			p += 5;
 			skip_field(&p);

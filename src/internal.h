@@ -160,7 +160,14 @@ struct pm__guard {
 
 PM_HIDDEN int pm__guard_init(struct pm__guard *g, uint64_t read_flags, uint64_t max_retries);
 PM_HIDDEN void pm__guard_fini(struct pm__guard *g);
+/* v[0] faults, v[1..3] statm size/resident/shared, v[4] VmPTE: the
+ * target's own; v[5] the system-wide THP events. */
 PM_HIDDEN int pm__token(struct pm_handle *h, struct pm__token *t);
+/* From a /proc/PID[/task/TID]/stat fd: minflt + majflt, and (optional)
+ * the start time. */
+PM_HIDDEN int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time);
+/* Read a small procfs file whole into buf (NUL-terminated); -ESRCH if empty. */
+PM_HIDDEN int pm__slurp(int fd, char *buf, size_t cap);
 /* Run @pass (all the kernel reads of one pm_read) under the guard: once
  * when the guard is off or the token did not move, else again in
  * verifying mode until certified. 0, -EAGAIN, or -errno. */

@@ -361,6 +361,86 @@ PM_EXPORT int pm_batch_backend(const struct pm_batch *b);
 /** Free a batch (NULL-safe). Queued reads are dropped. */
 PM_EXPORT void pm_batch_free(struct pm_batch *b);
 
+/* ---- Write tracking ----------------------------------------------------- */
+
+struct pm_range {
+	uint64_t start, end;
+};
+
+/* pm_wtrack_opts.method, pm_wtrack_method() */
+#define PM_WT_AUTO       0 /* UFFD for the calling process where it works, else SOFT_DIRTY */
+#define PM_WT_UFFD       1 /* userfaultfd async write-protect (6.7+), own memory, exact 4K */
+#define PM_WT_SOFT_DIRTY 2 /* clear_refs + soft-dirty bit, any process, see libpagemap(3) */
+
+/* pm_wtrack_opts.flags */
+#define PM_WT_EXACT (1ULL << 0) /* refuse a method that reports written THPs as 2 MiB */
+
+/* pm_wtrack_collect() flags */
+#define PM_WT_RESET (1ULL << 0) /* restart tracking of the pages reported, atomically */
+
+struct pm_wtrack_opts {
+	uint64_t size, method, flags;
+};
+
+struct pm_wtrack;
+
+/**
+ * Start tracking writes to @p ranges (page aligned, non-overlapping, mapped)
+ * of the process @p h describes. @p h must stay open while the tracker lives.
+ *
+ * PM_WT_UFFD (a handle on the calling process): userfaultfd with
+ * WP_ASYNC registered in write-protect mode, collected with PAGEMAP_SCAN;
+ * a write to a transparent huge page splits it, so reports are per 4 KiB
+ * page (per huge page on hugetlb). PM_WT_SOFT_DIRTY: clear_refs and the
+ * soft-dirty bit, for any process whose kernel proves soft-dirty works;
+ * clear_refs resets the whole process, so one such tracker per process.
+ * It reports a written PMD-mapped THP as 2 MiB and over-reports where the
+ * kernel does (new and merged VMAs read all dirty) or where the target
+ * faulted during a reset (see libpagemap(3)); it never under-reports.
+ *
+ * @return 0, or -EINVAL (NULL arguments, no ranges, unaligned, empty or
+ * overlapping ranges, bad opts, unknown method or flags), -EFAULT (a range
+ * is not fully mapped), -EBUSY (the memory is already tracked: another
+ * userfaultfd registration, or another soft-dirty tracker on the process),
+ * -EOPNOTSUPP (the method cannot work here: no WP_ASYNC or PAGEMAP_SCAN, a
+ * kernel that loses zapped ranges, UFFD on another process, no working
+ * soft-dirty, PM_WT_EXACT with soft-dirty), -ESRCH, -ENOMEM, or another
+ * errno from the kernel.
+ */
+PM_EXPORT int pm_wtrack_new(struct pm_handle *h, const struct pm_range *ranges, size_t nranges,
+			    const struct pm_wtrack_opts *opts, struct pm_wtrack **out);
+
+/**
+ * Report the pages of [start, end) (clipped to the tracked ranges) written
+ * since tracking started or they were last reset, as pm_scan() regions with
+ * categories PM_CAT_WRITTEN: canonical, and *walk_end (optional) is @p end
+ * when everything was reported, else where to continue. Memory zapped
+ * (MADV_DONTNEED) counts as written. With PM_WT_RESET the pages reported
+ * are reset in the same step: a write racing with it is reported now or by
+ * a later collect, never lost; pages not reported (beyond *walk_end) stay
+ * written.
+ *
+ * @return the number of regions, or -EINVAL (NULL tracker, vec NULL or
+ * vec_len 0, unaligned or empty range, a range meeting no tracked range,
+ * unknown flags), -EFAULT (tracked memory was unmapped or replaced),
+ * -ECHILD (called in a child forked after the tracker was made for its
+ * parent's own memory: the child's memory is not tracked), -ESRCH, -EAGAIN
+ * (soft-dirty: the read guard), -ENOMEM, or another errno from the kernel.
+ */
+PM_EXPORT long pm_wtrack_collect(struct pm_wtrack *wt, uint64_t start, uint64_t end,
+				 struct pm_region *vec, size_t vec_len, uint64_t flags,
+				 uint64_t *walk_end);
+
+/** Forget every write so far: tracking restarts on all tracked ranges.
+ *  @return 0, or the errors of pm_wtrack_collect(). */
+PM_EXPORT int pm_wtrack_reset(struct pm_wtrack *wt);
+
+/** PM_WT_UFFD or PM_WT_SOFT_DIRTY: the method the tracker uses, or -EINVAL for NULL. */
+PM_EXPORT int pm_wtrack_method(const struct pm_wtrack *wt);
+
+/** Stop tracking (unregisters the ranges, closes the userfaultfd) and free. NULL-safe. */
+PM_EXPORT void pm_wtrack_free(struct pm_wtrack *wt);
+
 /* ---- Version ----------------------------------------------------------- */
 
 /** The library's version as "MAJOR.MINOR.MICRO". */

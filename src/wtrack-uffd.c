@@ -1,0 +1,258 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Write tracking of the caller's own memory with userfaultfd async
+ * write-protection (6.7+).
+ *
+ * The ranges are registered in write-protect mode on a userfaultfd with
+ * WP_ASYNC (the kernel resolves a write fault itself and clears the page's
+ * uffd-wp bit) and WP_UNPOPULATED (markers protect never-touched pages).
+ * "Written" is then PAGE_IS_WRITTEN, and PAGEMAP_SCAN with WP_MATCHING
+ * reports the written pages and protects them again under the page-table
+ * lock, so a racing write is either seen now or faults again afterwards.
+ * The scan goes through the verified native path, which never protects a
+ * page it cannot hand to the caller.
+ *
+ * Granularity: a write to a write-protected PMD-mapped THP splits the PMD
+ * (wp_huge_pmd in async mode), so reports are per 4 KiB page; a hugetlb
+ * page is reported whole.
+ *
+ * Kernels between 6.7 and the 2026 stable fixes ("fix PAGEMAP_SCAN written
+ * state for unpopulated ptes / PMD holes") report zapped memory as clean
+ * and never protect it again: writes there are lost. That is probed once
+ * by behaviour, and such kernels get -EOPNOTSUPP.
+ */
+#include "wtrack.h"
+#include "compat/uapi.h"
+
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define HUGE_SZ (2ULL << 20)
+
+static int uffd_open(void)
+{
+	long fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	/* vm.unprivileged_userfaultfd=0 still allows user-mode-only faults
+	 * (async write faults are resolved before that distinction matters) */
+	if (fd < 0 && errno == EPERM)
+		fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | PM__UFFD_USER_MODE_ONLY);
+	if (fd < 0)
+		return errno == ENOSYS ? -EOPNOTSUPP : -errno;
+	return (int)fd;
+}
+
+/* A userfaultfd with async write-protection, or -EOPNOTSUPP. */
+static int uffd_new(void)
+{
+	struct uffdio_api api = {
+		.api = UFFD_API,
+		.features = PM__UFFD_FEATURE_WP_ASYNC | PM__UFFD_FEATURE_WP_UNPOPULATED,
+	};
+	int fd = uffd_open(), r;
+
+	if (fd < 0)
+		return fd;
+	r = pm__ioctl(fd, UFFDIO_API, &api);
+	if (r == 0 && !(api.features & PM__UFFD_FEATURE_WP_ASYNC))
+		r = -EINVAL;
+	if (r) {
+		close(fd);
+		return r == -EINVAL ? -EOPNOTSUPP : r;
+	}
+	return fd;
+}
+
+static int uffd_register(int fd, uint64_t start, uint64_t end)
+{
+	struct uffdio_register reg = {
+		.range = { .start = start, .len = end - start },
+		.mode = UFFDIO_REGISTER_MODE_WP,
+	};
+
+	return pm__ioctl(fd, UFFDIO_REGISTER, &reg);
+}
+
+static void uffd_unregister(int fd, uint64_t start, uint64_t end)
+{
+	struct uffdio_range range = { .start = start, .len = end - start };
+
+	pm__ioctl(fd, UFFDIO_UNREGISTER, &range);
+}
+
+/* Write-protect every written page of [start, end): a scan that reports
+ * into a scratch vector (never vec_len 0, which some 6.12 stables oops on)
+ * and drops what it gets. */
+static int protect(struct pm_handle *h, uint64_t start, uint64_t end)
+{
+	const struct pm__scan_req q = {
+		.flags = PM_SCAN_F_WP_MATCHING | PM_SCAN_F_CHECK_WPASYNC,
+		.mask = PM_CAT_WRITTEN,
+		.ret = PM_CAT_WRITTEN,
+	};
+	struct pm_region scratch[512];
+	uint64_t cur = start;
+
+	while (cur < end) {
+		struct pm__scan_out o = {
+			.vec = scratch, .vec_len = 512, .max_pages = UINT64_MAX,
+		};
+		int r = pm__scan_native(h, cur, end, &q, &o);
+
+		if (r)
+			return r == -EPERM ? -EFAULT : r;
+		if (!o.done)
+			break;
+		cur = o.walk_end;
+	}
+	return 0;
+}
+
+/*
+ * Does this kernel report zapped memory as written (and protect it again)?
+ * Three 2 MiB blocks, populated and protected: the first (a THP where the
+ * kernel gives one) and the second (4 KiB pages, so its page table can be
+ * reclaimed) zapped whole, the third in one page. All of the first two
+ * and that one page must come back written.
+ */
+static int zaps_ok = -1; /* once known: 1 or 0 */
+static pthread_mutex_t zaps_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* 1 or 0, or -errno when the probe itself could not run (not cached). */
+static int probe_zaps(void)
+{
+	const uint64_t ps = pm__kernel()->page_size;
+	const struct pm__scan_req q = { .mask = PM_CAT_WRITTEN, .ret = PM_CAT_WRITTEN };
+	struct pm_region vec[4];
+	struct pm__scan_out o = { .vec = vec, .vec_len = 4, .max_pages = UINT64_MAX };
+	struct pm_handle *h = NULL;
+	size_t len = 4 * HUGE_SZ;
+	char *map, *p;
+	int fd = -1, r;
+
+	map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (map == MAP_FAILED)
+		return -errno;
+	p = (char *)(((uintptr_t)map + HUGE_SZ - 1) & ~(uintptr_t)(HUGE_SZ - 1));
+	madvise(p, HUGE_SZ, MADV_HUGEPAGE);
+	madvise(p + HUGE_SZ, 2 * HUGE_SZ, MADV_NOHUGEPAGE);
+	memset(p, 1, 3 * HUGE_SZ);
+	r = pm_open(0, NULL, &h);
+	if (!r)
+		r = fd = uffd_new();
+	if (r >= 0)
+		r = uffd_register(fd, (uintptr_t)p, (uintptr_t)p + 3 * HUGE_SZ);
+	if (!r)
+		r = protect(h, (uintptr_t)p, (uintptr_t)p + 3 * HUGE_SZ);
+	if (!r) {
+		madvise(p, 2 * HUGE_SZ, MADV_DONTNEED);
+		madvise(p + 2 * HUGE_SZ + ps, ps, MADV_DONTNEED);
+		r = pm__scan_native(h, (uintptr_t)p, (uintptr_t)p + 3 * HUGE_SZ, &q, &o);
+	}
+	if (!r)
+		r = o.n == 2 && vec[0].start == (uintptr_t)p &&
+		    vec[0].end == (uintptr_t)p + 2 * HUGE_SZ &&
+		    vec[1].start == (uintptr_t)p + 2 * HUGE_SZ + ps &&
+		    vec[1].end == (uintptr_t)p + 2 * HUGE_SZ + 2 * ps;
+	if (fd >= 0)
+		close(fd);
+	pm_close(h);
+	munmap(map, len);
+	return r;
+}
+
+static int zaps_reported(void)
+{
+	int r;
+
+	pthread_mutex_lock(&zaps_lock);
+	if (zaps_ok < 0) {
+		r = probe_zaps();
+		if (r >= 0)
+			zaps_ok = r;
+	} else {
+		r = zaps_ok;
+	}
+	pthread_mutex_unlock(&zaps_lock);
+	return r;
+}
+
+int pm__wt_uffd_start(struct pm_wtrack *wt)
+{
+	size_t i;
+	int r;
+
+	if (!(pm__kernel()->features & PM_FEAT_PAGEMAP_SCAN) || !wt->h->self)
+		return -EOPNOTSUPP;
+	wt->uffd = uffd_new();
+	if (wt->uffd < 0)
+		return wt->uffd;
+	r = zaps_reported();
+	if (r <= 0) {
+		close(wt->uffd);
+		wt->uffd = -1;
+		return r ? r : -EOPNOTSUPP;
+	}
+	/* -EBUSY: registered already, by another tracker or the application */
+	for (i = 0; i < wt->nranges; i++) {
+		r = uffd_register(wt->uffd, wt->ranges[i].start, wt->ranges[i].end);
+		if (r)
+			break;
+	}
+	if (!r)
+		r = pm__wt_uffd_reset(wt);
+	if (r) {
+		while (i-- > 0)
+			uffd_unregister(wt->uffd, wt->ranges[i].start, wt->ranges[i].end);
+		close(wt->uffd);
+		wt->uffd = -1;
+	}
+	return r;
+}
+
+int pm__wt_uffd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n,
+			struct pm__scan_out *o, bool reset)
+{
+	const struct pm__scan_req q = {
+		.flags = PM_SCAN_F_CHECK_WPASYNC | (reset ? PM_SCAN_F_WP_MATCHING : 0),
+		.mask = PM_CAT_WRITTEN,
+		.ret = PM_CAT_WRITTEN,
+	};
+
+	for (size_t i = 0; i < n && !o->done; i++) {
+		int err = pm__scan_native(wt->h, r[i].start, r[i].end, &q, o);
+
+		/* a VMA that is not ours any more: unmapped and mapped again */
+		if (err)
+			return err == -EPERM ? -EFAULT : err;
+	}
+	return 0;
+}
+
+int pm__wt_uffd_reset(struct pm_wtrack *wt)
+{
+	for (size_t i = 0; i < wt->nranges; i++) {
+		int r = protect(wt->h, wt->ranges[i].start, wt->ranges[i].end);
+
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+void pm__wt_uffd_stop(struct pm_wtrack *wt, bool owner)
+{
+	if (wt->uffd < 0)
+		return;
+	/* Unregister explicitly: closing releases the registration only with
+	 * the last reference, and a forked child may hold one. A child must
+	 * not: the ioctls act on the creator's mm. */
+	for (size_t i = 0; owner && i < wt->nranges; i++)
+		uffd_unregister(wt->uffd, wt->ranges[i].start, wt->ranges[i].end);
+	close(wt->uffd);
+	wt->uffd = -1;
+}

@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * pm_wtrack_*: argument checks, the choice of method, and the clipping of
+ * a collect to the tracked ranges. The methods (wtrack-uffd.c,
+ * wtrack-sd.c) report into the same canonical output as pm_scan.
+ */
+#include "wtrack.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int range_cmp(const void *a, const void *b)
+{
+	const struct pm_range *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+int pm__wt_mapped(struct pm_handle *h, const struct pm_range *r, size_t n)
+{
+	struct pm__vcursor c;
+	int ret = 0;
+
+	pm__vcursor_init(&c, h);
+	for (size_t i = 0; i < n && !ret; i++) {
+		for (uint64_t a = r[i].start; a < r[i].end;) {
+			struct pm_vma v;
+			int k = pm__vcursor_next(&c, a, &v, false);
+
+			if (k <= 0 || v.start > a) {
+				ret = k < 0 ? k : -EFAULT;
+				break;
+			}
+			a = v.end;
+		}
+	}
+	pm__vcursor_fini(&c);
+	return ret;
+}
+
+/* A sorted copy of the caller's ranges, or -EINVAL. */
+static int copy_ranges(struct pm_wtrack *wt, const struct pm_range *ranges, size_t n)
+{
+	const struct pm__kernel *k = pm__kernel();
+
+	wt->ranges = malloc(n * sizeof(*ranges));
+	if (!wt->ranges)
+		return -ENOMEM;
+	memcpy(wt->ranges, ranges, n * sizeof(*ranges));
+	wt->nranges = n;
+	qsort(wt->ranges, n, sizeof(*ranges), range_cmp);
+	for (size_t i = 0; i < n; i++) {
+		const struct pm_range *r = &wt->ranges[i];
+
+		if ((r->start | r->end) & (k->page_size - 1) || r->end <= r->start ||
+		    r->end > k->user_top || (i && r->start < r[-1].end))
+			return -EINVAL;
+		wt->npages += (r->end - r->start) >> k->page_shift;
+	}
+	return 0;
+}
+
+static int start_method(struct pm_wtrack *wt, uint64_t method, uint64_t flags)
+{
+	int r = -EOPNOTSUPP;
+
+	if (method != PM_WT_SOFT_DIRTY && wt->h->self) {
+		wt->method = PM_WT_UFFD;
+		r = pm__wt_uffd_start(wt);
+		if (r != -EOPNOTSUPP || method == PM_WT_UFFD)
+			return r;
+	}
+	/* soft-dirty reports a written THP as all its 512 pages */
+	if (method == PM_WT_UFFD || (flags & PM_WT_EXACT))
+		return -EOPNOTSUPP;
+	wt->method = PM_WT_SOFT_DIRTY;
+	return pm__wt_sd_start(wt);
+}
+
+static void wt_free(struct pm_wtrack *wt)
+{
+	free(wt->ranges);
+	pthread_mutex_destroy(&wt->lock);
+	free(wt);
+}
+
+PM_EXPORT int pm_wtrack_new(struct pm_handle *h, const struct pm_range *ranges, size_t nranges,
+			    const struct pm_wtrack_opts *opts, struct pm_wtrack **out)
+{
+	uint64_t method, flags;
+	struct pm_wtrack *wt;
+	int r;
+
+	if (!h || !ranges || !nranges || !out || nranges > SIZE_MAX / sizeof(*ranges))
+		return (int)pm__ret(-EINVAL);
+	r = pm__opts_check(opts, sizeof(struct pm_wtrack_opts));
+	if (r)
+		return (int)pm__ret(r);
+	method = PM__OPT(opts, struct pm_wtrack_opts, method, PM_WT_AUTO);
+	flags = PM__OPT(opts, struct pm_wtrack_opts, flags, 0);
+	if (method > PM_WT_SOFT_DIRTY || (flags & ~PM_WT_EXACT))
+		return (int)pm__ret(-EINVAL);
+	wt = calloc(1, sizeof(*wt));
+	if (!wt)
+		return (int)pm__ret(-ENOMEM);
+	wt->h = h;
+	wt->uffd = wt->clear_fd = -1;
+	pthread_mutex_init(&wt->lock, NULL);
+	r = copy_ranges(wt, ranges, nranges);
+	if (!r)
+		r = pm__handle_ready(h);
+	if (!r)
+		r = pm__wt_mapped(h, wt->ranges, wt->nranges);
+	if (!r) {
+		wt->owner = h->self ? getpid() : 0;
+		r = start_method(wt, method, flags);
+	}
+	if (r) {
+		wt_free(wt);
+		return (int)pm__ret(r);
+	}
+	*out = wt;
+	return 0;
+}
+
+/* Own-memory trackers describe the process that made them: a forked
+ * child's memory is not tracked (the kernel drops the child's uffd-wp
+ * registration, and clear_refs goes to the parent). */
+static int wt_ready(struct pm_wtrack *wt)
+{
+	if (wt->owner && getpid() != wt->owner)
+		return -ECHILD;
+	return pm__handle_ready(wt->h);
+}
+
+/* The parts of [start, end) inside tracked ranges (malloc'd). */
+static size_t clip(const struct pm_wtrack *wt, uint64_t start, uint64_t end, struct pm_range *out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < wt->nranges; i++) {
+		uint64_t s = wt->ranges[i].start > start ? wt->ranges[i].start : start;
+		uint64_t e = wt->ranges[i].end < end ? wt->ranges[i].end : end;
+
+		if (s < e) {
+			out[n].start = s;
+			out[n].end = e;
+			n++;
+		}
+	}
+	return n;
+}
+
+PM_EXPORT long pm_wtrack_collect(struct pm_wtrack *wt, uint64_t start, uint64_t end,
+				 struct pm_region *vec, size_t vec_len, uint64_t flags,
+				 uint64_t *walk_end)
+{
+	const uint64_t ps = pm__kernel()->page_size;
+	struct pm__scan_out o;
+	struct pm_range *sub;
+	size_t n;
+	long r;
+
+	if (!wt || !vec || !vec_len || (start | end) & (ps - 1) || end <= start ||
+	    (flags & ~PM_WT_RESET))
+		return pm__ret(-EINVAL);
+	sub = malloc(wt->nranges * sizeof(*sub));
+	if (!sub)
+		return pm__ret(-ENOMEM);
+	n = clip(wt, start, end, sub);
+	if (!n) {
+		free(sub);
+		return pm__ret(-EINVAL);
+	}
+	memset(&o, 0, sizeof(o));
+	o.vec = vec;
+	o.vec_len = vec_len;
+	o.max_pages = UINT64_MAX;
+	pthread_mutex_lock(&wt->lock);
+	r = wt_ready(wt);
+	if (!r)
+		r = pm__wt_mapped(wt->h, sub, n);
+	if (!r && wt->method == PM_WT_UFFD)
+		r = pm__wt_uffd_collect(wt, sub, n, &o, flags & PM_WT_RESET);
+	else if (!r)
+		r = pm__wt_sd_collect(wt, sub, n, &o, flags & PM_WT_RESET);
+	pthread_mutex_unlock(&wt->lock);
+	free(sub);
+	if (r < 0)
+		return pm__ret(r);
+	if (walk_end)
+		*walk_end = o.done ? o.walk_end : end;
+	return (long)o.n;
+}
+
+PM_EXPORT int pm_wtrack_reset(struct pm_wtrack *wt)
+{
+	int r;
+
+	if (!wt)
+		return (int)pm__ret(-EINVAL);
+	pthread_mutex_lock(&wt->lock);
+	r = wt_ready(wt);
+	if (!r)
+		r = pm__wt_mapped(wt->h, wt->ranges, wt->nranges);
+	if (!r)
+		r = wt->method == PM_WT_UFFD ? pm__wt_uffd_reset(wt) : pm__wt_sd_reset(wt);
+	pthread_mutex_unlock(&wt->lock);
+	return (int)pm__ret(r);
+}
+
+PM_EXPORT int pm_wtrack_method(const struct pm_wtrack *wt)
+{
+	return wt ? wt->method : (int)pm__ret(-EINVAL);
+}
+
+PM_EXPORT void pm_wtrack_free(struct pm_wtrack *wt)
+{
+	if (!wt)
+		return;
+	if (wt->method == PM_WT_UFFD)
+		pm__wt_uffd_stop(wt, !wt->owner || getpid() == wt->owner);
+	else
+		pm__wt_sd_stop(wt);
+	wt_free(wt);
+}
