@@ -401,14 +401,16 @@ START_TEST(snapshot_sees_vma_changes)
 	child_start(&c, build_mapping_churn, NULL);
 	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
 	raw_read(c.pid, c.shared[0], c.shared[1], b);
-	for (int i = 0; i < 200; i++) {
+	/* until a few reads saw the change: how often one does depends on
+	 * how the child's thread is scheduled (and on ASan's slow munmap) */
+	for (int i = 0; i < 50000 && retried < 3; i++) {
 		PM_OPTS(pm_read_info, info);
 
 		ck_assert_int_eq(pm_read(h, c.shared[0], c.shared[1], a, &o, &info), 1024);
 		ck_assert_mem_eq(a, b, sizeof(a));
 		retried += info.retries > 0;
 	}
-	ck_assert_uint_gt(retried, 0);
+	ck_assert_uint_ge(retried, 3);
 	pm_close(h);
 	kill(c.pid, SIGKILL);
 	waitpid(c.pid, NULL, 0);
