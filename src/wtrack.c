@@ -187,6 +187,13 @@ PM_EXPORT long pm_wtrack_collect(struct pm_wtrack *wt, uint64_t start, uint64_t 
 		r = pm__wt_sd_collect(wt, sub, n, &o, flags & PM_WT_RESET);
 	pthread_mutex_unlock(&wt->lock);
 	free(sub);
+	/* Regions already reported were reset with them: hand them over and
+	 * let the call that continues from walk_end meet the error. */
+	if (r < 0 && o.n) {
+		r = 0;
+		o.done = true;
+		o.walk_end = vec[o.n - 1].end;
+	}
 	if (r < 0)
 		return pm__ret(r);
 	if (walk_end)

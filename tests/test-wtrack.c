@@ -7,6 +7,7 @@
  */
 #include "common.h"
 #include "internal.h"
+#include "compat/uapi.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -75,6 +76,32 @@ static struct pm_wtrack *track(struct pm_handle *h, void *p, size_t pages, int m
 
 	ck_assert_int_eq(pm_wtrack_new(h, &r, 1, &o, &wt), 0);
 	return wt;
+}
+
+/* n pages of this process's memory (4 KiB pages, the first @populated
+ * written), tracked with @method. */
+struct own {
+	char *p;
+	size_t n;
+	struct pm_handle *h;
+	struct pm_wtrack *wt;
+};
+
+static void own_start(struct own *o, size_t n, size_t populated, int method)
+{
+	o->n = n;
+	o->p = xmap(NULL, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	madvise(o->p, n * ps, MADV_NOHUGEPAGE);
+	memset(o->p, 1, populated * ps);
+	ck_assert_int_eq(pm_open(0, NULL, &o->h), 0);
+	o->wt = track(o->h, o->p, n, method);
+}
+
+static void own_stop(struct own *o)
+{
+	pm_wtrack_free(o->wt);
+	pm_close(o->h);
+	munmap(o->p, o->n * ps);
 }
 
 /* ---- own memory, userfaultfd ---- */
@@ -193,35 +220,28 @@ END_TEST
 START_TEST(uffd_dontneed)
 {
 	const size_t n = 256;
-	char *p = xmap(NULL, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
 	bool want[256] = { false }, got[256];
-	struct pm_handle *h;
-	struct pm_wtrack *wt;
 	volatile char sink = 0;
+	struct own o;
 
-	madvise(p, n * ps, MADV_NOHUGEPAGE);
-	memset(p, 1, n * ps);
-	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
-	wt = track(h, p, n, PM_WT_UFFD);
-	ck_assert_int_eq(madvise(p + 10 * ps, 5 * ps, MADV_DONTNEED), 0);
-	ck_assert_int_eq(madvise(p + 200 * ps, ps, MADV_DONTNEED), 0);
+	own_start(&o, n, n, PM_WT_UFFD);
+	ck_assert_int_eq(madvise(o.p + 10 * ps, 5 * ps, MADV_DONTNEED), 0);
+	ck_assert_int_eq(madvise(o.p + 200 * ps, ps, MADV_DONTNEED), 0);
 	for (size_t i = 10; i < 15; i++)
 		want[i] = true;
 	want[200] = true;
-	collect_all(wt, (uintptr_t)p, n, PM_WT_RESET, 3, got);
+	collect_all(o.wt, (uintptr_t)o.p, n, PM_WT_RESET, 3, got);
 	assert_pages(want, got, n, "zapped");
 	for (size_t i = 0; i < n; i++)
-		sink += p[i * ps];
-	collect_all(wt, (uintptr_t)p, n, 0, 16, got);
+		sink += o.p[i * ps];
+	collect_all(o.wt, (uintptr_t)o.p, n, 0, 16, got);
 	ck_assert_uint_eq(count(got, n), 0);
-	p[12 * ps] = 1;
-	collect_all(wt, (uintptr_t)p, n, PM_WT_RESET, 16, got);
+	o.p[12 * ps] = 1;
+	collect_all(o.wt, (uintptr_t)o.p, n, PM_WT_RESET, 16, got);
 	ck_assert_uint_eq(count(got, n), 1);
 	ck_assert(got[12]);
 	(void)sink;
-	pm_wtrack_free(wt);
-	pm_close(h);
-	munmap(p, n * ps);
+	own_stop(&o);
 }
 END_TEST
 
@@ -231,30 +251,24 @@ END_TEST
 START_TEST(uffd_mprotect)
 {
 	const size_t n = 128;
-	char *p = xmap(NULL, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
 	bool want[128] = { false }, got[128];
-	struct pm_handle *h;
-	struct pm_wtrack *wt;
+	struct own o;
 
-	memset(p, 1, n / 2 * ps);
-	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
-	wt = track(h, p, n, PM_WT_UFFD);
-	ck_assert_int_eq(mprotect(p + 32 * ps, 64 * ps, PROT_READ), 0);
-	p[5 * ps] = 1;
+	own_start(&o, n, n / 2, PM_WT_UFFD);
+	ck_assert_int_eq(mprotect(o.p + 32 * ps, 64 * ps, PROT_READ), 0);
+	o.p[5 * ps] = 1;
 	want[5] = true;
-	collect_all(wt, (uintptr_t)p, n, 0, 16, got);
+	collect_all(o.wt, (uintptr_t)o.p, n, 0, 16, got);
 	assert_pages(want, got, n, "while read-only");
-	ck_assert_int_eq(mprotect(p + 32 * ps, 64 * ps, PROT_NONE), 0);
-	ck_assert_int_eq(mprotect(p + 32 * ps, 64 * ps, PROT_READ | PROT_WRITE), 0);
-	p[40 * ps] = p[90 * ps] = p[100 * ps] = 1;
+	ck_assert_int_eq(mprotect(o.p + 32 * ps, 64 * ps, PROT_NONE), 0);
+	ck_assert_int_eq(mprotect(o.p + 32 * ps, 64 * ps, PROT_READ | PROT_WRITE), 0);
+	o.p[40 * ps] = o.p[90 * ps] = o.p[100 * ps] = 1;
 	want[40] = want[90] = want[100] = true;
-	collect_all(wt, (uintptr_t)p, n, PM_WT_RESET, 2, got);
+	collect_all(o.wt, (uintptr_t)o.p, n, PM_WT_RESET, 2, got);
 	assert_pages(want, got, n, "after mprotect");
-	collect_all(wt, (uintptr_t)p, n, 0, 16, got);
+	collect_all(o.wt, (uintptr_t)o.p, n, 0, 16, got);
 	ck_assert_uint_eq(count(got, n), 0);
-	pm_wtrack_free(wt);
-	pm_close(h);
-	munmap(p, n * ps);
+	own_stop(&o);
 }
 END_TEST
 
@@ -266,51 +280,43 @@ END_TEST
 START_TEST(uffd_fork)
 {
 	const size_t n = 64;
-	char *p = xmap(NULL, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
 	bool want[64] = { false }, got[64];
-	struct pm_handle *h;
-	struct pm_wtrack *wt;
+	struct own o;
 	pid_t pid;
 	int st;
 
-	memset(p, 1, n * ps);
-	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
-	wt = track(h, p, n, PM_WT_UFFD);
-	p[3 * ps] = 2;
+	own_start(&o, n, n, PM_WT_UFFD);
+	o.p[3 * ps] = 2;
 	want[3] = true;
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
+		uint64_t a = (uintptr_t)o.p, e[64];
 		struct pm_region v[4];
-		uint64_t e[64];
 		int bad = 0;
 
-		p[20 * ps] = 3;
-		bad |= pm_wtrack_collect(wt, (uintptr_t)p, (uintptr_t)p + n * ps, v, 4, 0, NULL) !=
-		       -ECHILD;
-		bad |= (pm_wtrack_reset(wt) != -ECHILD) << 1;
-		bad |= (pm_read(h, (uintptr_t)p, (uintptr_t)p + n * ps, e, NULL, NULL) != (long)n)
-		       << 2;
+		o.p[20 * ps] = 3;
+		bad |= pm_wtrack_collect(o.wt, a, a + n * ps, v, 4, 0, NULL) != -ECHILD;
+		bad |= (pm_wtrack_reset(o.wt) != -ECHILD) << 1;
+		bad |= (pm_read(o.h, a, a + n * ps, e, NULL, NULL) != (long)n) << 2;
 		for (size_t i = 0; i < n; i++)
 			if (pm_entry_uffd_wp(e[i]))
 				bad |= 8;
-		pm_wtrack_free(wt);
-		pm_close(h);
+		pm_wtrack_free(o.wt);
+		pm_close(o.h);
 		_exit(bad);
 	}
 	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %#x", st);
-	p[30 * ps] = 4;
+	o.p[30 * ps] = 4;
 	want[30] = true;
-	collect_all(wt, (uintptr_t)p, n, PM_WT_RESET, 16, got);
+	collect_all(o.wt, (uintptr_t)o.p, n, PM_WT_RESET, 16, got);
 	assert_pages(want, got, n, "parent after fork");
-	p[31 * ps] = 5;
-	collect_all(wt, (uintptr_t)p, n, 0, 16, got);
+	o.p[31 * ps] = 5;
+	collect_all(o.wt, (uintptr_t)o.p, n, 0, 16, got);
 	ck_assert_uint_eq(count(got, n), 1);
 	ck_assert(got[31]);
-	pm_wtrack_free(wt);
-	pm_close(h);
-	munmap(p, n * ps);
+	own_stop(&o);
 }
 END_TEST
 
@@ -611,8 +617,14 @@ START_TEST(errors)
 		ck_assert_ptr_eq(mmap(p + 10 * ps, 2 * ps, PROT_READ | PROT_WRITE,
 				      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0),
 				 p + 10 * ps);
-		if (pm_wtrack_method(wt) == PM_WT_UFFD)
-			ck_assert_int_eq(pm_wtrack_collect(wt, a, b, v, 4, 0, &we), -EFAULT);
+		if (pm_wtrack_method(wt) == PM_WT_UFFD) {
+			ck_assert_int_eq(pm_wtrack_collect(wt, a, b, v, 4, PM_WT_RESET, &we),
+					 -EFAULT);
+			/* the failed call reset nothing: page 1 is still written */
+			ck_assert_int_eq(pm_wtrack_collect(wt, a, a + 10 * ps, v, 4, PM_WT_RESET,
+							   &we), 1);
+			ck_assert(v[0].start == a + ps && v[0].end == a + 2 * ps);
+		}
 		pm_wtrack_free(wt);
 		/* freed: the memory can be tracked again */
 		ck_assert_int_eq(pm_wtrack_new(h, overlap, 1, NULL, &wt), 0);
@@ -623,11 +635,11 @@ START_TEST(errors)
 }
 END_TEST
 
+static int (*real_ioctl)(int, unsigned long, void *);
+
 /* A kernel without WP_ASYNC (6.1-6.6) refuses it in UFFDIO_API: the UFFD
  * method is unsupported, and AUTO falls back to soft-dirty where that
  * works. (The 6.1 VM runs the same case for real.) */
-static int (*real_ioctl)(int, unsigned long, void *);
-
 static int no_wp_async(int fd, unsigned long req, void *arg)
 {
 	if (req == UFFDIO_API) {
@@ -636,6 +648,52 @@ static int no_wp_async(int fd, unsigned long req, void *arg)
 	}
 	return real_ioctl(fd, req, arg);
 }
+
+/* A kernel error after part of a collect was reported and reset (here
+ * ENOMEM, injected into the second range's PAGEMAP_SCAN): what was reset
+ * is handed over with walk_end, and the call continuing from there goes
+ * on, so nothing reported to the kernel as collected is lost. */
+static int scan_calls, fail_at;
+
+static int fail_nth_scan(int fd, unsigned long req, void *arg)
+{
+	if (req == PM__PAGEMAP_SCAN && ++scan_calls == fail_at) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return real_ioctl(fd, req, arg);
+}
+
+START_TEST(uffd_error_midway)
+{
+	struct own o;
+	struct pm_range r[2];
+	struct pm_wtrack *wt;
+	struct pm_region v[4];
+	uint64_t a, we;
+
+	own_start(&o, 64, 64, PM_WT_UFFD);
+	a = (uintptr_t)o.p;
+	r[0] = (struct pm_range){ a, a + 16 * ps };
+	r[1] = (struct pm_range){ a + 32 * ps, a + 48 * ps };
+	pm_wtrack_free(o.wt);
+	ck_assert_int_eq(pm_wtrack_new(o.h, r, 2, NULL, &wt), 0);
+	o.wt = wt;
+	o.p[5 * ps] = o.p[40 * ps] = 1;
+	real_ioctl = pm__sys.ioctl;
+	pm__sys.ioctl = fail_nth_scan;
+	scan_calls = 0;
+	fail_at = 4; /* two registration checks, the first range, the second */
+	ck_assert_int_eq(pm_wtrack_collect(wt, a, a + 48 * ps, v, 4, PM_WT_RESET, &we), 1);
+	ck_assert(v[0].start == a + 5 * ps && v[0].end == a + 6 * ps);
+	ck_assert_uint_eq(we, a + 6 * ps);
+	pm__sys.ioctl = real_ioctl;
+	ck_assert_int_eq(pm_wtrack_collect(wt, we, a + 48 * ps, v, 4, PM_WT_RESET, &we), 1);
+	ck_assert(v[0].start == a + 40 * ps && v[0].end == a + 41 * ps);
+	ck_assert_uint_eq(we, a + 48 * ps);
+	own_stop(&o);
+}
+END_TEST
 
 START_TEST(uffd_without_wp_async)
 {
@@ -1029,32 +1087,29 @@ END_TEST
 START_TEST(sd_self_exact)
 {
 	const size_t n = 256;
-	char *p = xmap(NULL, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
 	bool want[256], got[256];
 	uint64_t seed = 3;
-	struct pm_handle *h;
-	struct pm_wtrack *wt, *wt2 = NULL;
+	struct own o;
+	struct pm_wtrack *wt2 = NULL;
+	struct pm_range one;
 	PM_OPTS(pm_wtrack_opts, sd, .method = PM_WT_SOFT_DIRTY);
 
-	memset(p, 1, n * ps);
-	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
-	wt = track(h, p, n, have_uffd ? PM_WT_SOFT_DIRTY : PM_WT_AUTO);
-	ck_assert_int_eq(pm_wtrack_method(wt), PM_WT_SOFT_DIRTY);
-	ck_assert_int_eq(pm_wtrack_new(h, (struct pm_range[]){ { (uintptr_t)p, (uintptr_t)p + ps } },
-				       1, &sd, &wt2), -EBUSY);
+	own_start(&o, n, n, have_uffd ? PM_WT_SOFT_DIRTY : PM_WT_AUTO);
+	ck_assert_int_eq(pm_wtrack_method(o.wt), PM_WT_SOFT_DIRTY);
+	one.start = (uintptr_t)o.p;
+	one.end = one.start + ps;
+	ck_assert_int_eq(pm_wtrack_new(o.h, &one, 1, &sd, &wt2), -EBUSY);
 	for (int round = 0; round < 6; round++) {
 		memset(want, 0, sizeof(want));
 		for (size_t i = 0; i < n; i++)
 			if (rnd(&seed) % 5 == 0) {
-				p[i * ps] = (char)round;
+				o.p[i * ps] = (char)round;
 				want[i] = true;
 			}
-		collect_all(wt, (uintptr_t)p, n, PM_WT_RESET, 4, got);
+		collect_all(o.wt, (uintptr_t)o.p, n, PM_WT_RESET, 4, got);
 		assert_pages(want, got, n, "self");
 	}
-	pm_wtrack_free(wt);
-	pm_close(h);
-	munmap(p, n * ps);
+	own_stop(&o);
 }
 END_TEST
 
@@ -1076,6 +1131,7 @@ int main(void)
 		tcase_add_test(t, uffd_dontneed);
 		tcase_add_test(t, uffd_mprotect);
 		tcase_add_test(t, uffd_fork);
+		tcase_add_test(t, uffd_error_midway);
 		tcase_add_test(t, uffd_concurrent_no_lost_writes);
 		if (thp_possible())
 			tcase_add_test(t, uffd_thp_is_4k);
