@@ -188,9 +188,16 @@ static int run(struct pm_handle *h, struct target *t, pthread_t *th, int nthread
 	}
 	for (size_t i = 0; !ret && i < npages; i++)
 		stale += memcmp(live + i * ps, t->copy + i * ps, ps) != 0;
-	if (!ret)
+	if (!ret) {
+		PM_OPTS(pm_wtrack_stats, st);
+
 		printf("verified: %zu of %zu pages identical to the live memory%s\n", npages - stale,
 		       npages, stale ? " -- STALE PAGES" : "");
+		if (pm_wtrack_stats(wt, &st) == 0 && st.widened)
+			printf("(%" PRIu64 " of %" PRIu64 " collects reported every populated page: "
+			       "the workload faulted while its bits were read and cleared)\n",
+			       st.widened, st.collects);
+	}
 	free(live);
 	pm_wtrack_free(wt);
 	return ret ? ret : stale ? -EIO : 0;

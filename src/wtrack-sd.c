@@ -287,6 +287,7 @@ int pm__wt_sd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n,
 		if (err)
 			return err;
 		memset(wt->populated, 0xff, words(wt) * 8);
+		wt->stats.widened++;
 	}
 	emit(wt, r, n, o, true);
 	return 0;

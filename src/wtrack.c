@@ -198,6 +198,10 @@ PM_EXPORT long pm_wtrack_collect(struct pm_wtrack *wt, uint64_t start, uint64_t 
 		return pm__ret(r);
 	if (walk_end)
 		*walk_end = o.done ? o.walk_end : end;
+	pthread_mutex_lock(&wt->lock);
+	wt->stats.collects++;
+	wt->stats.pages_reported += o.found;
+	pthread_mutex_unlock(&wt->lock);
 	return (long)o.n;
 }
 
@@ -220,6 +224,25 @@ PM_EXPORT int pm_wtrack_reset(struct pm_wtrack *wt)
 PM_EXPORT int pm_wtrack_method(const struct pm_wtrack *wt)
 {
 	return wt ? wt->method : (int)pm__ret(-EINVAL);
+}
+
+PM_EXPORT int pm_wtrack_stats(struct pm_wtrack *wt, struct pm_wtrack_stats *st)
+{
+	struct pm_wtrack_stats out;
+	uint64_t size;
+
+	if (!wt || !st)
+		return (int)pm__ret(-EINVAL);
+	size = st->size;
+	if (size < offsetof(struct pm_wtrack_stats, collects) + 8 || size % 8)
+		return (int)pm__ret(-EINVAL);
+	pthread_mutex_lock(&wt->lock);
+	out = wt->stats;
+	pthread_mutex_unlock(&wt->lock);
+	out.size = size < sizeof(out) ? size : sizeof(out);
+	memcpy(st, &out, out.size);
+	st->size = size;
+	return 0;
 }
 
 PM_EXPORT void pm_wtrack_free(struct pm_wtrack *wt)

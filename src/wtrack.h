@@ -14,6 +14,7 @@ struct pm_wtrack {
 	struct pm_range *ranges; /* sorted, non-overlapping */
 	size_t nranges;
 	uint64_t npages;
+	struct pm_wtrack_stats stats;
 
 	/* PM_WT_UFFD */
 	int uffd;

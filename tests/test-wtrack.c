@@ -241,6 +241,20 @@ START_TEST(uffd_dontneed)
 	ck_assert_uint_eq(count(got, n), 1);
 	ck_assert(got[12]);
 	(void)sink;
+	{
+		PM_OPTS(pm_wtrack_stats, st);
+		struct { uint64_t size, collects, sentinel; } old = { 16, 0, 77 };
+
+		ck_assert_int_eq(pm_wtrack_stats(o.wt, &st), 0);
+		ck_assert_uint_eq(st.pages_reported, 6 + 1);
+		ck_assert_uint_eq(st.widened, 0);
+		ck_assert_uint_eq(st.collects, 3);
+		/* an older, shorter struct gets its prefix */
+		ck_assert_int_eq(pm_wtrack_stats(o.wt, (struct pm_wtrack_stats *)&old), 0);
+		ck_assert_uint_eq(old.collects, st.collects);
+		ck_assert_uint_eq(old.sentinel, 77);
+		ck_assert_uint_eq(old.size, 16);
+	}
 	own_stop(&o);
 }
 END_TEST
@@ -571,6 +585,11 @@ START_TEST(errors)
 		ck_assert_int_eq(pm_wtrack_new(h, &r, 1, &sd, &wt), -EOPNOTSUPP);
 	ck_assert_ptr_eq(wt, (struct pm_wtrack *)&we); /* never written on failure */
 	ck_assert_int_eq(pm_wtrack_method(NULL), -EINVAL);
+	{
+		struct pm_wtrack_stats st = { .size = 12 };
+
+		ck_assert_int_eq(pm_wtrack_stats(NULL, &st), -EINVAL);
+	}
 	ck_assert_int_eq(pm_wtrack_reset(NULL), -EINVAL);
 	pm_wtrack_free(NULL);
 
@@ -624,6 +643,15 @@ START_TEST(errors)
 			ck_assert_int_eq(pm_wtrack_collect(wt, a, a + 10 * ps, v, 4, PM_WT_RESET,
 							   &we), 1);
 			ck_assert(v[0].start == a + ps && v[0].end == a + 2 * ps);
+		}
+		{
+			struct pm_wtrack_stats st = { .size = 12, .collects = 5 };
+
+			ck_assert_int_eq(pm_wtrack_stats(wt, NULL), -EINVAL);
+			ck_assert_int_eq(pm_wtrack_stats(wt, &st), -EINVAL);
+			st.size = 8;
+			ck_assert_int_eq(pm_wtrack_stats(wt, &st), -EINVAL);
+			ck_assert_uint_eq(st.collects, 5);
 		}
 		pm_wtrack_free(wt);
 		/* freed: the memory can be tracked again */
@@ -952,6 +980,12 @@ START_TEST(sd_child_exact)
 	sd_write_random(&c, &seed, want);
 	collect_all(wt, c.mem, SD_PAGES, PM_WT_RESET, 16, got);
 	assert_pages(want, got, SD_PAGES, "exact again after the remap");
+	{
+		PM_OPTS(pm_wtrack_stats, st);
+
+		ck_assert_int_eq(pm_wtrack_stats(wt, &st), 0);
+		ck_assert_uint_eq(st.widened, 0); /* an idle child: every reset exact */
+	}
 	pm_wtrack_free(wt);
 	/* freed: the process can be tracked again */
 	ck_assert_int_eq(pm_wtrack_new(h, &r, 1, NULL, &wt), 0);
@@ -1070,6 +1104,16 @@ START_TEST(sd_child_busy_no_lost_writes)
 	for (size_t i = 0; i < SD_PAGES; i++)
 		ck_assert_msg(!memcmp(copy + i * ps, live + i * ps, ps),
 			      "page %zu: the incremental copy is stale", i);
+	{
+		PM_OPTS(pm_wtrack_stats, st);
+
+		ck_assert_int_eq(pm_wtrack_stats(wt, &st), 0);
+		fprintf(stderr, "soft-dirty busy child: %" PRIu64 " of %" PRIu64
+			" collects widened (the child faulted between read and clear)\n",
+			st.widened, st.collects);
+		ck_assert_uint_gt(st.widened, 0);
+		ck_assert_uint_eq(st.pages_reported, reported);
+	}
 	fprintf(stderr, "soft-dirty busy child: %" PRIu64 " writes, %d collects (%d reporting every page), %" PRIu64
 		" pages reported, copy exact\n", writes, rounds + 1, whole, reported);
 	ck_assert_uint_gt(writes, 1000);

@@ -438,6 +438,19 @@ PM_EXPORT int pm_wtrack_reset(struct pm_wtrack *wt);
 /** PM_WT_UFFD or PM_WT_SOFT_DIRTY: the method the tracker uses, or -EINVAL for NULL. */
 PM_EXPORT int pm_wtrack_method(const struct pm_wtrack *wt);
 
+struct pm_wtrack_stats {
+	uint64_t size;
+	uint64_t collects;       /* successful pm_wtrack_collect() calls */
+	uint64_t pages_reported; /* pages in the regions they returned */
+	uint64_t widened;        /* soft-dirty: reset collects during which the target
+				    faulted, so every populated page was reported */
+};
+
+/** What a tracker has done, for callers that want to know how exact it
+ *  was. @p st->size set by the caller (an older, shorter struct gets its
+ *  prefix). @return 0, or -EINVAL (NULL, size too small or not a multiple of 8). */
+PM_EXPORT int pm_wtrack_stats(struct pm_wtrack *wt, struct pm_wtrack_stats *st);
+
 /** Stop tracking (unregisters the ranges, closes the userfaultfd) and free. NULL-safe. */
 PM_EXPORT void pm_wtrack_free(struct pm_wtrack *wt);
 
