@@ -206,6 +206,7 @@ static int run(struct pm_handle *h, struct target *t, pthread_t *th, int nthread
 static int run_self(void)
 {
 	struct target t = { 0 };
+	char why[256];
 	pthread_t th[2];
 	struct pm_handle *h;
 	int ret;
@@ -218,6 +219,11 @@ static int run_self(void)
 	ret = pm_open(0, NULL, &h);
 	if (ret)
 		return ret;
+	if (pm_wtrack_supported(h, NULL, why, sizeof(why)) == 0) {
+		fprintf(stderr, "pm-incremental: no write tracking here: %s\n", why);
+		pm_close(h);
+		return -EOPNOTSUPP;
+	}
 	atomic_store(&stop, false);
 	for (int i = 0; i < 2; i++)
 		pthread_create(&th[i], NULL, work_thread, t.mem);
@@ -248,7 +254,15 @@ static int run_child(void)
 	}
 	ret = pm_open(t.pid, NULL, &h);
 	if (!ret) {
-		ret = run(h, &t, NULL, 0);
+		char why[256];
+
+		if (pm_wtrack_supported(h, NULL, why, sizeof(why)) == 0) {
+			printf("a child cannot be tracked here (%s): tracking this process instead\n",
+			       why);
+			ret = -EOPNOTSUPP;
+		} else {
+			ret = run(h, &t, NULL, 0);
+		}
 		pm_close(h);
 	}
 	kill(t.pid, SIGKILL);
@@ -308,17 +322,10 @@ int main(int argc, char **argv)
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	ret = self ? -EOPNOTSUPP : run_child();
-	if (ret == -EOPNOTSUPP) {
-		if (!self)
-			printf("a child cannot be tracked here (no working soft-dirty): "
-			       "tracking this process instead\n");
+	if (ret == -EOPNOTSUPP)
 		ret = run_self();
-	}
-	if (ret == -EOPNOTSUPP) {
-		fprintf(stderr, "pm-incremental: no write-tracking method works on this kernel "
-				"(needs userfaultfd WP_ASYNC or soft-dirty)\n");
+	if (ret == -EOPNOTSUPP)
 		return 77;
-	}
 	if (ret) {
 		fprintf(stderr, "pm-incremental: %s\n", strerror(-ret));
 		return 1;

@@ -293,12 +293,20 @@ int pm__wt_sd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n,
 	return 0;
 }
 
+const char *pm__wt_sd_why_not(void)
+{
+	if (!(pm__kernel()->features & PM_FEAT_SOFT_DIRTY))
+		return "the bit did not survive a clear_refs round trip (needs "
+		       "CONFIG_MEM_SOFT_DIRTY: x86, powerpc, s390)";
+	return NULL;
+}
+
 int pm__wt_sd_start(struct pm_wtrack *wt)
 {
 	uint64_t faults, idx = 0;
 	int r;
 
-	if (!(pm__kernel()->features & PM_FEAT_SOFT_DIRTY))
+	if (pm__wt_sd_why_not())
 		return -EOPNOTSUPP;
 	wt->sd_key[0] = (uint64_t)pm_pid(wt->h);
 	r = pm__stat_fields(wt->h->stat_fd, &faults, &wt->sd_key[1]);

@@ -181,22 +181,39 @@ static int zaps_reported(void)
 	return r;
 }
 
+const char *pm__wt_uffd_why_not(const struct pm_handle *h)
+{
+	const uint64_t f = pm__kernel()->features;
+
+	if (!h->self)
+		return "tracks the calling process's own memory only";
+	if (!(f & PM_FEAT_PAGEMAP_SCAN))
+		return "no PAGEMAP_SCAN (Linux 6.7+)";
+	if (!(f & PM_FEAT_UFFD_WP_ASYNC))
+		return "no WP_ASYNC (Linux 6.7+), or userfaultfd not permitted";
+	switch (zaps_reported()) {
+	case 1:
+		return NULL;
+	case 0:
+		return "PAGEMAP_SCAN reports zapped memory as clean on this kernel (fixed by the "
+		       "2026 stable updates): writes there would be lost";
+	default:
+		return "could not probe how PAGEMAP_SCAN reports zapped memory";
+	}
+}
+
 int pm__wt_uffd_start(struct pm_wtrack *wt)
 {
 	size_t i;
 	int r;
 
-	if (!(pm__kernel()->features & PM_FEAT_PAGEMAP_SCAN) || !wt->h->self)
+	if (pm__wt_uffd_why_not(wt->h))
 		return -EOPNOTSUPP;
+	/* the probe's answer can be older than a seccomp filter or a
+	 * changed sysctl: the real userfaultfd decides */
 	wt->uffd = uffd_new();
 	if (wt->uffd < 0)
 		return wt->uffd;
-	r = zaps_reported();
-	if (r <= 0) {
-		close(wt->uffd);
-		wt->uffd = -1;
-		return r ? r : -EOPNOTSUPP;
-	}
 	/* -EBUSY: registered already, by another tracker or the application */
 	for (i = 0; i < wt->nranges; i++) {
 		r = uffd_register(wt->uffd, wt->ranges[i].start, wt->ranges[i].end);

@@ -6,6 +6,7 @@
  */
 #include "wtrack.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -58,6 +59,43 @@ static int copy_ranges(struct pm_wtrack *wt, const struct pm_range *ranges, size
 			return -EINVAL;
 		wt->npages += (r->end - r->start) >> k->page_shift;
 	}
+	return 0;
+}
+
+#define EXACT_WHY "reports a written THP as 2 MiB (PM_WT_EXACT)"
+
+PM_EXPORT int pm_wtrack_supported(struct pm_handle *h, const struct pm_wtrack_opts *opts,
+				  char *why, size_t why_len)
+{
+	const char *u = NULL, *s = NULL;
+	uint64_t method, flags;
+	int r;
+
+	if (!h || (!why && why_len))
+		return (int)pm__ret(-EINVAL);
+	r = pm__opts_check(opts, sizeof(struct pm_wtrack_opts));
+	if (r)
+		return (int)pm__ret(r);
+	method = PM__OPT(opts, struct pm_wtrack_opts, method, PM_WT_AUTO);
+	flags = PM__OPT(opts, struct pm_wtrack_opts, flags, 0);
+	if (method > PM_WT_SOFT_DIRTY || (flags & ~PM_WT_EXACT))
+		return (int)pm__ret(-EINVAL);
+	r = pm__handle_ready(h);
+	if (r)
+		return (int)pm__ret(r);
+	if (method != PM_WT_SOFT_DIRTY) {
+		u = pm__wt_uffd_why_not(h);
+		if (!u)
+			return PM_WT_UFFD;
+	}
+	if (method != PM_WT_UFFD) {
+		s = (flags & PM_WT_EXACT) ? EXACT_WHY : pm__wt_sd_why_not();
+		if (!s)
+			return PM_WT_SOFT_DIRTY;
+	}
+	if (why_len)
+		snprintf(why, why_len, "%s%s%s%s%s", u ? "userfaultfd: " : "", u ? u : "",
+			 u && s ? "; " : "", s ? "soft-dirty: " : "", s ? s : "");
 	return 0;
 }
 

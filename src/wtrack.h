@@ -31,6 +31,10 @@ struct pm_wtrack {
 
 #define PM__WT_CHUNK 32768 /* pagemap entries per soft-dirty read (256 KiB) */
 
+/* NULL if the method can work (for @h), else why not, in one line. */
+PM_HIDDEN const char *pm__wt_uffd_why_not(const struct pm_handle *h);
+PM_HIDDEN const char *pm__wt_sd_why_not(void);
+
 /* Both methods report into @o the written pages of the @n sub-ranges @r
  * (sorted, inside the tracked ranges), resetting them with @reset. */
 PM_HIDDEN int pm__wt_uffd_start(struct pm_wtrack *wt);

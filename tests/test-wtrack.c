@@ -540,6 +540,55 @@ static void idle(void *arg, uint64_t *shared)
 	(void)shared;
 }
 
+/* pm_wtrack_supported says which method pm_wtrack_new would use, or why
+ * none can work, for this process and for a child. */
+START_TEST(supported)
+{
+	PM_OPTS(pm_wtrack_opts, uffd, .method = PM_WT_UFFD);
+	PM_OPTS(pm_wtrack_opts, exact, .flags = PM_WT_EXACT);
+	PM_OPTS(pm_wtrack_opts, bad, .method = 9);
+	char why[256], small[8];
+	struct pm_handle *self, *hc;
+	struct child c;
+	int r;
+
+	ck_assert_int_eq(pm_open(0, NULL, &self), 0);
+	child_start(&c, idle, NULL);
+	ck_assert_int_eq(pm_open(c.pid, NULL, &hc), 0);
+	ck_assert_int_eq(pm_wtrack_supported(NULL, NULL, why, sizeof(why)), -EINVAL);
+	ck_assert_int_eq(pm_wtrack_supported(self, NULL, NULL, 5), -EINVAL);
+	ck_assert_int_eq(pm_wtrack_supported(self, &bad, why, sizeof(why)), -EINVAL);
+
+	r = pm_wtrack_supported(self, NULL, why, sizeof(why));
+	ck_assert_int_eq(r, have_uffd ? PM_WT_UFFD : have_sd ? PM_WT_SOFT_DIRTY : 0);
+	if (r) { /* what pm_wtrack_new picks */
+		struct own o;
+
+		own_start(&o, 4, 4, PM_WT_AUTO);
+		ck_assert_int_eq(pm_wtrack_method(o.wt), r);
+		own_stop(&o);
+	}
+	if (!have_uffd) {
+		ck_assert_int_eq(pm_wtrack_supported(self, &uffd, why, sizeof(why)), 0);
+		ck_assert_msg(strstr(why, "PAGEMAP_SCAN") || strstr(why, "WP_ASYNC"), "%s", why);
+	}
+	/* another process: never userfaultfd */
+	ck_assert_int_eq(pm_wtrack_supported(hc, &uffd, why, sizeof(why)), 0);
+	ck_assert_msg(strstr(why, "own memory"), "%s", why);
+	r = pm_wtrack_supported(hc, NULL, why, sizeof(why));
+	ck_assert_int_eq(r, have_sd ? PM_WT_SOFT_DIRTY : 0);
+	if (!r) /* both reasons */
+		ck_assert_msg(strstr(why, "own memory") && strstr(why, "clear_refs"), "%s", why);
+	ck_assert_int_eq(pm_wtrack_supported(hc, &exact, why, sizeof(why)), 0);
+	ck_assert_msg(strstr(why, "2 MiB"), "%s", why);
+	ck_assert_int_eq(pm_wtrack_supported(hc, &exact, small, sizeof(small)), 0);
+	ck_assert_uint_eq(strlen(small), sizeof(small) - 1);
+	pm_close(hc);
+	child_stop(&c);
+	pm_close(self);
+}
+END_TEST
+
 /* Bad arguments change nothing and say why; so do unmapped and
  * replaced memory, overlapping trackers and methods that cannot work. */
 START_TEST(errors)
@@ -1169,6 +1218,7 @@ int main(void)
 	have_sd = pm_has_feature(PM_FEAT_SOFT_DIRTY) == 1;
 	tcase_set_timeout(t, 300);
 	tcase_add_test(t, errors);
+	tcase_add_test(t, supported);
 	tcase_add_test(t, uffd_without_wp_async);
 	if (have_uffd) {
 		tcase_add_test(t, uffd_exact);

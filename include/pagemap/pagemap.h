@@ -411,6 +411,16 @@ PM_EXPORT int pm_wtrack_new(struct pm_handle *h, const struct pm_range *ranges, 
 			    const struct pm_wtrack_opts *opts, struct pm_wtrack **out);
 
 /**
+ * Which method pm_wtrack_new() with these @p opts would use on @p h:
+ * PM_WT_UFFD or PM_WT_SOFT_DIRTY, or 0 when none can work, with why in
+ * @p why (one line, truncated to @p why_len; optional).
+ * @return the method, 0, or -EINVAL (NULL h, why NULL with why_len > 0,
+ * bad opts, unknown method or flags), -ESRCH.
+ */
+PM_EXPORT int pm_wtrack_supported(struct pm_handle *h, const struct pm_wtrack_opts *opts,
+				  char *why, size_t why_len);
+
+/**
  * Report the pages of [start, end) (clipped to the tracked ranges) written
  * since tracking started or they were last reset, as pm_scan() regions with
  * categories PM_CAT_WRITTEN: canonical, and *walk_end (optional) is @p end
