@@ -13,10 +13,9 @@
  *     only the pages it reports; the rest stay written.
  *   - Reading the bits and clearing them are two steps: a write to a clean
  *     page in between would be cleared unseen. Such a write faults, so the
- *     target's fault counters and RSS are compared across the read and the
- *     clear; if they moved, every populated page counts as written (an
- *     over-report, never a loss). For the calling process, the calling
- *     thread's own faults are left out: that thread is in here.
+ *     target's counters are compared across the read and the clear (see
+ *     sd_token); if they moved, every populated page counts as written (an
+ *     over-report, never a loss).
  *   - A zap (MADV_DONTNEED) leaves no bit: a page populated at the last
  *     reset and empty now counts as written.
  * Over-reports that come from the kernel are passed on as they are: a new
@@ -109,38 +108,43 @@ static uint64_t page_index(const struct pm_wtrack *wt, uint64_t va)
 
 /* ---- the kernel's side ---- */
 
-/* The target's fault and memory counters. For the calling process its
- * faults exclude the calling thread's, read before and after the process
- * total so that none can hide in between: 1 when they moved (the token
- * cannot be trusted), else 0, or -errno. */
+/*
+ * What moves when the read-and-clear window can have hidden a write: a
+ * fault of the target (a write to a clean page always faults) and, for
+ * another process, its RSS, VM size and page tables as well (memory put
+ * into it without a fault of its own, e.g. UFFDIO_COPY by a monitor).
+ * For the calling process only the other threads' faults count: this
+ * thread is in here, and its own allocations move the rest. Returns 1
+ * when this thread faulted while the counters were read (the token cannot
+ * be trusted), else 0, or -errno.
+ */
 static int sd_token(struct pm_wtrack *wt, struct pm__token *t)
 {
-	uint64_t mine[2];
+	uint64_t mine[2], all;
 	int fd, r;
 
-	if (!wt->h->self)
+	if (!wt->h->self) {
 		r = pm__token(wt->h, t);
-	else {
-		fd = open("/proc/thread-self/stat", O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return -errno;
-		/* a first round writes the stack this takes, so that the
-		 * bracketed one faults nothing of its own */
-		r = pm__token(wt->h, t);
-		if (!r)
-			r = pm__stat_fields(fd, &mine[0], NULL);
-		if (!r)
-			r = pm__token(wt->h, t);
-		if (!r)
-			r = pm__stat_fields(fd, &mine[1], NULL);
-		close(fd);
-		if (!r) {
-			t->v[0] -= mine[0];
-			r = mine[0] != mine[1];
-		}
+		t->v[5] = 0; /* system-wide THP events say nothing about this target */
+		return r;
 	}
-	t->v[5] = 0; /* system-wide THP events: nothing to do with this target's writes */
-	return r;
+	memset(t, 0, sizeof(*t));
+	fd = open("/proc/thread-self/stat", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	/* the first read writes the stack the bracketed ones use */
+	r = pm__stat_fields(fd, &mine[0], NULL);
+	if (!r)
+		r = pm__stat_fields(fd, &mine[0], NULL);
+	if (!r)
+		r = pm__stat_fields(wt->h->stat_fd, &all, NULL);
+	if (!r)
+		r = pm__stat_fields(fd, &mine[1], NULL);
+	close(fd);
+	if (r)
+		return r;
+	t->v[0] = all - mine[0];
+	return mine[0] != mine[1];
 }
 
 static int clear_refs(struct pm_wtrack *wt)
@@ -160,24 +164,36 @@ enum walk_mode {
 	MARK_POPULATED /* every populated page -> written */
 };
 
+/* Read the entries of the sub-ranges and apply @mode. A read the guard
+ * could not certify (pre-6.5 kernels, a target faulting all the time) may
+ * be shifted, so nothing in it is trusted: its pages count as written and
+ * populated. 1 when that happened, else 0, or -errno. */
 static int walk(struct pm_wtrack *wt, const struct pm_range *r, size_t n, enum walk_mode mode)
 {
 	const unsigned shift = pm__kernel()->page_shift;
+	PM_OPTS(pm_read_opts, ro, .flags = PM_READ_BEST_EFFORT);
+	int unstable = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		uint64_t idx = page_index(wt, r[i].start);
 
 		for (uint64_t va = r[i].start; va < r[i].end;) {
 			uint64_t cnt = (r[i].end - va) >> shift;
+			PM_OPTS(pm_read_info, info);
 			long got;
+			bool trust;
 
 			if (cnt > PM__WT_CHUNK)
 				cnt = PM__WT_CHUNK;
-			got = pm_read(wt->h, va, va + (cnt << shift), wt->entries, NULL, NULL);
+			got = pm_read(wt->h, va, va + (cnt << shift), wt->entries, &ro, &info);
 			if (got < 0)
 				return (int)got;
+			trust = !(info.flags & PM_READ_UNSTABLE);
+			unstable |= !trust;
 			for (uint64_t j = 0; j < cnt; j++, idx++) {
-				uint64_t e = wt->entries[j];
+				/* untrusted: taken as populated and dirty */
+				uint64_t e = trust ? wt->entries[j]
+						   : PM_ENTRY_PRESENT | PM_ENTRY_SOFT_DIRTY;
 				bool pop = (e & (PM_ENTRY_PRESENT | PM_ENTRY_SWAP)) &&
 					   !(e & PM_ENTRY_GUARD);
 
@@ -192,7 +208,7 @@ static int walk(struct pm_wtrack *wt, const struct pm_range *r, size_t n, enum w
 			va += cnt << shift;
 		}
 	}
-	return 0;
+	return unstable;
 }
 
 /* Report the written pages of the sub-ranges; with @reset, forget those
@@ -239,8 +255,10 @@ int pm__wt_sd_reset(struct pm_wtrack *wt)
 		r = clear_refs(wt);
 		if (!r)
 			r = walk(wt, wt->ranges, wt->nranges, POP_ONLY);
-		if (!r)
-			r = sd_token(wt, &t1);
+		if (r < 0)
+			return r;
+		moved |= r;
+		r = sd_token(wt, &t1);
 		if (r < 0)
 			return r;
 		memset(wt->written, 0, words(wt) * 8);
@@ -260,9 +278,10 @@ int pm__wt_sd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n,
 
 	if (!reset) {
 		err = walk(wt, r, n, ABSORB);
-		if (!err)
-			emit(wt, r, n, o, false);
-		return err;
+		if (err < 0)
+			return err;
+		emit(wt, r, n, o, false);
+		return 0;
 	}
 	/* the clear resets every tracked page: absorb them all first */
 	err = pm__wt_mapped(wt->h, wt->ranges, wt->nranges);
@@ -272,8 +291,10 @@ int pm__wt_sd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n,
 	if (moved < 0)
 		return moved;
 	err = walk(wt, wt->ranges, wt->nranges, ABSORB_POP);
-	if (!err)
-		err = clear_refs(wt);
+	if (err < 0)
+		return err;
+	moved |= err;
+	err = clear_refs(wt);
 	if (!err)
 		err = sd_token(wt, &t1);
 	if (err < 0)
@@ -284,7 +305,7 @@ int pm__wt_sd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n,
 		 * cleared unseen: count every populated page as written, and
 		 * every empty one as possibly zapped at the next collect */
 		err = walk(wt, wt->ranges, wt->nranges, MARK_POPULATED);
-		if (err)
+		if (err < 0)
 			return err;
 		memset(wt->populated, 0xff, words(wt) * 8);
 		wt->stats.widened++;

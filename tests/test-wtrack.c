@@ -344,13 +344,15 @@ END_TEST
  */
 #define CC_PAGES   2048
 #define CC_WRITERS 3
-#define CC_WRITES  150000 /* per writer */
 #define CC_MAX_COLLECTS 200000
 
 struct cc_write {
 	uint64_t seq;
 	uint32_t page;
 };
+
+static uint64_t cc_writes;      /* per writer */
+static uint64_t cc_pause_every; /* writes between 1 ms pauses (0: none) */
 
 static struct {
 	char *mem;
@@ -365,7 +367,7 @@ static void *cc_writer(void *arg)
 	int id = (int)(intptr_t)arg;
 	uint64_t seed = 1000 + (uint64_t)id;
 
-	for (uint64_t i = 0; i < CC_WRITES; i++) {
+	for (uint64_t i = 0; i < cc_writes; i++) {
 		uint32_t pg = (uint32_t)(rnd(&seed) % CC_PAGES);
 		uint64_t s = atomic_fetch_add(&cc.next_seq, 1);
 
@@ -373,6 +375,8 @@ static void *cc_writer(void *arg)
 		cc.log[id][i].seq = s;
 		cc.log[id][i].page = pg;
 		atomic_store_explicit(&cc.done[id], i + 1, memory_order_release);
+		if (cc_pause_every && i % cc_pause_every == 0)
+			usleep(1000);
 	}
 	return NULL;
 }
@@ -393,7 +397,7 @@ static size_t lower_bound(const uint64_t *a, size_t n, uint64_t v)
 	return lo;
 }
 
-START_TEST(uffd_concurrent_no_lost_writes)
+static void concurrent(int method, uint64_t writes, uint64_t pause_every)
 {
 	struct collect_rec {
 		uint64_t done_before[CC_WRITERS]; /* writes complete when it began */
@@ -414,14 +418,16 @@ START_TEST(uffd_concurrent_no_lost_writes)
 	size_t nc = 0;
 	bool running = true;
 
+	cc_writes = writes;
+	cc_pause_every = pause_every;
 	ck_assert(rec && v && rep && wr && nrep && caprep && nwr && seq_after && copy);
 	cc.mem = xmap(NULL, CC_PAGES * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
 	a = (uintptr_t)cc.mem;
 	b = a + CC_PAGES * ps;
 	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
-	wt = track(h, cc.mem, CC_PAGES, PM_WT_UFFD);
+	wt = track(h, cc.mem, CC_PAGES, method);
 	for (int i = 0; i < CC_WRITERS; i++) {
-		cc.log[i] = calloc(CC_WRITES, sizeof(struct cc_write));
+		cc.log[i] = calloc(cc_writes, sizeof(struct cc_write));
 		ck_assert_ptr_nonnull(cc.log[i]);
 		ck_assert_int_eq(pthread_create(&th[i], NULL, cc_writer, (void *)(intptr_t)i), 0);
 	}
@@ -433,7 +439,7 @@ START_TEST(uffd_concurrent_no_lost_writes)
 		running = false;
 		for (int i = 0; i < CC_WRITERS; i++) {
 			rec[nc].done_before[i] = atomic_load_explicit(&cc.done[i], memory_order_acquire);
-			running |= rec[nc].done_before[i] < CC_WRITES;
+			running |= rec[nc].done_before[i] < cc_writes;
 		}
 		rec[nc].seq_before = atomic_load(&cc.next_seq);
 		/* small vectors now and then: continuation must lose nothing */
@@ -465,7 +471,7 @@ START_TEST(uffd_concurrent_no_lost_writes)
 		stale += memcmp(copy[pg], cc.mem + pg * ps, sizeof(copy[pg])) != 0;
 
 	for (int w = 0; w < CC_WRITERS; w++)
-		for (uint64_t i = 0; i < CC_WRITES; i++)
+		for (uint64_t i = 0; i < cc_writes; i++)
 			nwr[cc.log[w][i].page]++;
 	for (size_t pg = 0; pg < CC_PAGES; pg++) {
 		wr[pg] = malloc((nwr[pg] + 1) * sizeof(struct cc_write));
@@ -475,12 +481,12 @@ START_TEST(uffd_concurrent_no_lost_writes)
 	for (int w = 0; w < CC_WRITERS; w++) {
 		size_t k = 0;
 
-		for (uint64_t i = 0; i < CC_WRITES; i++) {
+		for (uint64_t i = 0; i < cc_writes; i++) {
 			const struct cc_write *x = &cc.log[w][i];
 			size_t j0 = lower_bound(seq_after, nc, x->seq + 1), f;
 
 			wr[x->page][nwr[x->page]++] =
-				(struct cc_write){ .seq = x->seq, .page = (uint32_t)(w * CC_WRITES + i) };
+				(struct cc_write){ .seq = x->seq, .page = (uint32_t)(w * cc_writes + i) };
 			/* k: the first collect that began after this write completed */
 			while (k < nc && rec[k].done_before[w] < i + 1)
 				k++;
@@ -499,7 +505,7 @@ START_TEST(uffd_concurrent_no_lost_writes)
 			bool explained = false;
 
 			for (size_t i = 0; i < nwr[pg] && !explained; i++) {
-				uint32_t w = wr[pg][i].page / CC_WRITES, idx = wr[pg][i].page % CC_WRITES;
+				uint32_t w = wr[pg][i].page / cc_writes, idx = wr[pg][i].page % cc_writes;
 
 				explained = wr[pg][i].seq < rec[rep[pg][r]].seq_after &&
 					    (!prev || idx + 1 > prev->done_before[w]);
@@ -510,10 +516,11 @@ START_TEST(uffd_concurrent_no_lost_writes)
 		free(rep[pg]);
 	}
 	fprintf(stderr,
-		"concurrency: %d writers x %d writes on %d pages, %zu collects, %" PRIu64
+		"concurrency (%s): %d writers x %" PRIu64 " writes on %d pages, %zu collects, %" PRIu64
 		" pages reported, %" PRIu64 " unexplained by a write, %" PRIu64
 		" writes lost, %" PRIu64 " pages of the copy stale\n",
-		CC_WRITERS, CC_WRITES, CC_PAGES, nc, total, extra, lost, stale);
+		method == PM_WT_UFFD ? "uffd" : "soft-dirty", CC_WRITERS, cc_writes, CC_PAGES, nc,
+		total, extra, lost, stale);
 	ck_assert_uint_eq(lost, 0);
 	ck_assert_uint_eq(stale, 0);
 	ck_assert_uint_gt(nc, 10);
@@ -531,6 +538,21 @@ START_TEST(uffd_concurrent_no_lost_writes)
 	free(nwr);
 	free(seq_after);
 	free(copy);
+}
+
+START_TEST(uffd_concurrent_no_lost_writes)
+{
+	concurrent(PM_WT_UFFD, 150000, 0);
+}
+END_TEST
+
+/* The same on soft-dirty, for the calling process: the other threads'
+ * faults during a reset widen it, this thread's own never hide one. */
+START_TEST(sd_self_concurrent_no_lost_writes)
+{
+	/* collects are slow here (every page's entry read, the process
+	 * cleared): writers pause so that many collects see them */
+	concurrent(PM_WT_SOFT_DIRTY, 40000, 50);
 }
 END_TEST
 
@@ -1202,6 +1224,12 @@ START_TEST(sd_self_exact)
 		collect_all(o.wt, (uintptr_t)o.p, n, PM_WT_RESET, 4, got);
 		assert_pages(want, got, n, "self");
 	}
+	{
+		PM_OPTS(pm_wtrack_stats, st);
+
+		ck_assert_int_eq(pm_wtrack_stats(o.wt, &st), 0);
+		ck_assert_uint_eq(st.widened, 0); /* this thread's own faults never widen */
+	}
 	own_stop(&o);
 }
 END_TEST
@@ -1237,6 +1265,7 @@ int main(void)
 		tcase_add_test(t, sd_child_exact);
 		tcase_add_test(t, sd_child_busy_no_lost_writes);
 		tcase_add_test(t, sd_self_exact);
+		tcase_add_test(t, sd_self_concurrent_no_lost_writes);
 		if (thp_possible())
 			tcase_add_test(t, sd_child_thp_granularity);
 		added++;
