@@ -300,15 +300,16 @@ int pm__wt_sd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n,
 	if (err < 0)
 		return err;
 	if (moved || err || memcmp(&t0, &t1, sizeof(t0))) {
-
 		/* a write between the read and the clear may have been
 		 * cleared unseen: count every populated page as written, and
 		 * every empty one as possibly zapped at the next collect */
-		err = walk(wt, wt->ranges, wt->nranges, MARK_POPULATED);
-		if (err < 0)
-			return err;
-		memset(wt->populated, 0xff, words(wt) * 8);
 		wt->stats.widened++;
+		memset(wt->populated, 0xff, words(wt) * 8);
+		err = walk(wt, wt->ranges, wt->nranges, MARK_POPULATED);
+		if (err < 0) {
+			memset(wt->written, 0xff, words(wt) * 8); /* cannot tell: all */
+			return err;
+		}
 	}
 	emit(wt, r, n, o, true);
 	return 0;
