@@ -215,6 +215,55 @@ START_TEST(uffd_thp_is_4k)
 }
 END_TEST
 
+/* hugetlb: a write reports the whole huge page (it is the smallest unit
+ * the kernel can protect). Needs a surplus huge page: root raises
+ * nr_overcommit_hugepages by one for the test and puts it back. */
+static bool sysctl_rw(const char *path, long *val, bool write)
+{
+	FILE *f = fopen(path, write ? "we" : "re");
+	bool ok;
+
+	if (!f)
+		return false;
+	ok = write ? fprintf(f, "%ld\n", *val) > 0 : fscanf(f, "%ld", val) == 1;
+	return (fclose(f) == 0) && ok;
+}
+
+START_TEST(uffd_hugetlb_whole)
+{
+	const char *knob = "/proc/sys/vm/nr_overcommit_hugepages";
+	long old, more;
+	char *p;
+	struct pm_handle *h;
+	struct pm_wtrack *wt;
+	bool got[512];
+
+	ck_assert(sysctl_rw(knob, &old, false));
+	more = old + 1;
+	ck_assert(sysctl_rw(knob, &more, true));
+	p = mmap(NULL, HUGE_SZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB,
+		 -1, 0);
+	if (p == MAP_FAILED) {
+		sysctl_rw(knob, &old, true);
+		ck_abort_msg("no huge page: %s", strerror(errno));
+	}
+	memset(p, 1, HUGE_SZ);
+	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
+	wt = track(h, p, 512, PM_WT_UFFD);
+	collect_all(wt, (uintptr_t)p, 512, 0, 16, got);
+	ck_assert_uint_eq(count(got, 512), 0);
+	p[77 * ps] = 2;
+	collect_all(wt, (uintptr_t)p, 512, PM_WT_RESET, 16, got);
+	ck_assert_uint_eq(count(got, 512), 512);
+	collect_all(wt, (uintptr_t)p, 512, 0, 16, got);
+	ck_assert_uint_eq(count(got, 512), 0);
+	pm_wtrack_free(wt);
+	pm_close(h);
+	munmap(p, HUGE_SZ);
+	ck_assert(sysctl_rw(knob, &old, true));
+}
+END_TEST
+
 /* Zapped pages count as written (their content is now zero), are
  * protected again, and read faults on them afterwards write nothing. */
 START_TEST(uffd_dontneed)
@@ -1257,6 +1306,10 @@ int main(void)
 		tcase_add_test(t, uffd_concurrent_no_lost_writes);
 		if (thp_possible())
 			tcase_add_test(t, uffd_thp_is_4k);
+		if (access("/proc/sys/vm/nr_overcommit_hugepages", W_OK) == 0)
+			tcase_add_test(t, uffd_hugetlb_whole);
+		else
+			fprintf(stderr, "SKIP uffd_hugetlb_whole: cannot make a surplus huge page\n");
 		added++;
 	} else {
 		fprintf(stderr, "SKIP uffd tests: no uffd WP_ASYNC or PAGEMAP_SCAN\n");
