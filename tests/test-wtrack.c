@@ -379,6 +379,25 @@ START_TEST(uffd_fork)
 	collect_all(o.wt, (uintptr_t)o.p, n, 0, 16, got);
 	ck_assert_uint_eq(count(got, n), 1);
 	ck_assert(got[31]);
+	/* a child still holding its copy of the userfaultfd keeps the kernel
+	 * context alive: free must unregister, not just close */
+	{
+		int hold[2];
+		char ch;
+
+		ck_assert_int_eq(pipe2(hold, O_CLOEXEC), 0);
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			close(hold[1]);
+			_exit(read(hold[0], &ch, 1) < 0);
+		}
+		close(hold[0]);
+		pm_wtrack_free(o.wt);
+		o.wt = track(o.h, o.p, n, PM_WT_UFFD);
+		close(hold[1]);
+		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	}
 	own_stop(&o);
 }
 END_TEST
