@@ -62,6 +62,17 @@ static int copy_ranges(struct pm_wtrack *wt, const struct pm_range *ranges, size
 	return 0;
 }
 
+static int parse_opts(const struct pm_wtrack_opts *opts, uint64_t *method, uint64_t *flags)
+{
+	int r = pm__opts_check(opts, sizeof(struct pm_wtrack_opts));
+
+	if (r)
+		return r;
+	*method = PM__OPT(opts, struct pm_wtrack_opts, method, PM_WT_AUTO);
+	*flags = PM__OPT(opts, struct pm_wtrack_opts, flags, 0);
+	return *method > PM_WT_SOFT_DIRTY || (*flags & ~PM_WT_EXACT) ? -EINVAL : 0;
+}
+
 #define EXACT_WHY "reports a written THP as 2 MiB (PM_WT_EXACT)"
 
 PM_EXPORT int pm_wtrack_supported(struct pm_handle *h, const struct pm_wtrack_opts *opts,
@@ -73,14 +84,9 @@ PM_EXPORT int pm_wtrack_supported(struct pm_handle *h, const struct pm_wtrack_op
 
 	if (!h || (!why && why_len))
 		return (int)pm__ret(-EINVAL);
-	r = pm__opts_check(opts, sizeof(struct pm_wtrack_opts));
-	if (r)
-		return (int)pm__ret(r);
-	method = PM__OPT(opts, struct pm_wtrack_opts, method, PM_WT_AUTO);
-	flags = PM__OPT(opts, struct pm_wtrack_opts, flags, 0);
-	if (method > PM_WT_SOFT_DIRTY || (flags & ~PM_WT_EXACT))
-		return (int)pm__ret(-EINVAL);
-	r = pm__handle_ready(h);
+	r = parse_opts(opts, &method, &flags);
+	if (!r)
+		r = pm__handle_ready(h);
 	if (r)
 		return (int)pm__ret(r);
 	if (method != PM_WT_SOFT_DIRTY) {
@@ -132,13 +138,9 @@ PM_EXPORT int pm_wtrack_new(struct pm_handle *h, const struct pm_range *ranges, 
 
 	if (!h || !ranges || !nranges || !out || nranges > SIZE_MAX / sizeof(*ranges))
 		return (int)pm__ret(-EINVAL);
-	r = pm__opts_check(opts, sizeof(struct pm_wtrack_opts));
+	r = parse_opts(opts, &method, &flags);
 	if (r)
 		return (int)pm__ret(r);
-	method = PM__OPT(opts, struct pm_wtrack_opts, method, PM_WT_AUTO);
-	flags = PM__OPT(opts, struct pm_wtrack_opts, flags, 0);
-	if (method > PM_WT_SOFT_DIRTY || (flags & ~PM_WT_EXACT))
-		return (int)pm__ret(-EINVAL);
 	wt = calloc(1, sizeof(*wt));
 	if (!wt)
 		return (int)pm__ret(-ENOMEM);
