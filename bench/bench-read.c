@@ -29,21 +29,6 @@
 
 #define REPS 15
 
-static void pread_all(int fd, uint64_t *buf, uint64_t lo, uint64_t hi)
-{
-	size_t len = (hi - lo) / ps * 8, done = 0;
-
-	while (done < len) {
-		ssize_t r = pread(fd, (char *)buf + done, len - done, (off_t)(lo / ps * 8 + done));
-
-		if (r <= 0) {
-			perror("pread");
-			exit(1);
-		}
-		done += (size_t)r;
-	}
-}
-
 static void run(const char *name, pid_t pid, struct span s, bool guard)
 {
 	size_t n = (s.hi - s.lo) / ps;

@@ -82,16 +82,9 @@ static size_t lib_scan(struct pm_handle *h, struct span s, uint64_t flags)
 /* Present runs from entries: the fastest pread path to the same answer. */
 static size_t pread_present(int fd, struct span s, uint64_t *buf)
 {
-	size_t n = (s.hi - s.lo) / ps, done = 0, runs = 0;
+	size_t n = (s.hi - s.lo) / ps, runs = 0;
 
-	while (done < n * 8) {
-		ssize_t r = pread(fd, (char *)buf + done, n * 8 - done,
-				  (off_t)(s.lo / ps * 8 + done));
-
-		if (r <= 0)
-			exit(1);
-		done += (size_t)r;
-	}
+	pread_all(fd, buf, s.lo, s.hi);
 	for (size_t i = 0; i < n; i++)
 		runs += pm_entry_present(buf[i]) && (i == 0 || !pm_entry_present(buf[i - 1]));
 	return runs;

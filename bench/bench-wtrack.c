@@ -86,20 +86,12 @@ static size_t lib_collect(struct pm_wtrack *wt, uint64_t lo, uint64_t hi)
 /* Read every entry, count those that differ from the previous read. */
 static size_t diff_collect(int fd, uint64_t lo, uint64_t *cur, uint64_t *prev)
 {
-	size_t n = SIZE / ps, len = n * 8, done = 0, changed = 0;
+	size_t n = SIZE / ps, changed = 0;
 
-	while (done < len) {
-		ssize_t r = pread(fd, (char *)cur + done, len - done, (off_t)(lo / ps * 8 + done));
-
-		if (r <= 0) {
-			perror("pread pagemap");
-			exit(1);
-		}
-		done += (size_t)r;
-	}
+	pread_all(fd, cur, lo, lo + SIZE);
 	for (size_t i = 0; i < n; i++)
 		changed += cur[i] != prev[i];
-	memcpy(prev, cur, len);
+	memcpy(prev, cur, n * 8);
 	return changed;
 }
 

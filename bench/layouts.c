@@ -27,6 +27,21 @@ void *xmap(size_t len, int prot, int flags)
 	return p;
 }
 
+void pread_all(int fd, uint64_t *buf, uint64_t lo, uint64_t hi)
+{
+	size_t len = (hi - lo) / ps * 8, done = 0;
+
+	while (done < len) {
+		ssize_t r = pread(fd, (char *)buf + done, len - done, (off_t)(lo / ps * 8 + done));
+
+		if (r <= 0) {
+			perror("pread pagemap");
+			exit(1);
+		}
+		done += (size_t)r;
+	}
+}
+
 static struct span anon_4k(void)
 {
 	const size_t len = 1UL << 30;

@@ -33,5 +33,7 @@ void layouts_stop(pid_t pid, int hold);
 double now(void);
 void *xmap(size_t len, int prot, int flags); /* mmap or exit */
 double median(double *v, int n);
+/* The raw floor: pread the pagemap entries of [lo, hi) into buf, or exit. */
+void pread_all(int fd, uint64_t *buf, uint64_t lo, uint64_t hi);
 
 #endif
