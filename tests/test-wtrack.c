@@ -187,6 +187,47 @@ START_TEST(uffd_exact)
 }
 END_TEST
 
+/* Shared anonymous memory, a shared file mapping and a private one:
+ * exactly the pages written; MADV_DONTNEED on shared memory changes no
+ * content and reports nothing. */
+START_TEST(uffd_shared_and_file)
+{
+	const size_t n = 32;
+	char path[] = "/tmp/pm-wtrack-XXXXXX";
+	int fd = mkstemp(path);
+	char *m[3];
+	struct pm_handle *h;
+
+	ck_assert_int_ge(fd, 0);
+	unlink(path);
+	ck_assert_int_eq(ftruncate(fd, (off_t)(n * ps)), 0);
+	m[0] = xmap(NULL, n * ps, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1);
+	m[1] = xmap(NULL, n * ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+	m[2] = xmap(NULL, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd);
+	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
+	for (int k = 0; k < 3; k++) {
+		bool want[32] = { false }, got[32];
+		struct pm_wtrack *wt;
+
+		memset(m[k], 1, n / 2 * ps);
+		wt = track(h, m[k], n, PM_WT_UFFD);
+		m[k][3 * ps] = m[k][20 * ps] = 2;
+		want[3] = want[20] = true;
+		collect_all(wt, (uintptr_t)m[k], n, PM_WT_RESET, 16, got);
+		assert_pages(want, got, n, k == 0 ? "shmem" : k == 1 ? "shared file" : "private file");
+		if (k < 2) {
+			ck_assert_int_eq(madvise(m[k] + 5 * ps, ps, MADV_DONTNEED), 0);
+			collect_all(wt, (uintptr_t)m[k], n, 0, 16, got);
+			ck_assert_uint_eq(count(got, n), 0);
+		}
+		pm_wtrack_free(wt);
+		munmap(m[k], n * ps);
+	}
+	pm_close(h);
+	close(fd);
+}
+END_TEST
+
 /* A THP written in one page after tracking starts: reported as that one
  * page (the kernel splits the PMD on the write-protect fault). */
 START_TEST(uffd_thp_is_4k)
@@ -1319,6 +1360,7 @@ int main(void)
 	if (have_uffd) {
 		tcase_add_test(t, uffd_exact);
 		tcase_add_test(t, uffd_dontneed);
+		tcase_add_test(t, uffd_shared_and_file);
 		tcase_add_test(t, uffd_mprotect);
 		tcase_add_test(t, uffd_fork);
 		tcase_add_test(t, uffd_error_midway);
