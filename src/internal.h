@@ -166,8 +166,6 @@ PM_HIDDEN int pm__token(struct pm_handle *h, struct pm__token *t);
 /* From a /proc/PID[/task/TID]/stat fd: minflt + majflt, and (optional)
  * the start time. */
 PM_HIDDEN int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time);
-/* Read a small procfs file whole into buf (NUL-terminated); -ESRCH if empty. */
-PM_HIDDEN int pm__slurp(int fd, char *buf, size_t cap);
 /* Run @pass (all the kernel reads of one pm_read) under the guard: once
  * when the guard is off or the token did not move, else again in
  * verifying mode until certified. 0, -EAGAIN, or -errno. */
