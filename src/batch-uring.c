@@ -123,7 +123,7 @@ static int plan_all(struct pm_batch *b, struct plan *p, int **files, size_t *nfi
 		if (!e)
 			e = pm__handle_ready(r->h);
 		if (!e) {
-			s->guard = k->fix != PM_FIX_PRESENT || (b->read_flags & PM_READ_SNAPSHOT);
+			s->guard = pm__guard_wanted(b->read_flags);
 			if (s->guard) {
 				pm__prefault(r->entries, (size_t)((r->end - r->start) >> k->page_shift));
 				e = pm__token(r->h, &s->before);

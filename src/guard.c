@@ -173,10 +173,8 @@ static bool token_eq(const struct pm__token *a, const struct pm__token *b)
 
 int pm__guard_init(struct pm__guard *g, uint64_t read_flags, uint64_t max_retries)
 {
-	const struct pm__kernel *k = pm__kernel();
-
 	memset(g, 0, sizeof(*g));
-	g->active = k->fix != PM_FIX_PRESENT || (read_flags & PM_READ_SNAPSHOT);
+	g->active = pm__guard_wanted(read_flags);
 	g->best_effort = read_flags & PM_READ_BEST_EFFORT;
 	g->max_retries = max_retries ? max_retries : DEFAULT_RETRIES;
 	if (g->active) {

@@ -158,6 +158,13 @@ struct pm__guard {
 };
 #define PM__GUARD_CHUNK 4096 /* entries compared per verification read (32 KiB) */
 
+/* Whether reads with these PM_READ_* flags must be certified: always
+ * without the kernel's retry fix, on request (SNAPSHOT) otherwise. */
+static inline bool pm__guard_wanted(uint64_t read_flags)
+{
+	return pm__kernel()->fix != PM_FIX_PRESENT || (read_flags & PM_READ_SNAPSHOT);
+}
+
 PM_HIDDEN int pm__guard_init(struct pm__guard *g, uint64_t read_flags, uint64_t max_retries);
 PM_HIDDEN void pm__guard_fini(struct pm__guard *g);
 /* v[0] faults, v[1..3] statm size/resident/shared, v[4] VmPTE: the
