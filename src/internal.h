@@ -119,7 +119,10 @@ PM_HIDDEN int pm__query_vma(struct pm_handle *h, uint64_t addr, struct pm_vma *v
 /* Whether this handle lists VMAs with PROCMAP_QUERY. */
 PM_HIDDEN bool pm__use_query(const struct pm_handle *h);
 
-/* A forward cursor over VMAs (vma-cursor.c). */
+/* A forward cursor over VMAs (vma-cursor.c). With PROCMAP_QUERY it
+ * remembers its last answer: an address between the last query and the
+ * end of the VMA it returned gets the same answer without a syscall, so a
+ * scan and the reads it plans can share one cursor. */
 struct pm__vcursor {
 	struct pm_handle *h;
 	bool use_query;
@@ -128,6 +131,10 @@ struct pm__vcursor {
 	size_t idx;
 	char *name;
 	size_t name_cap;
+	bool have_last, last_named;
+	int last_r;          /* the last query's result: 1 or 0 (no VMA) */
+	uint64_t last_addr;  /* ... for this address */
+	struct pm_vma last;  /* ... and the VMA, when last_r is 1 */
 };
 PM_HIDDEN void pm__vcursor_init(struct pm__vcursor *c, struct pm_handle *h);
 PM_HIDDEN void pm__vcursor_fini(struct pm__vcursor *c);
@@ -135,6 +142,8 @@ PM_HIDDEN void pm__vcursor_fini(struct pm__vcursor *c);
  * @want_name, v->name is valid until the next call. */
 PM_HIDDEN int pm__vcursor_next(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v,
 			       bool want_name);
+/* Ask the kernel again next time (the address space may have changed). */
+PM_HIDDEN void pm__vcursor_forget(struct pm__vcursor *c);
 
 /* ---- the consistency guard (guard.c) ---- */
 
@@ -197,6 +206,11 @@ PM_HIDDEN int pm__read_plan(struct pm_handle *h, uint64_t start, uint64_t end, u
 			    pm__span_fn emit, void *arg);
 PM_HIDDEN void pm__fill_info(struct pm_read_info *info, uint64_t flags, uint64_t retries,
 			     uint64_t kernel_reads);
+/* pm_read on a caller's VMA cursor (shared with the caller's own
+ * lookups); pm_read is this with a cursor of its own. */
+PM_HIDDEN long pm__read(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entries,
+			const struct pm_read_opts *opts, struct pm_read_info *info,
+			struct pm__vcursor *vc);
 /* Touch every page of an output buffer (see pm_read). */
 PM_HIDDEN void pm__prefault(uint64_t *entries, size_t n);
 

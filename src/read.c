@@ -29,14 +29,14 @@ struct rd {
 	uint64_t start, end;
 	uint64_t *entries;
 	unsigned shift;
-	struct pm__vcursor vc;
+	struct pm__vcursor *vc;
 };
 
 /* The VMA covering @addr or the next one: 1, 0 (none), or -errno. */
 static int next_vma(struct rd *rd, uint64_t addr, uint64_t *vs, uint64_t *ve)
 {
 	struct pm_vma v;
-	int r = pm__vcursor_next(&rd->vc, addr, &v, false);
+	int r = pm__vcursor_next(rd->vc, addr, &v, false);
 
 	if (r == 1) {
 		*vs = v.start;
@@ -73,7 +73,11 @@ static int engine(void *arg)
 	const uint64_t ps = 1ULL << rd->shift, start = rd->start, end = rd->end;
 	uint64_t cur = start, pages = (end - start) >> rd->shift;
 
-	if (pages <= (rd->vc.use_query ? BLIND_QUERY_PAGES : BLIND_TEXT_PAGES))
+	/* a pass that verifies looks at the VMAs afresh */
+	if (rd->g && rd->g->verifying)
+		pm__vcursor_forget(rd->vc);
+
+	if (pages <= (rd->vc->use_query ? BLIND_QUERY_PAGES : BLIND_TEXT_PAGES))
 		return span(rd, start, end);
 	while (cur < end) {
 		uint64_t vs = 0, ve = 0, to;
@@ -139,6 +143,7 @@ void pm__fill_info(struct pm_read_info *info, uint64_t flags, uint64_t retries,
 int pm__read_plan(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entries,
 		  pm__span_fn emit, void *arg)
 {
+	struct pm__vcursor vc;
 	struct rd rd;
 	int r;
 
@@ -150,14 +155,29 @@ int pm__read_plan(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *e
 	rd.start = start;
 	rd.end = end;
 	rd.entries = entries;
-	pm__vcursor_init(&rd.vc, h);
+	rd.vc = &vc;
+	pm__vcursor_init(&vc, h);
 	r = engine(&rd);
-	pm__vcursor_fini(&rd.vc);
+	pm__vcursor_fini(&vc);
 	return r;
 }
 
 PM_EXPORT long pm_read(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entries,
 		       const struct pm_read_opts *opts, struct pm_read_info *info)
+{
+	struct pm__vcursor vc;
+	long r;
+
+	if (!h)
+		return pm__ret(-EINVAL);
+	pm__vcursor_init(&vc, h);
+	r = pm__read(h, start, end, entries, opts, info, &vc);
+	pm__vcursor_fini(&vc);
+	return r;
+}
+
+long pm__read(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entries,
+	      const struct pm_read_opts *opts, struct pm_read_info *info, struct pm__vcursor *vc)
 {
 	const struct pm__kernel *k = pm__kernel();
 	const uint64_t known = PM_READ_SNAPSHOT | PM_READ_BEST_EFFORT;
@@ -184,7 +204,7 @@ PM_EXPORT long pm_read(struct pm_handle *h, uint64_t start, uint64_t end, uint64
 	rd.h = h;
 	rd.g = &g;
 	rd.shift = k->page_shift;
-	pm__vcursor_init(&rd.vc, h);
+	rd.vc = vc;
 	rd.start = start;
 	rd.end = end;
 	rd.entries = entries;
@@ -194,7 +214,6 @@ PM_EXPORT long pm_read(struct pm_handle *h, uint64_t start, uint64_t end, uint64
 	if (g.active)
 		pm__prefault(entries, (size_t)((end - start) >> k->page_shift));
 	r = pm__guarded(&g, h, engine, &rd);
-	pm__vcursor_fini(&rd.vc);
 	if (r == 0) {
 		pm__fill_info(info,
 			      (g.active ? PM_READ_GUARDED : 0) | (g.retries ? PM_READ_RETRIED : 0) |

@@ -318,8 +318,9 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 		r = -ENOMEM;
 		goto out;
 	}
-	/* windows of the range, jumping over gaps between VMAs; pm_read plans
-	 * (and guards) the reads inside each window */
+	/* windows of the range, jumping over gaps between VMAs; the read
+	 * engine plans (and guards) the reads inside each window, on the same
+	 * VMA cursor, so a VMA is looked up once */
 	for (uint64_t win = FIRST_WINDOW, pages = 0; a < end && !o->done;
 	     win = next_window(win, o, pages, n0)) {
 		struct pm_vma v;
@@ -338,7 +339,7 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 			break;
 		b = end - a > win * ps ? a + win * ps : end;
 		pages += (b - a) / ps;
-		n = pm_read(h, a, b, buf, NULL, NULL);
+		n = pm__read(h, a, b, buf, NULL, NULL, &m.vc);
 		if (n < 0) {
 			r = (int)n;
 			goto out;

@@ -36,13 +36,33 @@ static int load_list(struct pm__vcursor *c)
 	return r;
 }
 
+void pm__vcursor_forget(struct pm__vcursor *c)
+{
+	c->have_last = false;
+}
+
 int pm__vcursor_next(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v, bool want_name)
 {
 	if (c->use_query) {
-		int r = pm__query_vma(c->h, addr, v, want_name ? &c->name : NULL, &c->name_cap);
+		int r;
 
-		if (r != -ENOTTY)
+		/* nothing starts between the last query and the VMA it found */
+		if (c->have_last && addr >= c->last_addr && (!want_name || c->last_named) &&
+		    (c->last_r == 0 || addr < c->last.end)) {
+			if (c->last_r)
+				*v = c->last;
+			return c->last_r;
+		}
+		r = pm__query_vma(c->h, addr, v, want_name ? &c->name : NULL, &c->name_cap);
+		if (r != -ENOTTY) {
+			c->have_last = r >= 0;
+			c->last_r = r;
+			c->last_addr = addr;
+			c->last_named = want_name;
+			if (r == 1)
+				c->last = *v;
 			return r;
+		}
 		c->use_query = false;
 	}
 	if (!c->have_list) {

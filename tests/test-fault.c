@@ -19,6 +19,8 @@ static int (*real_ioctl)(int, unsigned long, void *);
 static int mode;
 static uint64_t calls, bytes;
 static int counted_fd = -1; /* bytes counts reads of this fd only */
+static int maps_watch_fd = -1; /* whole-text loads of this maps fd are counted */
+static int maps_loads, query_calls;
 static off_t flip_off = -1;
 static struct pm_handle *guarded_h; /* whose statm reads the token moves */
 static bool token_moves;
@@ -86,6 +88,8 @@ static ssize_t fake_pread(int fd, void *buf, size_t n, off_t off)
 		return 0; /* the rest of the faked vmstat */
 	if (r > 0 && fd == counted_fd)
 		bytes += (uint64_t)r;
+	if (r > 0 && fd == maps_watch_fd && off == 0)
+		maps_loads++;
 	/* a disturbed read: the first (or every) read covering flip_off sees
 	 * the entry there changed, as a shifted read would show it */
 	if (r > 0 && flip_off >= off && flip_off < off + r &&
@@ -114,6 +118,8 @@ static void setup(void)
 	mode = 0;
 	calls = bytes = 0;
 	counted_fd = -1;
+	maps_watch_fd = -1;
+	maps_loads = query_calls = 0;
 	flip_off = -1;
 	guarded_h = NULL;
 	token_moves = false;
@@ -266,6 +272,43 @@ START_TEST(gaps_are_not_read)
 	free(buf);
 	munmap(base, 8 * ps);
 	munmap(base + 8 * ps + gap, 8 * ps);
+}
+END_TEST
+
+/* An emulated scan and the reads it plans share one VMA cursor: over one
+ * large VMA the kernel is asked about it once (PROCMAP_QUERY), or, without
+ * PROCMAP_QUERY, the maps text is read once. */
+static int count_queries(int fd, unsigned long req, void *arg)
+{
+	if (req == PM__PROCMAP_QUERY)
+		query_calls++;
+	return real_ioctl(fd, req, arg);
+}
+
+START_TEST(emulated_scan_looks_up_a_vma_once)
+{
+	const size_t n = 16384;
+	char *p = layout(n);
+	struct pm_region *v = malloc(n * sizeof(*v));
+	PM_OPTS(pm_scan_opts, o, .flags = PM_SCAN_F_EMULATE, .category_anyof_mask = PM_CAT_PRESENT,
+		.return_mask = PM_CAT_PRESENT);
+	struct pm_handle *h;
+	uint64_t we;
+
+	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
+	pm__sys.ioctl = count_queries;
+	maps_watch_fd = h->maps_fd;
+	ck_assert_int_gt(pm_scan(h, (uintptr_t)p, (uintptr_t)p + n * ps, v, n, &o, &we), 1000);
+	ck_assert_uint_eq(we, (uintptr_t)p + n * ps);
+	if (pm_has_feature(PM_FEAT_PROCMAP_QUERY) == 1) {
+		ck_assert_int_eq(query_calls, 1);
+		ck_assert_int_eq(maps_loads, 0);
+	} else {
+		ck_assert_int_eq(maps_loads, 1);
+	}
+	pm_close(h);
+	free(v);
+	munmap(p, n * ps);
 }
 END_TEST
 
@@ -430,6 +473,7 @@ int main(void)
 	tcase_add_test(t, eof_is_esrch_and_eio_passes);
 	tcase_add_test(t, enotty_falls_back_to_text);
 	tcase_add_test(t, gaps_are_not_read);
+	tcase_add_test(t, emulated_scan_looks_up_a_vma_once);
 	tcase_add_test(t, guard_trip_rereads);
 	tcase_add_test(t, guard_still_token_reads_once);
 	tcase_add_test(t, guard_agreeing_passes_accepted);
