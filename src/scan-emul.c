@@ -42,6 +42,7 @@
 #define FIRST_WINDOW 512 /* windows start small and grow: a caller with a
 			  * small vector does not pay for reading far ahead */
 #define KPF_COMPOUND_HEAD 15
+#define KPF_COMPOUND_TAIL 16
 #define KPF_ZERO_PAGE 24
 #define HUGE_ZERO_PAGES 512 /* PMD_SIZE / PAGE_SIZE on x86-64 with 4K pages */
 
@@ -102,8 +103,14 @@ static void zero_pages(struct emu *m, const uint64_t *e, size_t n, uint64_t *cat
 		while (i + run < n && pm_entry_pfn(e[i + run]) == pfn + run && run < WINDOW)
 			run++;
 		if (pm__pread_full(m->kpf, m->flags, run * 8, pfn * 8, NULL) == 0) {
+			bool tails = false;
+
+			/* the head's flags matter only for tail pages (a huge zero
+			 * folio's tails), and are in the run when it starts there */
+			for (size_t j = 0; j < run && !tails; j++)
+				tails = m->flags[j] >> KPF_COMPOUND_TAIL & 1;
 			head = pfn & ~(uint64_t)(HUGE_ZERO_PAGES - 1);
-			hf = kflags(m, head);
+			hf = !tails ? 0 : head == pfn ? m->flags[0] : kflags(m, head);
 			for (size_t j = 0; j < run; j++) {
 				bool in_head = pfn + j - head < HUGE_ZERO_PAGES;
 
