@@ -185,7 +185,8 @@ static int walk(struct pm_wtrack *wt, const struct pm_range *r, size_t n, enum w
 
 			if (cnt > PM__WT_CHUNK)
 				cnt = PM__WT_CHUNK;
-			got = pm_read(wt->h, va, va + (cnt << shift), wt->entries, &ro, &info);
+			got = pm__read(wt->h, va, va + (cnt << shift), wt->entries, &ro, &info,
+				       wt->vc);
 			if (got < 0)
 				return (int)got;
 			trust = !(info.flags & PM_READ_UNSTABLE);
@@ -283,10 +284,8 @@ int pm__wt_sd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n,
 		emit(wt, r, n, o, false);
 		return 0;
 	}
-	/* the clear resets every tracked page: absorb them all first */
-	err = pm__wt_mapped(wt->h, wt->ranges, wt->nranges);
-	if (err)
-		return err;
+	/* the clear resets every tracked page (all checked mapped): absorb
+	 * them all first */
 	moved = sd_token(wt, &t0);
 	if (moved < 0)
 		return moved;

@@ -84,13 +84,42 @@ static void uffd_unregister(int fd, uint64_t start, uint64_t end)
 	pm__ioctl(fd, UFFDIO_UNREGISTER, &range);
 }
 
+/*
+ * Is every VMA of the sub-ranges still registered (a mapping that replaced
+ * tracked memory is not)? Asked before a collect write-protects anything:
+ * a PAGEMAP_SCAN that meets such a VMA under CHECK_WPASYNC fails with
+ * EPERM after it has write-protected, and copied out, the written pages
+ * before it, so those would be lost to a caller that gets only the error.
+ * The VMAs that match are skipped whole by the kernel, so this is cheap.
+ */
+static int registered(struct pm_handle *h, const struct pm_range *r, size_t n)
+{
+	const struct pm__scan_req q = {
+		.mask = PM_CAT_WPALLOWED,
+		.inverted = PM_CAT_WPALLOWED,
+		.ret = PM_CAT_WPALLOWED,
+	};
+
+	for (size_t i = 0; i < n; i++) {
+		struct pm_region v[1];
+		struct pm__scan_out o = { .vec = v, .vec_len = 1, .max_pages = UINT64_MAX };
+		int err = pm__scan_native(h, r[i].start, r[i].end, &q, &o);
+
+		if (err)
+			return err;
+		if (o.n)
+			return -EFAULT;
+	}
+	return 0;
+}
+
 /* Write-protect every written page of [start, end): a scan that reports
  * into a scratch vector (never vec_len 0, which some 6.12 stables oops on)
  * and drops what it gets. */
 static int protect(struct pm_handle *h, uint64_t start, uint64_t end)
 {
 	const struct pm__scan_req q = {
-		.flags = PM_SCAN_F_WP_MATCHING | PM_SCAN_F_CHECK_WPASYNC,
+		.flags = PM_SCAN_F_WP_MATCHING,
 		.mask = PM_CAT_WRITTEN,
 		.ret = PM_CAT_WRITTEN,
 	};
@@ -104,7 +133,7 @@ static int protect(struct pm_handle *h, uint64_t start, uint64_t end)
 		int r = pm__scan_native(h, cur, end, &q, &o);
 
 		if (r)
-			return r == -EPERM ? -EFAULT : r;
+			return r;
 		if (!o.done)
 			break;
 		cur = o.walk_end;
@@ -231,35 +260,6 @@ int pm__wt_uffd_start(struct pm_wtrack *wt)
 	return r;
 }
 
-/*
- * Is every VMA of the sub-ranges still registered (a mapping that replaced
- * tracked memory is not)? Asked before a collect write-protects anything:
- * a PAGEMAP_SCAN that meets such a VMA under CHECK_WPASYNC fails with
- * EPERM after it has write-protected, and copied out, the written pages
- * before it, so those would be lost to a caller that gets only the error.
- * The VMAs that match are skipped whole by the kernel, so this is cheap.
- */
-static int registered(struct pm_handle *h, const struct pm_range *r, size_t n)
-{
-	const struct pm__scan_req q = {
-		.mask = PM_CAT_WPALLOWED,
-		.inverted = PM_CAT_WPALLOWED,
-		.ret = PM_CAT_WPALLOWED,
-	};
-
-	for (size_t i = 0; i < n; i++) {
-		struct pm_region v[1];
-		struct pm__scan_out o = { .vec = v, .vec_len = 1, .max_pages = UINT64_MAX };
-		int err = pm__scan_native(h, r[i].start, r[i].end, &q, &o);
-
-		if (err)
-			return err;
-		if (o.n)
-			return -EFAULT;
-	}
-	return 0;
-}
-
 int pm__wt_uffd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n,
 			struct pm__scan_out *o, bool reset)
 {
@@ -279,13 +279,11 @@ int pm__wt_uffd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n
 
 int pm__wt_uffd_reset(struct pm_wtrack *wt)
 {
-	for (size_t i = 0; i < wt->nranges; i++) {
-		int r = protect(wt->h, wt->ranges[i].start, wt->ranges[i].end);
+	int r = registered(wt->h, wt->ranges, wt->nranges);
 
-		if (r)
-			return r;
-	}
-	return 0;
+	for (size_t i = 0; !r && i < wt->nranges; i++)
+		r = protect(wt->h, wt->ranges[i].start, wt->ranges[i].end);
+	return r;
 }
 
 void pm__wt_uffd_stop(struct pm_wtrack *wt, bool owner)

@@ -18,26 +18,33 @@ static int range_cmp(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
-int pm__wt_mapped(struct pm_handle *h, const struct pm_range *r, size_t n)
+int pm__wt_mapped(struct pm__vcursor *c, const struct pm_range *r, size_t n)
 {
-	struct pm__vcursor c;
-	int ret = 0;
-
-	pm__vcursor_init(&c, h);
-	for (size_t i = 0; i < n && !ret; i++) {
+	for (size_t i = 0; i < n; i++) {
 		for (uint64_t a = r[i].start; a < r[i].end;) {
 			struct pm_vma v;
-			int k = pm__vcursor_next(&c, a, &v, false);
+			int k = pm__vcursor_next(c, a, &v, false);
 
-			if (k <= 0 || v.start > a) {
-				ret = k < 0 ? k : -EFAULT;
-				break;
-			}
+			if (k <= 0 || v.start > a)
+				return k < 0 ? k : -EFAULT;
 			a = v.end;
 		}
 	}
-	pm__vcursor_fini(&c);
-	return ret;
+	return 0;
+}
+
+/* Every operation looks the VMAs up through one cursor, so the check
+ * that the ranges are mapped and the reads after it share the lookups. */
+static void op_begin(struct pm_wtrack *wt, struct pm__vcursor *vc)
+{
+	pm__vcursor_init(vc, wt->h);
+	wt->vc = vc;
+}
+
+static void op_end(struct pm_wtrack *wt)
+{
+	pm__vcursor_fini(wt->vc);
+	wt->vc = NULL;
 }
 
 /* A sorted copy of the caller's ranges, or -EINVAL. */
@@ -150,11 +157,16 @@ PM_EXPORT int pm_wtrack_new(struct pm_handle *h, const struct pm_range *ranges, 
 	r = copy_ranges(wt, ranges, nranges);
 	if (!r)
 		r = pm__handle_ready(h);
-	if (!r)
-		r = pm__wt_mapped(h, wt->ranges, wt->nranges);
 	if (!r) {
-		wt->owner = h->self ? getpid() : 0;
-		r = start_method(wt, method, flags);
+		struct pm__vcursor vc;
+
+		op_begin(wt, &vc);
+		r = pm__wt_mapped(wt->vc, wt->ranges, wt->nranges);
+		if (!r) {
+			wt->owner = h->self ? getpid() : 0;
+			r = start_method(wt, method, flags);
+		}
+		op_end(wt);
 	}
 	if (r) {
 		wt_free(wt);
@@ -219,12 +231,19 @@ PM_EXPORT long pm_wtrack_collect(struct pm_wtrack *wt, uint64_t start, uint64_t 
 	o.max_pages = UINT64_MAX;
 	pthread_mutex_lock(&wt->lock);
 	r = wt_ready(wt);
-	if (!r)
-		r = pm__wt_mapped(wt->h, sub, n);
-	if (!r && wt->method == PM_WT_UFFD)
-		r = pm__wt_uffd_collect(wt, sub, n, &o, flags & PM_WT_RESET);
-	else if (!r)
-		r = pm__wt_sd_collect(wt, sub, n, &o, flags & PM_WT_RESET);
+	if (!r) {
+		/* a soft-dirty reset clears every tracked page: all must be mapped */
+		bool all = wt->method == PM_WT_SOFT_DIRTY && (flags & PM_WT_RESET);
+		struct pm__vcursor vc;
+
+		op_begin(wt, &vc);
+		r = pm__wt_mapped(wt->vc, all ? wt->ranges : sub, all ? wt->nranges : n);
+		if (!r && wt->method == PM_WT_UFFD)
+			r = pm__wt_uffd_collect(wt, sub, n, &o, flags & PM_WT_RESET);
+		else if (!r)
+			r = pm__wt_sd_collect(wt, sub, n, &o, flags & PM_WT_RESET);
+		op_end(wt);
+	}
 	pthread_mutex_unlock(&wt->lock);
 	free(sub);
 	/* Regions already reported were reset with them: hand them over and
@@ -253,10 +272,15 @@ PM_EXPORT int pm_wtrack_reset(struct pm_wtrack *wt)
 		return (int)pm__ret(-EINVAL);
 	pthread_mutex_lock(&wt->lock);
 	r = wt_ready(wt);
-	if (!r)
-		r = pm__wt_mapped(wt->h, wt->ranges, wt->nranges);
-	if (!r)
-		r = wt->method == PM_WT_UFFD ? pm__wt_uffd_reset(wt) : pm__wt_sd_reset(wt);
+	if (!r) {
+		struct pm__vcursor vc;
+
+		op_begin(wt, &vc);
+		r = pm__wt_mapped(wt->vc, wt->ranges, wt->nranges);
+		if (!r)
+			r = wt->method == PM_WT_UFFD ? pm__wt_uffd_reset(wt) : pm__wt_sd_reset(wt);
+		op_end(wt);
+	}
 	pthread_mutex_unlock(&wt->lock);
 	return (int)pm__ret(r);
 }

@@ -11,6 +11,7 @@ struct pm_wtrack {
 	int method;              /* PM_WT_UFFD or PM_WT_SOFT_DIRTY */
 	pid_t owner;             /* own-memory trackers: the process that made it */
 	pthread_mutex_t lock;    /* one operation at a time */
+	struct pm__vcursor *vc;  /* the VMA cursor of the operation in progress */
 	struct pm_range *ranges; /* sorted, non-overlapping */
 	size_t nranges;
 	uint64_t npages;
@@ -50,6 +51,6 @@ PM_HIDDEN int pm__wt_sd_reset(struct pm_wtrack *wt);
 PM_HIDDEN void pm__wt_sd_stop(struct pm_wtrack *wt);
 
 /* 0 if every byte of the @n ranges @r is inside a VMA, else -EFAULT. */
-PM_HIDDEN int pm__wt_mapped(struct pm_handle *h, const struct pm_range *r, size_t n);
+PM_HIDDEN int pm__wt_mapped(struct pm__vcursor *c, const struct pm_range *r, size_t n);
 
 #endif

@@ -819,6 +819,7 @@ START_TEST(errors)
 		if (pm_wtrack_method(wt) == PM_WT_UFFD) {
 			ck_assert_int_eq(pm_wtrack_collect(wt, a, b, v, 4, PM_WT_RESET, &we),
 					 -EFAULT);
+			ck_assert_int_eq(pm_wtrack_reset(wt), -EFAULT);
 			/* the failed call reset nothing: page 1 is still written */
 			ck_assert_int_eq(pm_wtrack_collect(wt, a, a + 10 * ps, v, 4, PM_WT_RESET,
 							   &we), 1);
