@@ -3,13 +3,13 @@
 #define _GNU_SOURCE
 #endif
 #include "layouts.h"
+#include "keep-fds.h"
 
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -134,16 +134,7 @@ pid_t bench_child(void (*build)(void *arg, struct span *out), void *arg, struct 
 		exit(1);
 	pid = fork();
 	if (pid == 0) {
-		/* earlier children's hold pipes too: only the parent may keep
-		 * a child waiting */
-		int lo = ready[1] < hold[0] ? ready[1] : hold[0];
-		int hi = ready[1] < hold[0] ? hold[0] : ready[1];
-
-		if (lo > 3)
-			syscall(SYS_close_range, 3U, (unsigned)lo - 1, 0U);
-		if (hi > lo + 1)
-			syscall(SYS_close_range, (unsigned)lo + 1, (unsigned)hi - 1, 0U);
-		syscall(SYS_close_range, (unsigned)hi + 1, ~0U, 0U);
+		keep_only_fds(ready[1], hold[0]);
 		build(arg, shared);
 		(void)!write(ready[1], &c, 1);
 		(void)!read(hold[0], &c, 1);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "common.h"
+#include "keep-fds.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,16 +38,7 @@ void child_start(struct child *c, void (*build)(void *arg, uint64_t *shared), vo
 	c->pid = fork();
 	ck_assert_int_ge(c->pid, 0);
 	if (c->pid == 0) {
-		/* earlier children's hold pipes too: only the parent may keep
-		 * a child waiting */
-		int lo = ready[1] < hold[0] ? ready[1] : hold[0];
-		int hi = ready[1] < hold[0] ? hold[0] : ready[1];
-
-		if (lo > 3)
-			syscall(SYS_close_range, 3U, (unsigned)lo - 1, 0U);
-		if (hi > lo + 1)
-			syscall(SYS_close_range, (unsigned)lo + 1, (unsigned)hi - 1, 0U);
-		syscall(SYS_close_range, (unsigned)hi + 1, ~0U, 0U);
+		keep_only_fds(ready[1], hold[0]);
 		build(arg, c->shared);
 		if (write(ready[1], &ch, 1) != 1)
 			_exit(1);
