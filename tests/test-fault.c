@@ -417,6 +417,47 @@ START_TEST(guard_budget_exhausted)
 }
 END_TEST
 
+/* A soft-dirty tracker whose pagemap reads the guard cannot certify (the
+ * token moves and no two passes agree, as under a faulting target before
+ * 6.5) trusts nothing in them: every page counts as written, and the
+ * collect succeeds instead of failing with -EAGAIN. The target is a child
+ * (whose token the injection fakes whole). Needs soft-dirty: runs in the
+ * 6.1 VM. */
+static void child_layout(void *arg, uint64_t *shared)
+{
+	(void)arg;
+	shared[0] = (uintptr_t)layout(64);
+}
+
+START_TEST(soft_dirty_distrusts_uncertified_reads)
+{
+	PM_OPTS(pm_wtrack_opts, sd, .method = PM_WT_SOFT_DIRTY);
+	struct pm_region v[4];
+	struct pm_wtrack *wt;
+	struct pm_range r;
+	struct child c;
+	uint64_t we;
+
+	child_start(&c, child_layout, NULL);
+	r.start = c.shared[0];
+	r.end = r.start + 64 * ps;
+	ck_assert_int_eq(pm_open(c.pid, NULL, &guarded_h), 0);
+	flip_off = (off_t)((r.start / ps + 10) * 8);
+	ck_assert_int_eq(pm_wtrack_new(guarded_h, &r, 1, &sd, &wt), 0);
+	ck_assert_int_eq(pm_wtrack_collect(wt, r.start, r.end, v, 4, 0, &we), 0);
+	token_moves = true;
+	mode = M_FLIP_ALWAYS;
+	ck_assert_int_eq(pm_wtrack_collect(wt, r.start, r.end, v, 4, 0, &we), 1);
+	ck_assert(v[0].start == r.start && v[0].end == r.end);
+	ck_assert_uint_eq(we, r.end);
+	mode = 0;
+	pm_wtrack_free(wt);
+	pm_close(guarded_h);
+	guarded_h = NULL;
+	child_stop(&c);
+}
+END_TEST
+
 /* io_uring refused at setup (ENOSYS: an old kernel; EPERM: seccomp or
  * io_uring_disabled): the batch runs the same reads sync and says so. */
 static int refuse_errno;
@@ -479,6 +520,10 @@ int main(void)
 	tcase_add_test(t, guard_agreeing_passes_accepted);
 	tcase_add_test(t, guard_budget_exhausted);
 	tcase_add_test(t, batch_uring_refused_runs_sync);
+	if (pm_has_feature(PM_FEAT_SOFT_DIRTY) == 1)
+		tcase_add_test(t, soft_dirty_distrusts_uncertified_reads);
+	else
+		fprintf(stderr, "SKIP soft_dirty_distrusts_uncertified_reads: no soft-dirty here\n");
 	suite_add_tcase(s, t);
 	return run_suite(s);
 }

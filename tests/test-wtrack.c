@@ -846,6 +846,47 @@ END_TEST
 
 static int (*real_ioctl)(int, unsigned long, void *);
 
+/* A kernel before the 2026 stable fixes (6.7-6.12.104) reports a zapped
+ * PMD as clean: injected here by hiding every written region of 2 MiB or
+ * more from the non-protecting scans. The library's probe must see it and
+ * refuse the method, saying why. */
+static int hide_zapped_pmds(int fd, unsigned long req, void *arg)
+{
+	struct pm__scan_arg *a = arg;
+	struct pm__page_region *v;
+	int r = real_ioctl(fd, req, arg), n = 0;
+
+	if (req != PM__PAGEMAP_SCAN || r <= 0 || (a->flags & PM_SCAN_F_WP_MATCHING))
+		return r;
+	v = (struct pm__page_region *)(uintptr_t)a->vec;
+	for (int i = 0; i < r; i++)
+		if (v[i].end - v[i].start < HUGE_SZ)
+			v[n++] = v[i];
+	return n;
+}
+
+START_TEST(uffd_lost_zaps_refused)
+{
+	PM_OPTS(pm_wtrack_opts, uffd, .method = PM_WT_UFFD);
+	struct pm_wtrack *wt = NULL;
+	struct pm_handle *h;
+	char why[256] = "";
+	char *p = xmap(NULL, 16 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	struct pm_range r = { (uintptr_t)p, (uintptr_t)p + 16 * ps };
+
+	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
+	real_ioctl = pm__sys.ioctl;
+	pm__sys.ioctl = hide_zapped_pmds;
+	ck_assert_int_eq(pm_wtrack_supported(h, &uffd, why, sizeof(why)), 0);
+	ck_assert_msg(strstr(why, "zapped"), "%s", why);
+	ck_assert_int_eq(pm_wtrack_new(h, &r, 1, &uffd, &wt), -EOPNOTSUPP);
+	ck_assert_ptr_null(wt);
+	pm__sys.ioctl = real_ioctl;
+	pm_close(h);
+	munmap(p, 16 * ps);
+}
+END_TEST
+
 /* A kernel without WP_ASYNC (6.1-6.6) refuses it in UFFDIO_API: the UFFD
  * method is unsupported, and AUTO falls back to soft-dirty where that
  * works. (The 6.1 VM runs the same case for real.) */
@@ -1365,6 +1406,7 @@ int main(void)
 		tcase_add_test(t, uffd_mprotect);
 		tcase_add_test(t, uffd_fork);
 		tcase_add_test(t, uffd_error_midway);
+		tcase_add_test(t, uffd_lost_zaps_refused);
 		tcase_add_test(t, uffd_concurrent_no_lost_writes);
 		if (thp_possible())
 			tcase_add_test(t, uffd_thp_is_4k);
