@@ -252,6 +252,23 @@ START_TEST(uffd_thp_is_4k)
 	ck_assert_uint_eq(count(got, 512), 2);
 	ck_assert(got[78] && got[300]);
 	pm_wtrack_free(wt);
+	/* THP-eligible memory never touched before tracking: the markers make
+	 * the first fault map a 4 KiB page, not a THP */
+	{
+		char *m = xmap(NULL, 2 * HUGE_SZ, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1);
+		char *u = (char *)(((uintptr_t)m + HUGE_SZ - 1) & ~(uintptr_t)(HUGE_SZ - 1));
+
+		ck_assert_int_eq(madvise(u, HUGE_SZ, MADV_HUGEPAGE), 0);
+		wt = track(h, u, 512, PM_WT_UFFD);
+		u[200 * ps] = 4;
+		collect_all(wt, (uintptr_t)u, 512, PM_WT_RESET, 16, got);
+		ck_assert_uint_eq(count(got, 512), 1);
+		ck_assert(got[200]);
+		ck_assert_int_eq(pm_scan(h, (uintptr_t)u, (uintptr_t)u + HUGE_SZ, v, 4, &huge, NULL), 0);
+		pm_wtrack_free(wt);
+		munmap(m, 2 * HUGE_SZ);
+	}
 	pm_close(h);
 }
 END_TEST
