@@ -320,6 +320,20 @@ static void open_guarded(char **p, uint64_t *truth)
 	flip_off = (off_t)(((uintptr_t)*p / ps + 10) * 8);
 }
 
+/* pm_read of the 64 pages open_guarded() laid out. */
+static long read_guarded(char *p, uint64_t *b, const struct pm_read_opts *o,
+			 struct pm_read_info *info)
+{
+	return pm_read(guarded_h, (uintptr_t)p, (uintptr_t)p + 64 * ps, b, o, info);
+}
+
+static void close_guarded(char *p)
+{
+	pm_close(guarded_h);
+	guarded_h = NULL;
+	munmap(p, 64 * ps);
+}
+
 /* A disturbed first read while the token moves: the verifying passes
  * replace it with the true data (accepted when two passes agree). */
 START_TEST(guard_trip_rereads)
@@ -333,17 +347,14 @@ START_TEST(guard_trip_rereads)
 	mode = M_FLIP_ONCE;
 	token_moves = true;
 	calls = 0;
-	ck_assert_int_eq(pm_read(guarded_h, (uintptr_t)p, (uintptr_t)p + 64 * ps, b, &o, &info),
-			 64);
+	ck_assert_int_eq(read_guarded(p, b, &o, &info), 64);
 	ck_assert_mem_eq(truth, b, sizeof(b));
 	ck_assert_uint_eq(info.retries, 2);
 	ck_assert_uint_eq(info.kernel_reads, 3);
 	ck_assert(info.flags & PM_READ_GUARDED);
 	ck_assert(info.flags & PM_READ_RETRIED);
 	ck_assert(!(info.flags & PM_READ_UNSTABLE));
-	pm_close(guarded_h);
-	guarded_h = NULL;
-	munmap(p, 64 * ps);
+	close_guarded(p);
 }
 END_TEST
 
@@ -356,15 +367,13 @@ START_TEST(guard_still_token_reads_once)
 	PM_OPTS(pm_read_info, info);
 
 	open_guarded(&p, truth);
-	ck_assert_int_eq(pm_read(guarded_h, (uintptr_t)p, (uintptr_t)p + 64 * ps, b, &o, &info),
-			 64);
+	ck_assert_int_eq(read_guarded(p, b, &o, &info), 64);
 	ck_assert_mem_eq(truth, b, sizeof(b));
 	ck_assert(info.flags & PM_READ_GUARDED);
 	ck_assert_uint_eq(info.retries, 0);
 	ck_assert_uint_eq(info.kernel_reads, 1);
 	ck_assert_uint_eq(statm_reads, 2);
-	pm_close(guarded_h);
-	munmap(p, 64 * ps);
+	close_guarded(p);
 }
 END_TEST
 
@@ -378,14 +387,12 @@ START_TEST(guard_agreeing_passes_accepted)
 
 	open_guarded(&p, truth);
 	token_moves = true;
-	ck_assert_int_eq(pm_read(guarded_h, (uintptr_t)p, (uintptr_t)p + 64 * ps, b, &o, &info),
-			 64);
+	ck_assert_int_eq(read_guarded(p, b, &o, &info), 64);
 	ck_assert_mem_eq(truth, b, sizeof(b));
 	ck_assert_uint_eq(info.retries, 1);
 	ck_assert_uint_eq(info.kernel_reads, 2);
 	ck_assert(!(info.flags & PM_READ_UNSTABLE));
-	pm_close(guarded_h);
-	munmap(p, 64 * ps);
+	close_guarded(p);
 }
 END_TEST
 
@@ -404,16 +411,13 @@ START_TEST(guard_budget_exhausted)
 	token_moves = true;
 	mode = M_FLIP_ALWAYS;
 	info.retries = 77;
-	ck_assert_int_eq(pm_read(guarded_h, (uintptr_t)p, (uintptr_t)p + 64 * ps, b, &o, &info),
-			 -EAGAIN);
+	ck_assert_int_eq(read_guarded(p, b, &o, &info), -EAGAIN);
 	ck_assert_int_eq(errno, EAGAIN);
 	ck_assert_uint_eq(info.retries, 77); /* info is written on success only */
-	ck_assert_int_eq(pm_read(guarded_h, (uintptr_t)p, (uintptr_t)p + 64 * ps, b, &be, &info),
-			 64);
+	ck_assert_int_eq(read_guarded(p, b, &be, &info), 64);
 	ck_assert(info.flags & PM_READ_UNSTABLE);
 	ck_assert_uint_eq(info.retries, 2);
-	pm_close(guarded_h);
-	munmap(p, 64 * ps);
+	close_guarded(p);
 }
 END_TEST
 
