@@ -48,6 +48,10 @@ int pm__scan_native(struct pm_handle *h, uint64_t start, uint64_t end,
 {
 	const uint64_t ps = pm__kernel()->page_size;
 	const bool wp = q->flags & PM_SCAN_F_WP_MATCHING;
+	/* write-protect only (vec_len 0): the kernel still gets a vector,
+	 * whose regions are dropped, because some 6.12 stables dereference a
+	 * NULL one ("check p->vec_buf for NULL", 6.12.50/57) */
+	const bool wp_only = wp && !o->vec_len;
 	struct pm__page_region buf[NATIVE_VEC];
 	uint64_t cur = start;
 
@@ -72,9 +76,9 @@ int pm__scan_native(struct pm_handle *h, uint64_t start, uint64_t end,
 		if (!wp && o->vec_len - o->n + 1 < slots)
 			slots = o->vec_len - o->n + 1;
 		/* Write-protecting matches the caller will not see would lose
-		 * them: never scan ahead of the caller's vector or page limit.
-		 * (With vec_len 0 the caller asked for write-protection only.) */
-		if (wp && o->vec_len) {
+		 * them: never scan ahead of the caller's vector or page limit
+		 * (unless it asked for write-protection only). */
+		if (wp && !wp_only) {
 			if (o->vec_len - o->n < slots)
 				slots = o->vec_len - o->n;
 			if (!slots || o->found == o->max_pages) {
@@ -85,17 +89,22 @@ int pm__scan_native(struct pm_handle *h, uint64_t start, uint64_t end,
 		}
 		if (o->max_pages != UINT64_MAX)
 			a.max_pages = o->max_pages - o->found ? o->max_pages - o->found : 1;
-		if (!(wp && !o->vec_len)) {
-			a.vec = (uint64_t)(uintptr_t)buf;
-			a.vec_len = slots;
-		}
+		a.vec = (uint64_t)(uintptr_t)buf;
+		a.vec_len = slots;
 		n = pm__ioctl(h->pagemap_fd, PM__PAGEMAP_SCAN, &a);
 		if (n < 0)
 			return (int)n;
 		r = check_answer(&a, buf, n, ps, q->ret, &we);
 		if (r)
 			return r;
-		for (long i = 0; i < n; i++)
+		for (long i = 0; i < n && wp_only; i++)
+			o->found += (buf[i].end - buf[i].start) / ps;
+		if (wp_only && n && o->found >= o->max_pages) {
+			o->done = true;
+			o->walk_end = buf[n - 1].end;
+			return 0;
+		}
+		for (long i = 0; i < n && !wp_only; i++)
 			if (!pm__out_add(o, buf[i].start, buf[i].end, buf[i].categories))
 				return 0;
 		if (we <= cur)

@@ -113,9 +113,7 @@ static int registered(struct pm_handle *h, const struct pm_range *r, size_t n)
 	return 0;
 }
 
-/* Write-protect every written page of [start, end): a scan that reports
- * into a scratch vector (never vec_len 0, which some 6.12 stables oops on)
- * and drops what it gets. */
+/* Write-protect every written page of [start, end). */
 static int protect(struct pm_handle *h, uint64_t start, uint64_t end)
 {
 	const struct pm__scan_req q = {
@@ -123,22 +121,9 @@ static int protect(struct pm_handle *h, uint64_t start, uint64_t end)
 		.mask = PM_CAT_WRITTEN,
 		.ret = PM_CAT_WRITTEN,
 	};
-	struct pm_region scratch[512];
-	uint64_t cur = start;
+	struct pm__scan_out o = { .max_pages = UINT64_MAX };
 
-	while (cur < end) {
-		struct pm__scan_out o = {
-			.vec = scratch, .vec_len = 512, .max_pages = UINT64_MAX,
-		};
-		int r = pm__scan_native(h, cur, end, &q, &o);
-
-		if (r)
-			return r;
-		if (!o.done)
-			break;
-		cur = o.walk_end;
-	}
-	return 0;
+	return pm__scan_native(h, start, end, &q, &o);
 }
 
 /*

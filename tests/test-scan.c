@@ -653,6 +653,63 @@ START_TEST(scan_uffd_written)
 }
 END_TEST
 
+/* Write-protect-only scans (vec_len 0) never hand the kernel an empty
+ * vector (some 6.12 stables oops on it): the library passes its own and
+ * continues past 512 regions, and everything matched ends up protected. */
+static int wp_calls, empty_vectors;
+
+static int watch_vectors(int fd, unsigned long req, void *arg)
+{
+	const struct pm__scan_arg *a = arg;
+
+	if (req == PM__PAGEMAP_SCAN && (a->flags & PM_SCAN_F_WP_MATCHING)) {
+		wp_calls++;
+		empty_vectors += !a->vec || !a->vec_len;
+	}
+	return real_ioctl(fd, req, arg);
+}
+
+START_TEST(scan_wp_only_never_sends_an_empty_vector)
+{
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = (1ULL << 15) | (1ULL << 13) /* WP_ASYNC, WP_UNPOPULATED */ };
+	const size_t n = 2048;
+	long fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	char *p = xmap(NULL, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	struct uffdio_register reg = { .range = { (uintptr_t)p, n * ps },
+				       .mode = UFFDIO_REGISTER_MODE_WP };
+	uint64_t a = (uintptr_t)p, b = a + n * ps, we = 0;
+	PM_OPTS(pm_scan_opts, arm, .flags = PM_SCAN_F_WP_MATCHING, .category_mask = PM_CAT_WRITTEN,
+		.return_mask = PM_CAT_WRITTEN);
+	PM_OPTS(pm_scan_opts, get, .category_mask = PM_CAT_WRITTEN, .return_mask = PM_CAT_WRITTEN);
+	struct pm_region v[4];
+	struct pm_handle *h;
+
+	ck_assert_int_ge(fd, 0);
+	madvise(p, n * ps, MADV_NOHUGEPAGE);
+	memset(p, 1, n * ps);
+	ck_assert_int_eq(ioctl((int)fd, UFFDIO_API, &api), 0);
+	ck_assert_int_eq(ioctl((int)fd, UFFDIO_REGISTER, &reg), 0);
+	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
+	real_ioctl = pm__sys.ioctl;
+	pm__sys.ioctl = watch_vectors;
+	ck_assert_int_eq(pm_scan(h, a, b, NULL, 0, &arm, &we), 0);
+	ck_assert_uint_eq(we, b);
+	for (size_t i = 0; i < n; i += 2)
+		p[i * ps] = 2; /* 1,024 written regions: more than one kernel pass */
+	wp_calls = 0;
+	ck_assert_int_eq(pm_scan(h, a, b, NULL, 0, &arm, &we), 0);
+	ck_assert_uint_eq(we, b);
+	ck_assert_int_ge(wp_calls, 2);
+	ck_assert_int_eq(empty_vectors, 0);
+	pm__sys.ioctl = real_ioctl;
+	ck_assert_int_eq(pm_scan(h, a, b, v, 4, &get, &we), 0);
+	pm_close(h);
+	close((int)fd);
+	munmap(p, n * ps);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("scan");
@@ -675,10 +732,12 @@ int main(void)
 		tcase_add_test(t, scan_differential_huge);
 	tcase_add_test(t, scan_bad_arguments);
 	tcase_add_test(t, scan_differential_self);
-	if (pm_has_feature(PM_FEAT_UFFD_WP_ASYNC) == 1 && pm_has_feature(PM_FEAT_PAGEMAP_SCAN) == 1)
+	if (pm_has_feature(PM_FEAT_UFFD_WP_ASYNC) == 1 && pm_has_feature(PM_FEAT_PAGEMAP_SCAN) == 1) {
 		tcase_add_test(t, scan_uffd_written);
-	else
+		tcase_add_test(t, scan_wp_only_never_sends_an_empty_vector);
+	} else {
 		fprintf(stderr, "SKIP scan_uffd_written: no uffd WP_ASYNC or PAGEMAP_SCAN\n");
+	}
 	suite_add_tcase(s, t);
 	return run_suite(s);
 }
