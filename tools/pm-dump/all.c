@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* --all: every process this caller may read, through one batch. */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pm-dump.h"
+
+#define ALL_BUDGET (4UL << 20) /* entries per batch run: 32 MiB of buffer */
+#define ALL_QUEUE (ALL_BUDGET / 16)
+#define ALL_REGIONS 4096
+
+struct proc_stats {
+	int pid;
+	char comm[32];
+	struct stats st;
+	int err;
+};
+
+struct all_read {
+	struct proc_stats *p;
+	uint64_t *buf;
+	long res;
+};
+
+/* the reads queued and the buffer they fill */
+struct queue {
+	struct pm_batch *b;
+	uint64_t *buf;
+	struct all_read *q;
+	size_t nq, used;
+};
+
+static void run_round(struct queue *q)
+{
+	int r = pm_batch_run(q->b);
+
+	if (r < 0)
+		die("pm_batch_run", r);
+	for (size_t i = 0; i < q->nq; i++) {
+		struct all_read *a = &q->q[i];
+
+		if (a->res >= 0)
+			stats_tally(&a->p->st, a->buf, (size_t)a->res);
+		else if (!a->p->err)
+			a->p->err = (int)a->res;
+	}
+	q->nq = 0;
+	q->used = 0;
+}
+
+/* Queue the reads of one populated region, running the batch whenever the
+ * buffer or the queue is full. */
+static void queue_region(struct dump *d, struct queue *q, struct pm_handle *h,
+			 struct proc_stats *p, const struct pm_region *reg)
+{
+	for (uint64_t a = reg->start; a < reg->end;) {
+		uint64_t n = (reg->end - a) / d->page_size;
+		struct all_read *rd = &q->q[q->nq];
+		int r;
+
+		if (n > ALL_BUDGET - q->used)
+			n = ALL_BUDGET - q->used;
+		if (n > ALL_QUEUE)
+			n = ALL_QUEUE;
+		*rd = (struct all_read){ p, q->buf + q->used, 0 };
+		r = pm_batch_add_read(q->b, h, a, a + n * d->page_size, rd->buf, NULL, &rd->res);
+		if (r < 0)
+			die("pm_batch_add_read", r);
+		q->nq++;
+		q->used += n;
+		a += n * d->page_size;
+		if (q->used == ALL_BUDGET || q->nq == ALL_QUEUE)
+			run_round(q);
+	}
+}
+
+static size_t list_pids(struct proc_stats **ps)
+{
+	struct dirent *de;
+	size_t n = 0;
+	DIR *dir = opendir("/proc");
+
+	if (!dir)
+		die("/proc", errno);
+	while ((de = readdir(dir))) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+
+		if (*end || pid <= 0)
+			continue;
+		*ps = realloc(*ps, (n + 1) * sizeof(**ps));
+		if (!*ps)
+			die("realloc", ENOMEM);
+		memset(&(*ps)[n], 0, sizeof(**ps));
+		(*ps)[n++].pid = (int)pid;
+	}
+	closedir(dir);
+	return n;
+}
+
+static void read_comm(struct proc_stats *p)
+{
+	char path[64];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", p->pid);
+	if ((f = fopen(path, "re"))) {
+		if (fgets(p->comm, sizeof(p->comm), f))
+			p->comm[strcspn(p->comm, "\n")] = '\0';
+		fclose(f);
+	}
+}
+
+/* Queues the populated parts of every VMA of one process. */
+static void queue_process(struct dump *d, struct queue *q, struct pm_handle *h,
+			  struct proc_stats *p)
+{
+	PM_OPTS(pm_scan_opts, populated, .category_anyof_mask = PM_CAT_PRESENT | PM_CAT_SWAPPED);
+	static struct pm_region regs[ALL_REGIONS];
+	struct pm_vma_list *l;
+
+	/* not ours to read, gone, or a kernel thread (no memory) */
+	if (pm_vmas(h, &l) < 0) {
+		p->err = -EACCES;
+		return;
+	}
+	for (size_t v = 0; v < pm_vma_count(l); v++) {
+		const struct pm_vma *m = pm_vma_at(l, v);
+
+		p->st.size += m->end - m->start;
+		/* read only the populated parts: pm_scan finds them without
+		 * reading the entries of huge sparse reservations */
+		for (uint64_t cur = m->start; cur < m->end;) {
+			long nr = pm_scan(h, cur, m->end, regs, ALL_REGIONS, &populated, &cur);
+
+			if (nr < 0) {
+				p->err = (int)nr;
+				break;
+			}
+			for (long k = 0; k < nr; k++)
+				queue_region(d, q, h, p, &regs[k]);
+		}
+	}
+	pm_vma_list_free(l);
+}
+
+static void process_row(struct dump *d, const struct proc_stats *p)
+{
+	struct out *o = &d->out;
+	const uint64_t k = d->page_size / 1024;
+
+	out_row(o);
+	out_u64(o, "pid", "%8" PRIu64, (uint64_t)p->pid);
+	out_str(o, "comm", " %-16s", p->comm);
+	out_u64(o, "size_kib", " %12" PRIu64, p->st.size / 1024);
+	out_u64(o, "present_kib", " %12" PRIu64, p->st.present * k);
+	out_u64(o, "swapped_kib", " %10" PRIu64, p->st.swapped * k);
+	out_u64(o, "file_kib", " %10" PRIu64, p->st.file * k);
+	out_u64(o, "exclusive_kib", " %12" PRIu64, p->st.exclusive * k);
+	out_row_end(o);
+}
+
+int all_dump(struct dump *d, uint64_t backend)
+{
+	PM_OPTS(pm_batch_opts, bo, .backend = backend);
+	struct queue q = { .buf = malloc(ALL_BUDGET * sizeof(uint64_t)),
+			   .q = malloc(ALL_QUEUE * sizeof(struct all_read)) };
+	struct out *o = &d->out;
+	struct proc_stats *ps = NULL;
+	struct pm_handle **hs;
+	size_t nps, skipped = 0;
+	bool tty = isatty(2);
+	int r;
+
+	if (!q.buf || !q.q)
+		die("malloc", ENOMEM);
+	r = pm_batch_new(&bo, &q.b);
+	if (r < 0)
+		die("pm_batch_new", r);
+	nps = list_pids(&ps);
+	hs = calloc(nps ? nps : 1, sizeof(*hs));
+	if (!hs)
+		die("calloc", ENOMEM);
+	for (size_t i = 0; i < nps; i++) {
+		if (tty)
+			fprintf(stderr, "\rpm-dump: %zu/%zu processes", i + 1, nps);
+		read_comm(&ps[i]);
+		if (pm_open(ps[i].pid, NULL, &hs[i]) < 0)
+			ps[i].err = -EACCES;
+		else
+			queue_process(d, &q, hs[i], &ps[i]);
+	}
+	run_round(&q);
+	if (tty)
+		fprintf(stderr, "\n");
+	out_open(o, '{', NULL, true, NULL);
+	out_str(o, "library_version", "%.0s", pm_version()); /* JSON only */
+	out_open(o, '[', "processes", true, NULL);
+	out_text(o, "%8s %-16s %12s %12s %10s %10s %12s\n", "PID", "Command", "Size", "Present",
+		 "Swapped", "File", "Exclusive");
+	for (size_t i = 0; i < nps; i++) {
+		pm_close(hs[i]);
+		if (ps[i].err)
+			skipped++;
+		else
+			process_row(d, &ps[i]);
+	}
+	out_close(o, NULL);
+	out_u64(o, "skipped", "# %" PRIu64 " processes not readable (permission, exited, or no memory)",
+		(uint64_t)skipped);
+	out_str(o, "backend", "; backend %s\n",
+		pm_batch_backend(q.b) == PM_BACKEND_URING ? "uring" : "sync");
+	out_close(o, NULL);
+	pm_batch_free(q.b);
+	free(q.buf);
+	free(q.q);
+	free(ps);
+	free(hs);
+	return 0;
+}
