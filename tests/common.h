@@ -35,7 +35,11 @@ void raw_read(pid_t pid, uint64_t start, uint64_t end, uint64_t *buf);
 void *make_thp(void);
 /* Whether THP is possible at all on this machine. */
 bool thp_possible(void);
-/* Run the suite; skip_reason non-NULL means some tcases were left out. */
+/* Adds @test to @t if this kernel or machine @can run it, else prints
+ * "SKIP name: why" and leaves it out. */
+void add_test_if(TCase *t, const TTest *test, bool can, const char *why);
+/* Runs the suite: 0 all passed, 1 a failure, 77 (skipped) when it ran
+ * nothing because every test was left out. */
 int run_suite(Suite *s);
 /* Deterministic PRNG */
 uint64_t rnd(uint64_t *state);

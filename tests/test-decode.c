@@ -333,22 +333,13 @@ int main(void)
 	tcase_add_test(t, decode_prot_none);
 	tcase_add_test(t, decode_exclusive_after_fork);
 	tcase_add_test(t, decode_pfn_hidden_unprivileged);
-	if (thp_possible())
-		tcase_add_test(t, decode_thp);
-	else
-		fprintf(stderr, "SKIP decode_thp: THP is disabled on this machine\n");
-	if (pm_has_feature(PM_FEAT_GUARD_REGIONS) == 1)
-		tcase_add_test(t, decode_guard);
-	else
-		fprintf(stderr, "SKIP decode_guard: kernel has no guard regions in pagemap\n");
-	if (pm_has_feature(PM_FEAT_SOFT_DIRTY) == 1)
-		tcase_add_test(t, decode_soft_dirty);
-	else
-		fprintf(stderr, "SKIP decode_soft_dirty: kernel without soft-dirty (VM suite has it)\n");
-	if (pm_has_feature(PM_FEAT_UFFD_WP_ASYNC) == 1)
-		tcase_add_test(t, decode_uffd_wp);
-	else
-		fprintf(stderr, "SKIP decode_uffd_wp: no userfaultfd WP_UNPOPULATED\n");
+	add_test_if(t, decode_thp, thp_possible(), "THP is disabled on this machine");
+	add_test_if(t, decode_guard, pm_has_feature(PM_FEAT_GUARD_REGIONS) == 1,
+		    "kernel has no guard regions in pagemap");
+	add_test_if(t, decode_soft_dirty, pm_has_feature(PM_FEAT_SOFT_DIRTY) == 1,
+		    "kernel without soft-dirty (VM suite has it)");
+	add_test_if(t, decode_uffd_wp, pm_has_feature(PM_FEAT_UFFD_WP_ASYNC) == 1,
+		    "no userfaultfd WP_UNPOPULATED");
 	suite_add_tcase(s, t);
 	return run_suite(s);
 }

@@ -524,10 +524,8 @@ int main(void)
 	tcase_add_test(t, guard_agreeing_passes_accepted);
 	tcase_add_test(t, guard_budget_exhausted);
 	tcase_add_test(t, batch_uring_refused_runs_sync);
-	if (pm_has_feature(PM_FEAT_SOFT_DIRTY) == 1)
-		tcase_add_test(t, soft_dirty_distrusts_uncertified_reads);
-	else
-		fprintf(stderr, "SKIP soft_dirty_distrusts_uncertified_reads: no soft-dirty here\n");
+	add_test_if(t, soft_dirty_distrusts_uncertified_reads,
+		    pm_has_feature(PM_FEAT_SOFT_DIRTY) == 1, "no soft-dirty here");
 	suite_add_tcase(s, t);
 	return run_suite(s);
 }

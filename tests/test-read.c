@@ -428,10 +428,7 @@ int main(void)
 	tcase_add_test(t, read_gaps);
 	tcase_add_test(t, read_many_vmas);
 	tcase_add_test(t, read_sparse_64g);
-	if (thp_possible())
-		tcase_add_test(t, read_thp_and_shmem);
-	else
-		fprintf(stderr, "SKIP read_thp_and_shmem: THP is disabled on this machine\n");
+	add_test_if(t, read_thp_and_shmem, thp_possible(), "THP is disabled on this machine");
 	tcase_add_test(t, read_terabyte_gap);
 	tcase_add_test(t, read_self);
 	tcase_add_test(t, read_after_exit_is_esrch);

@@ -714,6 +714,7 @@ int main(void)
 {
 	Suite *s = suite_create("scan");
 	TCase *t = tcase_create("scan");
+	bool uffd;
 
 	test_init();
 	both = CATS_BOTH;
@@ -726,18 +727,15 @@ int main(void)
 	tcase_add_test(t, scan_differential_mixed);
 	tcase_add_test(t, scan_vec_len_invariance);
 	tcase_add_test(t, scan_enotty_emulates);
-	if (pm_has_feature(PM_FEAT_PAGEMAP_SCAN) == 1)
-		tcase_add_test(t, scan_kernel_bookkeeping);
-	if (thp_possible())
-		tcase_add_test(t, scan_differential_huge);
+	add_test_if(t, scan_kernel_bookkeeping, pm_has_feature(PM_FEAT_PAGEMAP_SCAN) == 1,
+		    "kernel without PAGEMAP_SCAN");
+	add_test_if(t, scan_differential_huge, thp_possible(), "THP is disabled on this machine");
 	tcase_add_test(t, scan_bad_arguments);
 	tcase_add_test(t, scan_differential_self);
-	if (pm_has_feature(PM_FEAT_UFFD_WP_ASYNC) == 1 && pm_has_feature(PM_FEAT_PAGEMAP_SCAN) == 1) {
-		tcase_add_test(t, scan_uffd_written);
-		tcase_add_test(t, scan_wp_only_never_sends_an_empty_vector);
-	} else {
-		fprintf(stderr, "SKIP scan_uffd_written: no uffd WP_ASYNC or PAGEMAP_SCAN\n");
-	}
+	uffd = pm_has_feature(PM_FEAT_UFFD_WP_ASYNC) == 1 && pm_has_feature(PM_FEAT_PAGEMAP_SCAN) == 1;
+	add_test_if(t, scan_uffd_written, uffd, "no uffd WP_ASYNC or PAGEMAP_SCAN");
+	add_test_if(t, scan_wp_only_never_sends_an_empty_vector, uffd,
+		    "no uffd WP_ASYNC or PAGEMAP_SCAN");
 	suite_add_tcase(s, t);
 	return run_suite(s);
 }
