@@ -5,7 +5,7 @@
  *   raw    one pread over the whole span, no decoding (the floor)
  *   naive  one pread per VMA (the VMA list is given for free)
  *   pm     pm_read over the whole span
- * and, for the 1 GiB layouts, pm_read with PM_READ_SNAPSHOT: the consistency
+ * and, for the 1 GiB layouts, pm_read with PM_READ_F_SNAPSHOT: the consistency
  * guard on, against the same read with it off.
  * Prints medians and ratios; timing is never asserted.
  */
@@ -34,7 +34,7 @@ static void run(const char *name, pid_t pid, struct span s, bool guard)
 	size_t n = (s.hi - s.lo) / ps;
 	uint64_t *buf = xmap(n * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
 	double raw[REPS], naive[REPS], lib[REPS], snap[REPS];
-	PM_OPTS(pm_read_opts, so, .flags = PM_READ_SNAPSHOT);
+	PM_OPTS(pm_read_opts, so, .flags = PM_READ_F_SNAPSHOT);
 	struct pm_vma_list *l;
 	struct pm_handle *h;
 	char path[64];

@@ -5,7 +5,7 @@
  * medians:
  *   ioctl   the raw floor: a PAGEMAP_SCAN loop with WP_MATCHING on a
  *           second 1 GiB registered with its own userfaultfd
- *   wtrack  pm_wtrack_collect(PM_WT_RESET), userfaultfd method
+ *   wtrack  pm_wtrack_collect(PM_WT_COLLECT_RESET), userfaultfd method
  *   diff    the approach without write tracking: pread every pagemap
  *           entry of the 1 GiB and compare with the previous read
  * Both tracked regions get the same writes before every measurement.
@@ -71,7 +71,7 @@ static size_t lib_collect(struct pm_wtrack *wt, uint64_t lo, uint64_t hi)
 	uint64_t we;
 
 	for (uint64_t cur = lo; cur < hi; cur = we) {
-		long r = pm_wtrack_collect(wt, cur, hi, vec, VEC, PM_WT_RESET, &we);
+		long r = pm_wtrack_collect(wt, cur, hi, vec, VEC, PM_WT_COLLECT_RESET, &we);
 
 		if (r < 0) {
 			fprintf(stderr, "pm_wtrack_collect: %ld\n", r);
@@ -116,7 +116,7 @@ int main(void)
 	double t_io[REPS], t_wt[REPS], t_diff[REPS];
 	struct uffdio_api api = { .api = UFFD_API, .features = (1ULL << 15) | (1ULL << 13) };
 	struct pm_range ra;
-	PM_OPTS(pm_wtrack_opts, uffd, .method = PM_WT_UFFD);
+	PM_OPTS(pm_wtrack_opts, uffd, .method = PM_WT_METHOD_UFFD);
 	struct pm_handle *h;
 	struct pm_wtrack *wt;
 	uint64_t *cur, *prev, seed = 1;

@@ -248,7 +248,7 @@ static void finish(struct pm_batch *b, struct plan *p)
 			*r->result = pm_read(r->h, r->start, r->end, r->entries, &o, r->info);
 			continue;
 		}
-		pm__fill_info(r->info, s->guard ? PM_READ_GUARDED : 0, 0, s->kernel_reads);
+		pm__fill_info(r->info, s->guard ? PM_READ_INFO_GUARDED : 0, 0, s->kernel_reads);
 		*r->result = (long)((r->end - r->start) >> shift);
 	}
 }

@@ -10,7 +10,7 @@
 
 PM_EXPORT int pm_batch_new(const struct pm_batch_opts *opts, struct pm_batch **out)
 {
-	const uint64_t known = PM_READ_SNAPSHOT | PM_READ_BEST_EFFORT;
+	const uint64_t known = PM_READ_F_SNAPSHOT | PM_READ_F_BEST_EFFORT;
 	struct pm_batch *b;
 	uint64_t backend, flags;
 	int r;

@@ -175,7 +175,7 @@ int pm__guard_init(struct pm__guard *g, uint64_t read_flags, uint64_t max_retrie
 {
 	memset(g, 0, sizeof(*g));
 	g->active = pm__guard_wanted(read_flags);
-	g->best_effort = read_flags & PM_READ_BEST_EFFORT;
+	g->best_effort = read_flags & PM_READ_F_BEST_EFFORT;
 	g->max_retries = max_retries ? max_retries : DEFAULT_RETRIES;
 	if (g->active) {
 		g->scratch = malloc(PM__GUARD_CHUNK * sizeof(uint64_t));

@@ -171,7 +171,7 @@ struct pm__guard {
  * without the kernel's retry fix, on request (SNAPSHOT) otherwise. */
 static inline bool pm__guard_wanted(uint64_t read_flags)
 {
-	return pm__kernel()->fix != PM_FIX_PRESENT || (read_flags & PM_READ_SNAPSHOT);
+	return pm__kernel()->fix != PM_FIX_PRESENT || (read_flags & PM_READ_F_SNAPSHOT);
 }
 
 PM_HIDDEN int pm__guard_init(struct pm__guard *g, uint64_t read_flags, uint64_t max_retries);

@@ -180,7 +180,7 @@ long pm__read(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entri
 	      const struct pm_read_opts *opts, struct pm_read_info *info, struct pm__vcursor *vc)
 {
 	const struct pm__kernel *k = pm__kernel();
-	const uint64_t known = PM_READ_SNAPSHOT | PM_READ_BEST_EFFORT;
+	const uint64_t known = PM_READ_F_SNAPSHOT | PM_READ_F_BEST_EFFORT;
 	struct pm__guard g;
 	struct rd rd;
 	uint64_t flags;
@@ -216,8 +216,8 @@ long pm__read(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entri
 	r = pm__guarded(&g, h, engine, &rd);
 	if (r == 0) {
 		pm__fill_info(info,
-			      (g.active ? PM_READ_GUARDED : 0) | (g.retries ? PM_READ_RETRIED : 0) |
-				      (g.unstable ? PM_READ_UNSTABLE : 0),
+			      (g.active ? PM_READ_INFO_GUARDED : 0) | (g.retries ? PM_READ_INFO_RETRIED : 0) |
+				      (g.unstable ? PM_READ_INFO_UNSTABLE : 0),
 			      g.retries, g.kernel_reads);
 		r = (long)((end - start) >> k->page_shift);
 	}

@@ -171,7 +171,7 @@ enum walk_mode {
 static int walk(struct pm_wtrack *wt, const struct pm_range *r, size_t n, enum walk_mode mode)
 {
 	const unsigned shift = pm__kernel()->page_shift;
-	PM_OPTS(pm_read_opts, ro, .flags = PM_READ_BEST_EFFORT);
+	PM_OPTS(pm_read_opts, ro, .flags = PM_READ_F_BEST_EFFORT);
 	int unstable = 0;
 
 	for (size_t i = 0; i < n; i++) {
@@ -189,7 +189,7 @@ static int walk(struct pm_wtrack *wt, const struct pm_range *r, size_t n, enum w
 				       wt->vc);
 			if (got < 0)
 				return (int)got;
-			trust = !(info.flags & PM_READ_UNSTABLE);
+			trust = !(info.flags & PM_READ_INFO_UNSTABLE);
 			unstable |= !trust;
 			for (uint64_t j = 0; j < cnt; j++, idx++) {
 				/* untrusted: taken as populated and dirty */

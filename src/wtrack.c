@@ -75,12 +75,12 @@ static int parse_opts(const struct pm_wtrack_opts *opts, uint64_t *method, uint6
 
 	if (r)
 		return r;
-	*method = PM__OPT(opts, struct pm_wtrack_opts, method, PM_WT_AUTO);
+	*method = PM__OPT(opts, struct pm_wtrack_opts, method, PM_WT_METHOD_AUTO);
 	*flags = PM__OPT(opts, struct pm_wtrack_opts, flags, 0);
-	return *method > PM_WT_SOFT_DIRTY || (*flags & ~PM_WT_EXACT) ? -EINVAL : 0;
+	return *method > PM_WT_METHOD_SOFT_DIRTY || (*flags & ~PM_WT_F_EXACT) ? -EINVAL : 0;
 }
 
-#define EXACT_WHY "reports a written THP as 2 MiB (PM_WT_EXACT)"
+#define EXACT_WHY "reports a written THP as 2 MiB (PM_WT_F_EXACT)"
 
 PM_EXPORT int pm_wtrack_supported(struct pm_handle *h, const struct pm_wtrack_opts *opts,
 				  char *why, size_t why_len)
@@ -96,15 +96,15 @@ PM_EXPORT int pm_wtrack_supported(struct pm_handle *h, const struct pm_wtrack_op
 		r = pm__handle_ready(h);
 	if (r)
 		return (int)pm__ret(r);
-	if (method != PM_WT_SOFT_DIRTY) {
+	if (method != PM_WT_METHOD_SOFT_DIRTY) {
 		u = pm__wt_uffd_why_not(h);
 		if (!u)
-			return PM_WT_UFFD;
+			return PM_WT_METHOD_UFFD;
 	}
-	if (method != PM_WT_UFFD) {
-		s = (flags & PM_WT_EXACT) ? EXACT_WHY : pm__wt_sd_why_not();
+	if (method != PM_WT_METHOD_UFFD) {
+		s = (flags & PM_WT_F_EXACT) ? EXACT_WHY : pm__wt_sd_why_not();
 		if (!s)
-			return PM_WT_SOFT_DIRTY;
+			return PM_WT_METHOD_SOFT_DIRTY;
 	}
 	if (why_len)
 		snprintf(why, why_len, "%s%s%s%s%s", u ? "userfaultfd: " : "", u ? u : "",
@@ -116,16 +116,16 @@ static int start_method(struct pm_wtrack *wt, uint64_t method, uint64_t flags)
 {
 	int r = -EOPNOTSUPP;
 
-	if (method != PM_WT_SOFT_DIRTY && wt->h->self) {
-		wt->method = PM_WT_UFFD;
+	if (method != PM_WT_METHOD_SOFT_DIRTY && wt->h->self) {
+		wt->method = PM_WT_METHOD_UFFD;
 		r = pm__wt_uffd_start(wt);
-		if (r != -EOPNOTSUPP || method == PM_WT_UFFD)
+		if (r != -EOPNOTSUPP || method == PM_WT_METHOD_UFFD)
 			return r;
 	}
 	/* soft-dirty reports a written THP as all its 512 pages */
-	if (method == PM_WT_UFFD || (flags & PM_WT_EXACT))
+	if (method == PM_WT_METHOD_UFFD || (flags & PM_WT_F_EXACT))
 		return -EOPNOTSUPP;
-	wt->method = PM_WT_SOFT_DIRTY;
+	wt->method = PM_WT_METHOD_SOFT_DIRTY;
 	return pm__wt_sd_start(wt);
 }
 
@@ -215,7 +215,7 @@ PM_EXPORT long pm_wtrack_collect(struct pm_wtrack *wt, uint64_t start, uint64_t 
 	long r;
 
 	if (!wt || !vec || !vec_len || (start | end) & (ps - 1) || end <= start ||
-	    (flags & ~PM_WT_RESET))
+	    (flags & ~PM_WT_COLLECT_RESET))
 		return pm__ret(-EINVAL);
 	sub = malloc(wt->nranges * sizeof(*sub));
 	if (!sub)
@@ -233,15 +233,15 @@ PM_EXPORT long pm_wtrack_collect(struct pm_wtrack *wt, uint64_t start, uint64_t 
 	r = wt_ready(wt);
 	if (!r) {
 		/* a soft-dirty reset clears every tracked page: all must be mapped */
-		bool all = wt->method == PM_WT_SOFT_DIRTY && (flags & PM_WT_RESET);
+		bool all = wt->method == PM_WT_METHOD_SOFT_DIRTY && (flags & PM_WT_COLLECT_RESET);
 		struct pm__vcursor vc;
 
 		op_begin(wt, &vc);
 		r = pm__wt_mapped(wt->vc, all ? wt->ranges : sub, all ? wt->nranges : n);
-		if (!r && wt->method == PM_WT_UFFD)
-			r = pm__wt_uffd_collect(wt, sub, n, &o, flags & PM_WT_RESET);
+		if (!r && wt->method == PM_WT_METHOD_UFFD)
+			r = pm__wt_uffd_collect(wt, sub, n, &o, flags & PM_WT_COLLECT_RESET);
 		else if (!r)
-			r = pm__wt_sd_collect(wt, sub, n, &o, flags & PM_WT_RESET);
+			r = pm__wt_sd_collect(wt, sub, n, &o, flags & PM_WT_COLLECT_RESET);
 		op_end(wt);
 	}
 	pthread_mutex_unlock(&wt->lock);
@@ -278,7 +278,7 @@ PM_EXPORT int pm_wtrack_reset(struct pm_wtrack *wt)
 		op_begin(wt, &vc);
 		r = pm__wt_mapped(wt->vc, wt->ranges, wt->nranges);
 		if (!r)
-			r = wt->method == PM_WT_UFFD ? pm__wt_uffd_reset(wt) : pm__wt_sd_reset(wt);
+			r = wt->method == PM_WT_METHOD_UFFD ? pm__wt_uffd_reset(wt) : pm__wt_sd_reset(wt);
 		op_end(wt);
 	}
 	pthread_mutex_unlock(&wt->lock);
@@ -313,7 +313,7 @@ PM_EXPORT void pm_wtrack_free(struct pm_wtrack *wt)
 {
 	if (!wt)
 		return;
-	if (wt->method == PM_WT_UFFD)
+	if (wt->method == PM_WT_METHOD_UFFD)
 		pm__wt_uffd_stop(wt, !wt->owner || getpid() == wt->owner);
 	else
 		pm__wt_sd_stop(wt);

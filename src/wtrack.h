@@ -8,7 +8,7 @@
 
 struct pm_wtrack {
 	struct pm_handle *h;
-	int method;              /* PM_WT_UFFD or PM_WT_SOFT_DIRTY */
+	int method;              /* PM_WT_METHOD_UFFD or PM_WT_METHOD_SOFT_DIRTY */
 	pid_t owner;             /* own-memory trackers: the process that made it */
 	pthread_mutex_t lock;    /* one operation at a time */
 	struct pm__vcursor *vc;  /* the VMA cursor of the operation in progress */
@@ -17,10 +17,10 @@ struct pm_wtrack {
 	uint64_t npages;
 	struct pm_wtrack_stats stats;
 
-	/* PM_WT_UFFD */
+	/* PM_WT_METHOD_UFFD */
 	int uffd;
 
-	/* PM_WT_SOFT_DIRTY */
+	/* PM_WT_METHOD_SOFT_DIRTY */
 	int clear_fd;             /* /proc/PID/clear_refs */
 	uint64_t *base;           /* per range: index of its first page */
 	uint64_t *written;        /* bitmap: written since reset, not yet reported */

@@ -24,7 +24,7 @@
  * run proves nothing: "inconclusive", exit 1), each with a moved token, and
  * library reads none. On a
  * fixed kernel both must show none, the guard must stay off by default,
- * and PM_READ_SNAPSHOT reads must report retries while the target churns.
+ * and PM_READ_F_SNAPSHOT reads must report retries while the target churns.
  *
  * usage: stress-shift [SECONDS [RAW_READS_PER_LIBRARY_READ]]
  */
@@ -240,7 +240,7 @@ int main(int argc, char **argv)
 		.return_mask = PM_CAT_PRESENT | PM_CAT_FILE);
 	uint64_t buf[3 * NPMD];
 	PM_OPTS(pm_kernel_info, ki);
-	PM_OPTS(pm_read_opts, snap, .flags = PM_READ_SNAPSHOT);
+	PM_OPTS(pm_read_opts, snap, .flags = PM_READ_F_SNAPSHOT);
 	struct pm_handle *h;
 	pthread_t th[2];
 	bool fixed;
@@ -312,7 +312,7 @@ int main(int argc, char **argv)
 		} else {
 			lib_ok++;
 			lib_bad += misplaced(va, buf, s->pages);
-			lib_guarded += !!(info.flags & PM_READ_GUARDED);
+			lib_guarded += !!(info.flags & PM_READ_INFO_GUARDED);
 			lib_tripped += info.retries > 0;
 			lib_retries += info.retries;
 		}

@@ -340,7 +340,7 @@ START_TEST(guard_trip_rereads)
 {
 	char *p;
 	uint64_t truth[64], b[64];
-	PM_OPTS(pm_read_opts, o, .flags = PM_READ_SNAPSHOT);
+	PM_OPTS(pm_read_opts, o, .flags = PM_READ_F_SNAPSHOT);
 	PM_OPTS(pm_read_info, info);
 
 	open_guarded(&p, truth);
@@ -351,9 +351,9 @@ START_TEST(guard_trip_rereads)
 	ck_assert_mem_eq(truth, b, sizeof(b));
 	ck_assert_uint_eq(info.retries, 2);
 	ck_assert_uint_eq(info.kernel_reads, 3);
-	ck_assert(info.flags & PM_READ_GUARDED);
-	ck_assert(info.flags & PM_READ_RETRIED);
-	ck_assert(!(info.flags & PM_READ_UNSTABLE));
+	ck_assert(info.flags & PM_READ_INFO_GUARDED);
+	ck_assert(info.flags & PM_READ_INFO_RETRIED);
+	ck_assert(!(info.flags & PM_READ_INFO_UNSTABLE));
 	close_guarded(p);
 }
 END_TEST
@@ -363,13 +363,13 @@ START_TEST(guard_still_token_reads_once)
 {
 	char *p;
 	uint64_t truth[64], b[64];
-	PM_OPTS(pm_read_opts, o, .flags = PM_READ_SNAPSHOT);
+	PM_OPTS(pm_read_opts, o, .flags = PM_READ_F_SNAPSHOT);
 	PM_OPTS(pm_read_info, info);
 
 	open_guarded(&p, truth);
 	ck_assert_int_eq(read_guarded(p, b, &o, &info), 64);
 	ck_assert_mem_eq(truth, b, sizeof(b));
-	ck_assert(info.flags & PM_READ_GUARDED);
+	ck_assert(info.flags & PM_READ_INFO_GUARDED);
 	ck_assert_uint_eq(info.retries, 0);
 	ck_assert_uint_eq(info.kernel_reads, 1);
 	ck_assert_uint_eq(statm_reads, 2);
@@ -382,7 +382,7 @@ START_TEST(guard_agreeing_passes_accepted)
 {
 	char *p;
 	uint64_t truth[64], b[64];
-	PM_OPTS(pm_read_opts, o, .flags = PM_READ_SNAPSHOT);
+	PM_OPTS(pm_read_opts, o, .flags = PM_READ_F_SNAPSHOT);
 	PM_OPTS(pm_read_info, info);
 
 	open_guarded(&p, truth);
@@ -391,7 +391,7 @@ START_TEST(guard_agreeing_passes_accepted)
 	ck_assert_mem_eq(truth, b, sizeof(b));
 	ck_assert_uint_eq(info.retries, 1);
 	ck_assert_uint_eq(info.kernel_reads, 2);
-	ck_assert(!(info.flags & PM_READ_UNSTABLE));
+	ck_assert(!(info.flags & PM_READ_INFO_UNSTABLE));
 	close_guarded(p);
 }
 END_TEST
@@ -402,8 +402,8 @@ START_TEST(guard_budget_exhausted)
 {
 	char *p;
 	uint64_t truth[64], b[64];
-	PM_OPTS(pm_read_opts, o, .flags = PM_READ_SNAPSHOT, .max_retries = 3);
-	PM_OPTS(pm_read_opts, be, .flags = PM_READ_SNAPSHOT | PM_READ_BEST_EFFORT,
+	PM_OPTS(pm_read_opts, o, .flags = PM_READ_F_SNAPSHOT, .max_retries = 3);
+	PM_OPTS(pm_read_opts, be, .flags = PM_READ_F_SNAPSHOT | PM_READ_F_BEST_EFFORT,
 		.max_retries = 2);
 	PM_OPTS(pm_read_info, info);
 
@@ -415,7 +415,7 @@ START_TEST(guard_budget_exhausted)
 	ck_assert_int_eq(errno, EAGAIN);
 	ck_assert_uint_eq(info.retries, 77); /* info is written on success only */
 	ck_assert_int_eq(read_guarded(p, b, &be, &info), 64);
-	ck_assert(info.flags & PM_READ_UNSTABLE);
+	ck_assert(info.flags & PM_READ_INFO_UNSTABLE);
 	ck_assert_uint_eq(info.retries, 2);
 	close_guarded(p);
 }
@@ -435,7 +435,7 @@ static void child_layout(void *arg, uint64_t *shared)
 
 START_TEST(soft_dirty_distrusts_uncertified_reads)
 {
-	PM_OPTS(pm_wtrack_opts, sd, .method = PM_WT_SOFT_DIRTY);
+	PM_OPTS(pm_wtrack_opts, sd, .method = PM_WT_METHOD_SOFT_DIRTY);
 	struct pm_region v[4];
 	struct pm_wtrack *wt;
 	struct pm_range r;

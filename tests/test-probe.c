@@ -182,7 +182,7 @@ static int expect(int64_t fix)
 	if (pm_open(0, NULL, &h) || pm_read(h, a, a + ps, e, NULL, &info) != 1)
 		return 3;
 	pm_close(h);
-	return !!(info.flags & PM_READ_GUARDED) == (fix == PM_FIX_ABSENT) ? 0 : 4;
+	return !!(info.flags & PM_READ_INFO_GUARDED) == (fix == PM_FIX_ABSENT) ? 0 : 4;
 }
 
 static void *probe_thread(void *arg)

@@ -344,14 +344,14 @@ START_TEST(read_info_and_snapshot)
 {
 	struct child c;
 	struct pm_handle *h;
-	PM_OPTS(pm_read_opts, o, .flags = PM_READ_SNAPSHOT);
+	PM_OPTS(pm_read_opts, o, .flags = PM_READ_F_SNAPSHOT);
 	PM_OPTS(pm_read_info, info);
 	uint64_t buf[1024];
 
 	child_start(&c, build_random, (void *)9);
 	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
 	ck_assert_int_eq(pm_read(h, c.shared[0], c.shared[1], buf, &o, &info), 1024);
-	ck_assert(info.flags & PM_READ_GUARDED);
+	ck_assert(info.flags & PM_READ_INFO_GUARDED);
 	/* a quiescent target: certified by the token, unless a concurrent
 	 * THP event elsewhere on the machine tripped it and a verifying pass
 	 * agreed with the first */
@@ -360,7 +360,7 @@ START_TEST(read_info_and_snapshot)
 	/* without SNAPSHOT on a fixed kernel the guard stays off */
 	if (pm_has_feature(PM_FEAT_WALK_RETRY_FIX) == 1) {
 		ck_assert_int_eq(pm_read(h, c.shared[0], c.shared[1], buf, NULL, &info), 1024);
-		ck_assert(!(info.flags & PM_READ_GUARDED));
+		ck_assert(!(info.flags & PM_READ_INFO_GUARDED));
 		ck_assert_uint_eq(info.kernel_reads, 1);
 	}
 	pm_close(h);
@@ -369,7 +369,7 @@ START_TEST(read_info_and_snapshot)
 END_TEST
 
 /* A target that maps and unmaps memory it never touches: no fault, no
- * RSS, no page table moves, only the VM size. PM_READ_SNAPSHOT must still
+ * RSS, no page table moves, only the VM size. PM_READ_F_SNAPSHOT must still
  * see the address space change (and re-read); the data stays exact. */
 static void *map_unmap(void *arg)
 {
@@ -393,7 +393,7 @@ static void build_mapping_churn(void *arg, uint64_t *sh)
 
 START_TEST(snapshot_sees_vma_changes)
 {
-	PM_OPTS(pm_read_opts, o, .flags = PM_READ_SNAPSHOT);
+	PM_OPTS(pm_read_opts, o, .flags = PM_READ_F_SNAPSHOT);
 	uint64_t a[1024], b[1024], retried = 0;
 	struct pm_handle *h;
 	struct child c;

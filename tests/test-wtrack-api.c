@@ -35,8 +35,8 @@ static void idle(void *arg, uint64_t *shared)
  * none can work, for this process and for a child. */
 START_TEST(supported)
 {
-	PM_OPTS(pm_wtrack_opts, uffd, .method = PM_WT_UFFD);
-	PM_OPTS(pm_wtrack_opts, exact, .flags = PM_WT_EXACT);
+	PM_OPTS(pm_wtrack_opts, uffd, .method = PM_WT_METHOD_UFFD);
+	PM_OPTS(pm_wtrack_opts, exact, .flags = PM_WT_F_EXACT);
 	PM_OPTS(pm_wtrack_opts, bad, .method = 9);
 	char why[256], small[8];
 	struct pm_handle *self, *hc;
@@ -51,11 +51,11 @@ START_TEST(supported)
 	ck_assert_int_eq(pm_wtrack_supported(self, &bad, why, sizeof(why)), -EINVAL);
 
 	r = pm_wtrack_supported(self, NULL, why, sizeof(why));
-	ck_assert_int_eq(r, have_uffd ? PM_WT_UFFD : have_sd ? PM_WT_SOFT_DIRTY : 0);
+	ck_assert_int_eq(r, have_uffd ? PM_WT_METHOD_UFFD : have_sd ? PM_WT_METHOD_SOFT_DIRTY : 0);
 	if (r) { /* what pm_wtrack_new picks */
 		struct own o;
 
-		own_start(&o, 4, 4, PM_WT_AUTO);
+		own_start(&o, 4, 4, PM_WT_METHOD_AUTO);
 		ck_assert_int_eq(pm_wtrack_method(o.wt), r);
 		own_stop(&o);
 	}
@@ -67,7 +67,7 @@ START_TEST(supported)
 	ck_assert_int_eq(pm_wtrack_supported(hc, &uffd, why, sizeof(why)), 0);
 	ck_assert_msg(strstr(why, "own memory"), "%s", why);
 	r = pm_wtrack_supported(hc, NULL, why, sizeof(why));
-	ck_assert_int_eq(r, have_sd ? PM_WT_SOFT_DIRTY : 0);
+	ck_assert_int_eq(r, have_sd ? PM_WT_METHOD_SOFT_DIRTY : 0);
 	if (!r) /* both reasons */
 		ck_assert_msg(strstr(why, "own memory") && strstr(why, "clear_refs"), "%s", why);
 	ck_assert_int_eq(pm_wtrack_supported(hc, &exact, why, sizeof(why)), 0);
@@ -95,8 +95,8 @@ START_TEST(errors)
 	struct { struct pm_wtrack_opts o; uint64_t extra; } big = { { sizeof(big), 0, 0 }, 1 };
 	PM_OPTS(pm_wtrack_opts, unknown_method, .method = 3);
 	PM_OPTS(pm_wtrack_opts, unknown_flag, .flags = 2);
-	PM_OPTS(pm_wtrack_opts, sd, .method = PM_WT_SOFT_DIRTY);
-	PM_OPTS(pm_wtrack_opts, sd_exact, .method = PM_WT_SOFT_DIRTY, .flags = PM_WT_EXACT);
+	PM_OPTS(pm_wtrack_opts, sd, .method = PM_WT_METHOD_SOFT_DIRTY);
+	PM_OPTS(pm_wtrack_opts, sd_exact, .method = PM_WT_METHOD_SOFT_DIRTY, .flags = PM_WT_F_EXACT);
 	struct child c;
 
 	munmap(p + n * ps, 16 * ps);
@@ -135,7 +135,7 @@ START_TEST(errors)
 
 	/* UFFD needs the caller's own memory */
 	if (have_uffd) {
-		PM_OPTS(pm_wtrack_opts, uffd, .method = PM_WT_UFFD);
+		PM_OPTS(pm_wtrack_opts, uffd, .method = PM_WT_METHOD_UFFD);
 		struct pm_handle *hc;
 		struct pm_range cr;
 
@@ -167,7 +167,7 @@ START_TEST(errors)
 		/* memory unmapped under the tracker */
 		p[1 * ps] = 1;
 		ck_assert_int_eq(munmap(p + 10 * ps, 2 * ps), 0);
-		ck_assert_int_eq(pm_wtrack_collect(wt, a, b, v, 4, PM_WT_RESET, &we), -EFAULT);
+		ck_assert_int_eq(pm_wtrack_collect(wt, a, b, v, 4, PM_WT_COLLECT_RESET, &we), -EFAULT);
 		ck_assert_int_eq(pm_wtrack_reset(wt), -EFAULT);
 		/* the rest can still be collected, and page 1 was not lost */
 		ck_assert_int_eq(pm_wtrack_collect(wt, a, a + 10 * ps, v, 4, 0, &we), 1);
@@ -176,12 +176,12 @@ START_TEST(errors)
 		ck_assert_ptr_eq(mmap(p + 10 * ps, 2 * ps, PROT_READ | PROT_WRITE,
 				      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0),
 				 p + 10 * ps);
-		if (pm_wtrack_method(wt) == PM_WT_UFFD) {
-			ck_assert_int_eq(pm_wtrack_collect(wt, a, b, v, 4, PM_WT_RESET, &we),
+		if (pm_wtrack_method(wt) == PM_WT_METHOD_UFFD) {
+			ck_assert_int_eq(pm_wtrack_collect(wt, a, b, v, 4, PM_WT_COLLECT_RESET, &we),
 					 -EFAULT);
 			ck_assert_int_eq(pm_wtrack_reset(wt), -EFAULT);
 			/* the failed call reset nothing: page 1 is still written */
-			ck_assert_int_eq(pm_wtrack_collect(wt, a, a + 10 * ps, v, 4, PM_WT_RESET,
+			ck_assert_int_eq(pm_wtrack_collect(wt, a, a + 10 * ps, v, 4, PM_WT_COLLECT_RESET,
 							   &we), 1);
 			ck_assert(v[0].start == a + ps && v[0].end == a + 2 * ps);
 		}
@@ -227,7 +227,7 @@ static int hide_zapped_pmds(int fd, unsigned long req, void *arg)
 
 START_TEST(uffd_lost_zaps_refused)
 {
-	PM_OPTS(pm_wtrack_opts, uffd, .method = PM_WT_UFFD);
+	PM_OPTS(pm_wtrack_opts, uffd, .method = PM_WT_METHOD_UFFD);
 	struct pm_wtrack *wt = NULL;
 	struct pm_handle *h;
 	char why[256] = "";
@@ -282,7 +282,7 @@ START_TEST(uffd_error_midway)
 	struct pm_region v[4];
 	uint64_t a, we;
 
-	own_start(&o, 64, 64, PM_WT_UFFD);
+	own_start(&o, 64, 64, PM_WT_METHOD_UFFD);
 	a = (uintptr_t)o.p;
 	r[0] = (struct pm_range){ a, a + 16 * ps };
 	r[1] = (struct pm_range){ a + 32 * ps, a + 48 * ps };
@@ -294,11 +294,11 @@ START_TEST(uffd_error_midway)
 	pm__sys.ioctl = fail_nth_scan;
 	scan_calls = 0;
 	fail_at = 4; /* two registration checks, the first range, the second */
-	ck_assert_int_eq(pm_wtrack_collect(wt, a, a + 48 * ps, v, 4, PM_WT_RESET, &we), 1);
+	ck_assert_int_eq(pm_wtrack_collect(wt, a, a + 48 * ps, v, 4, PM_WT_COLLECT_RESET, &we), 1);
 	ck_assert(v[0].start == a + 5 * ps && v[0].end == a + 6 * ps);
 	ck_assert_uint_eq(we, a + 6 * ps);
 	pm__sys.ioctl = real_ioctl;
-	ck_assert_int_eq(pm_wtrack_collect(wt, we, a + 48 * ps, v, 4, PM_WT_RESET, &we), 1);
+	ck_assert_int_eq(pm_wtrack_collect(wt, we, a + 48 * ps, v, 4, PM_WT_COLLECT_RESET, &we), 1);
 	ck_assert(v[0].start == a + 40 * ps && v[0].end == a + 41 * ps);
 	ck_assert_uint_eq(we, a + 48 * ps);
 	own_stop(&o);
@@ -310,7 +310,7 @@ START_TEST(uffd_without_wp_async)
 	const size_t n = 16;
 	char *p = xmap(NULL, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
 	struct pm_range r = { (uintptr_t)p, (uintptr_t)p + n * ps };
-	PM_OPTS(pm_wtrack_opts, uffd, .method = PM_WT_UFFD);
+	PM_OPTS(pm_wtrack_opts, uffd, .method = PM_WT_METHOD_UFFD);
 	struct pm_handle *h;
 	struct pm_wtrack *wt = NULL;
 	int ret;
@@ -322,7 +322,7 @@ START_TEST(uffd_without_wp_async)
 	ret = pm_wtrack_new(h, &r, 1, NULL, &wt);
 	if (have_sd) {
 		ck_assert_int_eq(ret, 0);
-		ck_assert_int_eq(pm_wtrack_method(wt), PM_WT_SOFT_DIRTY);
+		ck_assert_int_eq(pm_wtrack_method(wt), PM_WT_METHOD_SOFT_DIRTY);
 		pm_wtrack_free(wt);
 	} else {
 		ck_assert_int_eq(ret, -EOPNOTSUPP);

@@ -134,7 +134,7 @@ static void concurrent(int method, uint64_t writes, uint64_t pause_every)
 		rec[nc].seq_before = atomic_load(&cc.next_seq);
 		/* small vectors now and then: continuation must lose nothing */
 		for (uint64_t cur = a; cur < b; cur = we) {
-			r = pm_wtrack_collect(wt, cur, b, v, nc % 7 ? CC_PAGES : 3, PM_WT_RESET, &we);
+			r = pm_wtrack_collect(wt, cur, b, v, nc % 7 ? CC_PAGES : 3, PM_WT_COLLECT_RESET, &we);
 			ck_assert_int_ge(r, 0);
 			for (long k = 0; k < r; k++)
 				for (uint64_t x = v[k].start; x < v[k].end; x += ps) {
@@ -209,7 +209,7 @@ static void concurrent(int method, uint64_t writes, uint64_t pause_every)
 		"concurrency (%s): %d writers x %" PRIu64 " writes on %d pages, %zu collects, %" PRIu64
 		" pages reported, %" PRIu64 " unexplained by a write, %" PRIu64
 		" writes lost, %" PRIu64 " pages of the copy stale\n",
-		method == PM_WT_UFFD ? "uffd" : "soft-dirty", CC_WRITERS, cc_writes, CC_PAGES, nc,
+		method == PM_WT_METHOD_UFFD ? "uffd" : "soft-dirty", CC_WRITERS, cc_writes, CC_PAGES, nc,
 		total, extra, lost, stale);
 	ck_assert_uint_eq(lost, 0);
 	ck_assert_uint_eq(stale, 0);
@@ -232,7 +232,7 @@ static void concurrent(int method, uint64_t writes, uint64_t pause_every)
 
 START_TEST(uffd_concurrent_no_lost_writes)
 {
-	concurrent(PM_WT_UFFD, 150000, 0);
+	concurrent(PM_WT_METHOD_UFFD, 150000, 0);
 }
 END_TEST
 
@@ -242,7 +242,7 @@ START_TEST(sd_self_concurrent_no_lost_writes)
 {
 	/* collects are slow here (every page's entry read, the process
 	 * cleared): writers pause so that many collects see them */
-	concurrent(PM_WT_SOFT_DIRTY, 40000, 50);
+	concurrent(PM_WT_METHOD_SOFT_DIRTY, 40000, 50);
 }
 END_TEST
 

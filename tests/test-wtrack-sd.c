@@ -190,7 +190,7 @@ START_TEST(sd_child_exact)
 	bool want[SD_PAGES], got[SD_PAGES];
 	uint64_t seed = 99;
 	struct pm_range r;
-	PM_OPTS(pm_wtrack_opts, exact, .flags = PM_WT_EXACT);
+	PM_OPTS(pm_wtrack_opts, exact, .flags = PM_WT_F_EXACT);
 
 	sd_start(&c);
 	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
@@ -198,7 +198,7 @@ START_TEST(sd_child_exact)
 	r.end = c.mem + SD_PAGES * ps;
 	ck_assert_int_eq(pm_wtrack_new(h, &r, 1, &exact, &wt), -EOPNOTSUPP);
 	ck_assert_int_eq(pm_wtrack_new(h, &r, 1, NULL, &wt), 0);
-	ck_assert_int_eq(pm_wtrack_method(wt), PM_WT_SOFT_DIRTY);
+	ck_assert_int_eq(pm_wtrack_method(wt), PM_WT_METHOD_SOFT_DIRTY);
 	/* clear_refs is process-wide: one tracker per process */
 	ck_assert_int_eq(pm_wtrack_new(h, &r, 1, NULL, &wt2), -EBUSY);
 	collect_all(wt, c.mem, SD_PAGES, 0, 16, got);
@@ -210,7 +210,7 @@ START_TEST(sd_child_exact)
 		if (round % 4 == 3) {
 			ck_assert_int_eq(pm_wtrack_reset(wt), 0);
 		} else {
-			collect_all(wt, c.mem, SD_PAGES, PM_WT_RESET, 1 + round, got);
+			collect_all(wt, c.mem, SD_PAGES, PM_WT_COLLECT_RESET, 1 + round, got);
 			assert_pages(want, got, SD_PAGES, "collect and reset");
 		}
 		collect_all(wt, c.mem, SD_PAGES, 0, 16, got);
@@ -224,26 +224,26 @@ START_TEST(sd_child_exact)
 		want[i] = true;
 	}
 	sd_do(&c, C_ZAP);
-	collect_all(wt, c.mem, SD_PAGES, PM_WT_RESET, 16, got);
+	collect_all(wt, c.mem, SD_PAGES, PM_WT_COLLECT_RESET, 16, got);
 	assert_pages(want, got, SD_PAGES, "zapped");
 	/* new memory merged into the tracked VMA: all of it reads dirty */
 	sd_do(&c, C_MAP_NEXT);
-	collect_all(wt, c.mem, SD_PAGES, PM_WT_RESET, 16, got);
+	collect_all(wt, c.mem, SD_PAGES, PM_WT_COLLECT_RESET, 16, got);
 	fprintf(stderr, "soft-dirty: after a VMA merge %zu of %d pages reported\n",
 		count(got, SD_PAGES), SD_PAGES);
 	ck_assert_uint_eq(count(got, SD_PAGES), SD_PAGES);
 	sd_write_random(&c, &seed, want);
-	collect_all(wt, c.mem, SD_PAGES, PM_WT_RESET, 16, got);
+	collect_all(wt, c.mem, SD_PAGES, PM_WT_COLLECT_RESET, 16, got);
 	assert_pages(want, got, SD_PAGES, "exact again after the merge");
 	/* tracked pages replaced by a new mapping: reported */
 	sd_do(&c, C_REMAP);
-	collect_all(wt, c.mem, SD_PAGES, PM_WT_RESET, 16, got);
+	collect_all(wt, c.mem, SD_PAGES, PM_WT_COLLECT_RESET, 16, got);
 	for (size_t i = 100; i < 110; i++)
 		ck_assert_msg(got[i], "remapped page %zu not reported", i);
 	fprintf(stderr, "soft-dirty: after a remap of 10 pages %zu reported\n",
 		count(got, SD_PAGES));
 	sd_write_random(&c, &seed, want);
-	collect_all(wt, c.mem, SD_PAGES, PM_WT_RESET, 16, got);
+	collect_all(wt, c.mem, SD_PAGES, PM_WT_COLLECT_RESET, 16, got);
 	assert_pages(want, got, SD_PAGES, "exact again after the remap");
 	{
 		PM_OPTS(pm_wtrack_stats, st);
@@ -292,7 +292,7 @@ START_TEST(sd_child_thp_granularity)
 	r.end = c.thp + HUGE_SZ;
 	ck_assert_int_eq(pm_wtrack_new(h, &r, 1, NULL, &wt), 0);
 	sd_do(&c, C_THP_WRITE);
-	collect_all(wt, c.thp, 512, PM_WT_RESET, 16, got);
+	collect_all(wt, c.thp, 512, PM_WT_COLLECT_RESET, 16, got);
 	ck_assert_uint_eq(count(got, 512), 512);
 	collect_all(wt, c.thp, 512, 0, 16, got);
 	ck_assert_uint_eq(count(got, 512), 0);
@@ -342,7 +342,7 @@ START_TEST(sd_child_busy_no_lost_writes)
 			last = true;
 		}
 		for (uint64_t cur = r.start; cur < r.end; cur = we) {
-			long n = pm_wtrack_collect(wt, cur, r.end, v, 64, PM_WT_RESET, &we);
+			long n = pm_wtrack_collect(wt, cur, r.end, v, 64, PM_WT_COLLECT_RESET, &we);
 
 			ck_assert_int_ge(n, 0);
 			for (long k = 0; k < n; k++) {
@@ -401,10 +401,10 @@ START_TEST(sd_self_exact)
 	struct own o;
 	struct pm_wtrack *wt2 = NULL;
 	struct pm_range one;
-	PM_OPTS(pm_wtrack_opts, sd, .method = PM_WT_SOFT_DIRTY);
+	PM_OPTS(pm_wtrack_opts, sd, .method = PM_WT_METHOD_SOFT_DIRTY);
 
-	own_start(&o, n, n, have_uffd ? PM_WT_SOFT_DIRTY : PM_WT_AUTO);
-	ck_assert_int_eq(pm_wtrack_method(o.wt), PM_WT_SOFT_DIRTY);
+	own_start(&o, n, n, have_uffd ? PM_WT_METHOD_SOFT_DIRTY : PM_WT_METHOD_AUTO);
+	ck_assert_int_eq(pm_wtrack_method(o.wt), PM_WT_METHOD_SOFT_DIRTY);
 	one.start = (uintptr_t)o.p;
 	one.end = one.start + ps;
 	ck_assert_int_eq(pm_wtrack_new(o.h, &one, 1, &sd, &wt2), -EBUSY);
@@ -415,7 +415,7 @@ START_TEST(sd_self_exact)
 				o.p[i * ps] = (char)round;
 				want[i] = true;
 			}
-		collect_all(o.wt, (uintptr_t)o.p, n, PM_WT_RESET, 4, got);
+		collect_all(o.wt, (uintptr_t)o.p, n, PM_WT_COLLECT_RESET, 4, got);
 		assert_pages(want, got, n, "self");
 	}
 	{

@@ -49,7 +49,7 @@ START_TEST(uffd_exact)
 	memset(p, 7, n / 2 * ps);
 	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
 	ck_assert_int_eq(pm_wtrack_new(h, ranges, 2, NULL, &wt), 0);
-	ck_assert_int_eq(pm_wtrack_method(wt), PM_WT_UFFD);
+	ck_assert_int_eq(pm_wtrack_method(wt), PM_WT_METHOD_UFFD);
 	collect_all(wt, a, n, 0, 16, got);
 	ck_assert_uint_eq(count(got, n), 0);
 	for (int round = 0; round < 12; round++) {
@@ -74,7 +74,7 @@ START_TEST(uffd_exact)
 		if (round % 3 == 2) {
 			ck_assert_int_eq(pm_wtrack_reset(wt), 0);
 		} else {
-			collect_all(wt, a, n, PM_WT_RESET, 1 + (round * 5) % 16, got);
+			collect_all(wt, a, n, PM_WT_COLLECT_RESET, 1 + (round * 5) % 16, got);
 			assert_pages(want, got, n, "collect and reset");
 		}
 		collect_all(wt, a, n, 0, 16, got);
@@ -88,12 +88,12 @@ START_TEST(uffd_exact)
 		long r;
 
 		p[100 * ps] = p[400 * ps] = p[511 * ps] = p[512 * ps] = p[900 * ps] = 1;
-		r = pm_wtrack_collect(wt, a + 300 * ps, a + 700 * ps, v, 16, PM_WT_RESET, &we);
+		r = pm_wtrack_collect(wt, a + 300 * ps, a + 700 * ps, v, 16, PM_WT_COLLECT_RESET, &we);
 		ck_assert_int_eq(r, 2);
 		ck_assert(v[0].start == a + 400 * ps && v[0].end == a + 401 * ps);
 		ck_assert(v[1].start == a + 511 * ps && v[1].end == a + 513 * ps);
 		ck_assert_uint_eq(we, a + 700 * ps);
-		collect_all(wt, a, n, PM_WT_RESET, 16, got);
+		collect_all(wt, a, n, PM_WT_COLLECT_RESET, 16, got);
 		ck_assert_uint_eq(count(got, n), 2);
 		ck_assert(got[100] && got[900]);
 	}
@@ -128,10 +128,10 @@ START_TEST(uffd_shared_and_file)
 		struct pm_wtrack *wt;
 
 		memset(m[k], 1, n / 2 * ps);
-		wt = track(h, m[k], n, PM_WT_UFFD);
+		wt = track(h, m[k], n, PM_WT_METHOD_UFFD);
 		m[k][3 * ps] = m[k][20 * ps] = 2;
 		want[3] = want[20] = true;
-		collect_all(wt, (uintptr_t)m[k], n, PM_WT_RESET, 16, got);
+		collect_all(wt, (uintptr_t)m[k], n, PM_WT_COLLECT_RESET, 16, got);
 		assert_pages(want, got, n, k == 0 ? "shmem" : k == 1 ? "shared file" : "private file");
 		if (k < 2) {
 			ck_assert_int_eq(madvise(m[k] + 5 * ps, ps, MADV_DONTNEED), 0);
@@ -160,13 +160,13 @@ START_TEST(uffd_thp_is_4k)
 	ck_assert_ptr_nonnull(t);
 	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
 	ck_assert_int_eq(pm_scan(h, (uintptr_t)t, (uintptr_t)t + HUGE_SZ, v, 4, &huge, NULL), 1);
-	wt = track(h, t, 512, PM_WT_UFFD);
+	wt = track(h, t, 512, PM_WT_METHOD_UFFD);
 	t[77 * ps] = 2;
-	collect_all(wt, (uintptr_t)t, 512, PM_WT_RESET, 16, got);
+	collect_all(wt, (uintptr_t)t, 512, PM_WT_COLLECT_RESET, 16, got);
 	ck_assert_uint_eq(count(got, 512), 1);
 	ck_assert(got[77]);
 	t[78 * ps] = t[300 * ps] = 3;
-	collect_all(wt, (uintptr_t)t, 512, PM_WT_RESET, 16, got);
+	collect_all(wt, (uintptr_t)t, 512, PM_WT_COLLECT_RESET, 16, got);
 	ck_assert_uint_eq(count(got, 512), 2);
 	ck_assert(got[78] && got[300]);
 	pm_wtrack_free(wt);
@@ -178,9 +178,9 @@ START_TEST(uffd_thp_is_4k)
 		char *u = (char *)(((uintptr_t)m + HUGE_SZ - 1) & ~(uintptr_t)(HUGE_SZ - 1));
 
 		ck_assert_int_eq(madvise(u, HUGE_SZ, MADV_HUGEPAGE), 0);
-		wt = track(h, u, 512, PM_WT_UFFD);
+		wt = track(h, u, 512, PM_WT_METHOD_UFFD);
 		u[200 * ps] = 4;
-		collect_all(wt, (uintptr_t)u, 512, PM_WT_RESET, 16, got);
+		collect_all(wt, (uintptr_t)u, 512, PM_WT_COLLECT_RESET, 16, got);
 		ck_assert_uint_eq(count(got, 512), 1);
 		ck_assert(got[200]);
 		ck_assert_int_eq(pm_scan(h, (uintptr_t)u, (uintptr_t)u + HUGE_SZ, v, 4, &huge, NULL), 0);
@@ -225,11 +225,11 @@ START_TEST(uffd_hugetlb_whole)
 	}
 	memset(p, 1, HUGE_SZ);
 	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
-	wt = track(h, p, 512, PM_WT_UFFD);
+	wt = track(h, p, 512, PM_WT_METHOD_UFFD);
 	collect_all(wt, (uintptr_t)p, 512, 0, 16, got);
 	ck_assert_uint_eq(count(got, 512), 0);
 	p[77 * ps] = 2;
-	collect_all(wt, (uintptr_t)p, 512, PM_WT_RESET, 16, got);
+	collect_all(wt, (uintptr_t)p, 512, PM_WT_COLLECT_RESET, 16, got);
 	ck_assert_uint_eq(count(got, 512), 512);
 	collect_all(wt, (uintptr_t)p, 512, 0, 16, got);
 	ck_assert_uint_eq(count(got, 512), 0);
@@ -249,20 +249,20 @@ START_TEST(uffd_dontneed)
 	volatile char sink = 0;
 	struct own o;
 
-	own_start(&o, n, n, PM_WT_UFFD);
+	own_start(&o, n, n, PM_WT_METHOD_UFFD);
 	ck_assert_int_eq(madvise(o.p + 10 * ps, 5 * ps, MADV_DONTNEED), 0);
 	ck_assert_int_eq(madvise(o.p + 200 * ps, ps, MADV_DONTNEED), 0);
 	for (size_t i = 10; i < 15; i++)
 		want[i] = true;
 	want[200] = true;
-	collect_all(o.wt, (uintptr_t)o.p, n, PM_WT_RESET, 3, got);
+	collect_all(o.wt, (uintptr_t)o.p, n, PM_WT_COLLECT_RESET, 3, got);
 	assert_pages(want, got, n, "zapped");
 	for (size_t i = 0; i < n; i++)
 		sink += o.p[i * ps];
 	collect_all(o.wt, (uintptr_t)o.p, n, 0, 16, got);
 	ck_assert_uint_eq(count(got, n), 0);
 	o.p[12 * ps] = 1;
-	collect_all(o.wt, (uintptr_t)o.p, n, PM_WT_RESET, 16, got);
+	collect_all(o.wt, (uintptr_t)o.p, n, PM_WT_COLLECT_RESET, 16, got);
 	ck_assert_uint_eq(count(got, n), 1);
 	ck_assert(got[12]);
 	(void)sink;
@@ -293,7 +293,7 @@ START_TEST(uffd_mprotect)
 	bool want[128] = { false }, got[128];
 	struct own o;
 
-	own_start(&o, n, n / 2, PM_WT_UFFD);
+	own_start(&o, n, n / 2, PM_WT_METHOD_UFFD);
 	ck_assert_int_eq(mprotect(o.p + 32 * ps, 64 * ps, PROT_READ), 0);
 	o.p[5 * ps] = 1;
 	want[5] = true;
@@ -303,7 +303,7 @@ START_TEST(uffd_mprotect)
 	ck_assert_int_eq(mprotect(o.p + 32 * ps, 64 * ps, PROT_READ | PROT_WRITE), 0);
 	o.p[40 * ps] = o.p[90 * ps] = o.p[100 * ps] = 1;
 	want[40] = want[90] = want[100] = true;
-	collect_all(o.wt, (uintptr_t)o.p, n, PM_WT_RESET, 2, got);
+	collect_all(o.wt, (uintptr_t)o.p, n, PM_WT_COLLECT_RESET, 2, got);
 	assert_pages(want, got, n, "after mprotect");
 	collect_all(o.wt, (uintptr_t)o.p, n, 0, 16, got);
 	ck_assert_uint_eq(count(got, n), 0);
@@ -324,7 +324,7 @@ START_TEST(uffd_fork)
 	pid_t pid;
 	int st;
 
-	own_start(&o, n, n, PM_WT_UFFD);
+	own_start(&o, n, n, PM_WT_METHOD_UFFD);
 	o.p[3 * ps] = 2;
 	want[3] = true;
 	pid = fork();
@@ -349,7 +349,7 @@ START_TEST(uffd_fork)
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %#x", st);
 	o.p[30 * ps] = 4;
 	want[30] = true;
-	collect_all(o.wt, (uintptr_t)o.p, n, PM_WT_RESET, 16, got);
+	collect_all(o.wt, (uintptr_t)o.p, n, PM_WT_COLLECT_RESET, 16, got);
 	assert_pages(want, got, n, "parent after fork");
 	o.p[31 * ps] = 5;
 	collect_all(o.wt, (uintptr_t)o.p, n, 0, 16, got);
@@ -370,7 +370,7 @@ START_TEST(uffd_fork)
 		}
 		close(hold[0]);
 		pm_wtrack_free(o.wt);
-		o.wt = track(o.h, o.p, n, PM_WT_UFFD);
+		o.wt = track(o.h, o.p, n, PM_WT_METHOD_UFFD);
 		close(hold[1]);
 		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
 	}

@@ -143,13 +143,13 @@ PM_EXPORT void pm_vma_list_free(struct pm_vma_list *l);
 /* ---- Reading entries --------------------------------------------------- */
 
 /** pm_read_opts.flags */
-#define PM_READ_SNAPSHOT    (1ULL << 0) /* certify on any kernel: no page-table change seen */
-#define PM_READ_BEST_EFFORT (1ULL << 1) /* out of retries: return the data flagged UNSTABLE */
+#define PM_READ_F_SNAPSHOT    (1ULL << 0) /* certify on any kernel: no page-table change seen */
+#define PM_READ_F_BEST_EFFORT (1ULL << 1) /* out of retries: return the data flagged UNSTABLE */
 
 /** pm_read_info.flags */
-#define PM_READ_GUARDED  (1ULL << 0) /* the consistency guard ran */
-#define PM_READ_RETRIED  (1ULL << 1) /* at least one span was read again */
-#define PM_READ_UNSTABLE (1ULL << 2) /* the guard could not clear the data (BEST_EFFORT only) */
+#define PM_READ_INFO_GUARDED  (1ULL << 0) /* the consistency guard ran */
+#define PM_READ_INFO_RETRIED  (1ULL << 1) /* at least one span was read again */
+#define PM_READ_INFO_UNSTABLE (1ULL << 2) /* the guard could not clear the data (BEST_EFFORT) */
 
 struct pm_read_opts {
 	uint64_t size, flags;
@@ -167,7 +167,7 @@ struct pm_read_info {
  * Unmapped gaps read as 0. The library plans its kernel reads (large gaps
  * are zero-filled, nearby small mappings are joined into one read) and reads
  * straight into @p entries, so memory use does not grow with the range.
- * On a kernel without the pagemap retry fix (or with PM_READ_SNAPSHOT) every
+ * On a kernel without the pagemap retry fix (or with PM_READ_F_SNAPSHOT) every
  * kernel read is guarded and re-read when it may have been disturbed.
  *
  * @param info optional; caller sets info->size. Written on success only.
@@ -368,15 +368,15 @@ struct pm_range {
 };
 
 /* pm_wtrack_opts.method, pm_wtrack_method() */
-#define PM_WT_AUTO       0 /* UFFD for the calling process where it works, else SOFT_DIRTY */
-#define PM_WT_UFFD       1 /* userfaultfd async write-protect (6.7+), own memory, exact 4K */
-#define PM_WT_SOFT_DIRTY 2 /* clear_refs + soft-dirty bit, any process, see libpagemap(3) */
+#define PM_WT_METHOD_AUTO       0 /* UFFD for the calling process where it works, else SOFT_DIRTY */
+#define PM_WT_METHOD_UFFD       1 /* userfaultfd async write-protect (6.7+), own memory, exact 4K */
+#define PM_WT_METHOD_SOFT_DIRTY 2 /* clear_refs + soft-dirty bit, any process, libpagemap(3) */
 
 /* pm_wtrack_opts.flags */
-#define PM_WT_EXACT (1ULL << 0) /* refuse a method that reports written THPs as 2 MiB */
+#define PM_WT_F_EXACT (1ULL << 0) /* refuse a method that reports written THPs as 2 MiB */
 
 /* pm_wtrack_collect() flags */
-#define PM_WT_RESET (1ULL << 0) /* restart tracking of the pages reported, atomically */
+#define PM_WT_COLLECT_RESET (1ULL << 0) /* restart tracking of the pages reported, atomically */
 
 struct pm_wtrack_opts {
 	uint64_t size, method, flags;
@@ -388,10 +388,10 @@ struct pm_wtrack;
  * Start tracking writes to @p ranges (page aligned, non-overlapping, mapped)
  * of the process @p h describes. @p h must stay open while the tracker lives.
  *
- * PM_WT_UFFD (a handle on the calling process): userfaultfd with
+ * PM_WT_METHOD_UFFD (a handle on the calling process): userfaultfd with
  * WP_ASYNC registered in write-protect mode, collected with PAGEMAP_SCAN;
  * a write to a transparent huge page splits it, so reports are per 4 KiB
- * page (per huge page on hugetlb). PM_WT_SOFT_DIRTY: clear_refs and the
+ * page (per huge page on hugetlb). PM_WT_METHOD_SOFT_DIRTY: clear_refs and the
  * soft-dirty bit, for any process whose kernel proves soft-dirty works;
  * clear_refs resets the whole process, so one such tracker per process.
  * It reports a written PMD-mapped THP as 2 MiB and over-reports where the
@@ -404,7 +404,7 @@ struct pm_wtrack;
  * userfaultfd registration, or another soft-dirty tracker on the process),
  * -EOPNOTSUPP (the method cannot work here: no WP_ASYNC or PAGEMAP_SCAN, a
  * kernel that loses zapped ranges, UFFD on another process, no working
- * soft-dirty, PM_WT_EXACT with soft-dirty), -ESRCH, -ENOMEM, or another
+ * soft-dirty, PM_WT_F_EXACT with soft-dirty), -ESRCH, -ENOMEM, or another
  * errno from the kernel.
  */
 PM_EXPORT int pm_wtrack_new(struct pm_handle *h, const struct pm_range *ranges, size_t nranges,
@@ -412,7 +412,7 @@ PM_EXPORT int pm_wtrack_new(struct pm_handle *h, const struct pm_range *ranges, 
 
 /**
  * Which method pm_wtrack_new() with these @p opts would use on @p h:
- * PM_WT_UFFD or PM_WT_SOFT_DIRTY, or 0 when none can work, with why in
+ * PM_WT_METHOD_UFFD or PM_WT_METHOD_SOFT_DIRTY, or 0 when none can work, with why in
  * @p why (one line, truncated to @p why_len; optional).
  * @return the method, 0, or -EINVAL (NULL h, why NULL with why_len > 0,
  * bad opts, unknown method or flags), -ESRCH.
@@ -425,7 +425,7 @@ PM_EXPORT int pm_wtrack_supported(struct pm_handle *h, const struct pm_wtrack_op
  * since tracking started or they were last reset, as pm_scan() regions with
  * categories PM_CAT_WRITTEN: canonical, and *walk_end (optional) is @p end
  * when everything was reported, else where to continue. Memory zapped
- * (MADV_DONTNEED) counts as written. With PM_WT_RESET the pages reported
+ * (MADV_DONTNEED) counts as written. With PM_WT_COLLECT_RESET the pages reported
  * are reset in the same step: a write racing with it is reported now or by
  * a later collect, never lost; pages not reported (beyond *walk_end) stay
  * written.
@@ -445,7 +445,7 @@ PM_EXPORT long pm_wtrack_collect(struct pm_wtrack *wt, uint64_t start, uint64_t 
  *  @return 0, or the errors of pm_wtrack_collect(). */
 PM_EXPORT int pm_wtrack_reset(struct pm_wtrack *wt);
 
-/** PM_WT_UFFD or PM_WT_SOFT_DIRTY: the method the tracker uses, or -EINVAL for NULL. */
+/** PM_WT_METHOD_UFFD or PM_WT_METHOD_SOFT_DIRTY: the tracker's method; -EINVAL for NULL. */
 PM_EXPORT int pm_wtrack_method(const struct pm_wtrack *wt);
 
 struct pm_wtrack_stats {
@@ -463,6 +463,21 @@ PM_EXPORT int pm_wtrack_stats(struct pm_wtrack *wt, struct pm_wtrack_stats *st);
 
 /** Stop tracking (unregisters the ranges, closes the userfaultfd) and free. NULL-safe. */
 PM_EXPORT void pm_wtrack_free(struct pm_wtrack *wt);
+
+/* ---- Names of 0.1 and 0.2 ---------------------------------------------- */
+/* The flags were first named without their argument in the name; equal
+ * values made one easy to pass where another belongs. The old names stay,
+ * with the same values, through 0.x. */
+#define PM_READ_SNAPSHOT    PM_READ_F_SNAPSHOT
+#define PM_READ_BEST_EFFORT PM_READ_F_BEST_EFFORT
+#define PM_READ_GUARDED     PM_READ_INFO_GUARDED
+#define PM_READ_RETRIED     PM_READ_INFO_RETRIED
+#define PM_READ_UNSTABLE    PM_READ_INFO_UNSTABLE
+#define PM_WT_AUTO          PM_WT_METHOD_AUTO
+#define PM_WT_UFFD          PM_WT_METHOD_UFFD
+#define PM_WT_SOFT_DIRTY    PM_WT_METHOD_SOFT_DIRTY
+#define PM_WT_EXACT         PM_WT_F_EXACT
+#define PM_WT_RESET         PM_WT_COLLECT_RESET
 
 /* ---- Version ----------------------------------------------------------- */
 

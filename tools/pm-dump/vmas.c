@@ -124,7 +124,7 @@ static void read_range(struct dump *d, uint64_t start, uint64_t end, struct stat
 			die("pm_read", (int)n);
 		d->kernel_reads += info.kernel_reads;
 		d->retries += info.retries;
-		d->guarded |= info.flags & PM_READ_GUARDED;
+		d->guarded |= info.flags & PM_READ_INFO_GUARDED;
 		stats_tally(st, d->buf, (size_t)n);
 		for (long i = 0; i < n; i++) {
 			uint64_t va = a + (uint64_t)i * d->page_size;
