@@ -1,40 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* pm_scan: validation, the choice of path, and the canonical output both
- * paths feed (merging, vec_len and max_pages limits, walk_end). */
+/* pm_scan: validation and the choice of path (the output both paths feed
+ * is scan-out.c). */
 #include "internal.h"
 #include "scan.h"
 
 #include <string.h>
-
-bool pm__out_add(struct pm__scan_out *o, uint64_t s, uint64_t e, uint64_t c)
-{
-	const uint64_t ps = pm__kernel()->page_size;
-	uint64_t pages = (e - s) / ps, allowed = o->max_pages - o->found;
-	struct pm_region *last = o->n ? &o->vec[o->n - 1] : NULL;
-	bool merge = last && last->end == s && last->categories == c;
-
-	if (!allowed || (!merge && o->n == o->vec_len)) {
-		o->done = true;
-		o->walk_end = s;
-		return false;
-	}
-	if (pages > allowed) {
-		e = s + allowed * ps;
-		pages = allowed;
-		o->done = true;
-		o->walk_end = e;
-	}
-	if (merge) {
-		last->end = e;
-	} else {
-		o->vec[o->n].start = s;
-		o->vec[o->n].end = e;
-		o->vec[o->n].categories = c;
-		o->n++;
-	}
-	o->found += pages;
-	return !o->done;
-}
 
 PM_EXPORT long pm_scan(struct pm_handle *h, uint64_t start, uint64_t end, struct pm_region *vec,
 		       size_t vec_len, const struct pm_scan_opts *opts, uint64_t *walk_end)
@@ -67,10 +37,7 @@ PM_EXPORT long pm_scan(struct pm_handle *h, uint64_t start, uint64_t end, struct
 	if (r)
 		return pm__ret(r);
 
-	memset(&o, 0, sizeof(o));
-	o.vec = vec;
-	o.vec_len = vec_len;
-	o.max_pages = q.max_pages ? q.max_pages : UINT64_MAX;
+	pm__out_init(&o, vec, vec_len, q.max_pages);
 	r = -ENOTTY;
 	if (!(q.flags & PM_SCAN_F_EMULATE) && (k->features & PM_FEAT_PAGEMAP_SCAN) &&
 	    !(cats & ~k->scan_categories))

@@ -225,10 +225,7 @@ PM_EXPORT long pm_wtrack_collect(struct pm_wtrack *wt, uint64_t start, uint64_t 
 		free(sub);
 		return pm__ret(-EINVAL);
 	}
-	memset(&o, 0, sizeof(o));
-	o.vec = vec;
-	o.vec_len = vec_len;
-	o.max_pages = UINT64_MAX;
+	pm__out_init(&o, vec, vec_len, 0);
 	pthread_mutex_lock(&wt->lock);
 	r = wt_ready(wt);
 	if (!r) {
