@@ -86,7 +86,7 @@ struct pm_handle {
  * 0 or -errno. Every public entry point on a handle calls this first. */
 PM_HIDDEN int pm__handle_ready(struct pm_handle *h);
 
-/* ---- VMAs (vma.c, vma-query.c, vma-maps.c) ---- */
+/* ---- VMAs (vma.c, the list: vma-list.c, its sources: vma-query.c, vma-maps.c) ---- */
 
 struct pm_vma_list {
 	size_t count, cap;
@@ -107,8 +107,8 @@ PM_HIDDEN void pm__list_release(struct pm_vma_list *l);
  * dropped (the [vsyscall] gate area). 0, -EIO for malformed text, -ENOMEM. */
 PM_HIDDEN int pm__maps_parse(const char *buf, size_t len, uint64_t user_top,
 			     struct pm_vma_list *l);
-/* Read the whole maps text of a handle (malloc'd, *len bytes). */
-PM_HIDDEN int pm__maps_read(struct pm_handle *h, char **buf, size_t *len);
+/* The whole list from the handle's maps text: read, parsed, finished. */
+PM_HIDDEN int pm__maps_list(struct pm_handle *h, struct pm_vma_list *l);
 /* The full list through PROCMAP_QUERY. */
 PM_HIDDEN int pm__query_list(struct pm_handle *h, struct pm_vma_list *l);
 /* The VMA covering @addr or the next one: 1, 0 (none), -errno (-ENOTTY: no

@@ -21,21 +21,6 @@ void pm__vcursor_fini(struct pm__vcursor *c)
 	c->name = NULL;
 }
 
-static int load_list(struct pm__vcursor *c)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	int r = pm__maps_read(c->h, &buf, &len);
-
-	if (r == 0)
-		r = pm__maps_parse(buf, len, pm__kernel()->user_top, &c->list);
-	if (r == 0)
-		r = pm__list_finish(&c->list);
-	free(buf);
-	c->have_list = r == 0;
-	return r;
-}
-
 void pm__vcursor_forget(struct pm__vcursor *c)
 {
 	c->have_last = false;
@@ -66,10 +51,11 @@ int pm__vcursor_next(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v, boo
 		c->use_query = false;
 	}
 	if (!c->have_list) {
-		int r = load_list(c);
+		int r = pm__maps_list(c->h, &c->list);
 
 		if (r)
 			return r;
+		c->have_list = true;
 	}
 	if (c->idx && c->idx <= c->list.count && c->list.v[c->idx - 1].end > addr)
 		c->idx = 0; /* addresses went back: walk again */

@@ -126,7 +126,7 @@ int pm__maps_parse(const char *buf, size_t len, uint64_t user_top, struct pm_vma
 	return 0;
 }
 
-int pm__maps_read(struct pm_handle *h, char **out, size_t *out_len)
+static int maps_read(struct pm_handle *h, char **out, size_t *out_len)
 {
 	size_t cap = 64 * 1024, len = 0;
 	char *buf = malloc(cap);
@@ -167,4 +167,18 @@ int pm__maps_read(struct pm_handle *h, char **out, size_t *out_len)
 	*out = buf;
 	*out_len = len;
 	return 0;
+}
+
+int pm__maps_list(struct pm_handle *h, struct pm_vma_list *l)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int r = maps_read(h, &buf, &len);
+
+	if (r == 0)
+		r = pm__maps_parse(buf, len, pm__kernel()->user_top, l);
+	if (r == 0)
+		r = pm__list_finish(l);
+	free(buf);
+	return r;
 }

@@ -7,6 +7,12 @@
 #include <string.h>
 #include <sys/sysmacros.h>
 
+bool pm__use_query(const struct pm_handle *h)
+{
+	return (pm__kernel()->features & PM_FEAT_PROCMAP_QUERY) &&
+	       !(h->open_flags & PM_OPEN_MAPS_TEXT);
+}
+
 int pm__query_vma(struct pm_handle *h, uint64_t addr, struct pm_vma *v, char **name,
 		  size_t *name_cap)
 {
