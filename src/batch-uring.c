@@ -26,10 +26,12 @@
 #if HAVE_LIBURING
 #include <liburing.h>
 
-int pm__uring_init(unsigned entries, void *ring, unsigned flags)
+static int uring_init(unsigned entries, void *ring, unsigned flags)
 {
 	return io_uring_queue_init(entries, ring, flags);
 }
+
+int (*pm__uring_init)(unsigned entries, void *ring, unsigned flags) = uring_init;
 
 #define DEPTH 64
 #define CHUNK_BYTES (1UL << 20) /* 128 Ki entries: 512 MiB of address space */
@@ -265,7 +267,7 @@ int pm__batch_uring(struct pm_batch *b)
 		ring = calloc(1, sizeof(*ring));
 		if (!ring)
 			return -ENOMEM;
-		r = pm__sys.uring_init(DEPTH, ring, 0);
+		r = pm__uring_init(DEPTH, ring, 0);
 		if (r < 0) {
 			free(ring);
 			return r;
@@ -299,13 +301,7 @@ void pm__batch_uring_free(struct pm_batch *b)
 
 #else
 
-int pm__uring_init(unsigned entries, void *ring, unsigned flags)
-{
-	(void)entries;
-	(void)ring;
-	(void)flags;
-	return -ENOSYS;
-}
+int (*pm__uring_init)(unsigned entries, void *ring, unsigned flags);
 
 int pm__batch_uring(struct pm_batch *b)
 {

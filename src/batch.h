@@ -29,7 +29,9 @@ struct pm_batch {
  * to be had (nothing was read; the caller runs them sync). */
 PM_HIDDEN int pm__batch_uring(struct pm_batch *b);
 PM_HIDDEN void pm__batch_uring_free(struct pm_batch *b);
-/* The default pm__sys.uring_init. */
-PM_HIDDEN int pm__uring_init(unsigned entries, void *ring, unsigned flags);
+/* io_uring_queue_init (ring is a struct io_uring): 0 or -errno. A pointer
+ * so that tests can refuse io_uring as a kernel or a sandbox does (NULL
+ * when built without liburing: never called). */
+PM_HIDDEN extern int (*pm__uring_init)(unsigned entries, void *ring, unsigned flags);
 
 #endif

@@ -40,8 +40,6 @@ PM_HIDDEN int pm__opts_check(const void *opts, size_t known);
 struct pm__sysops {
 	ssize_t (*pread)(int fd, void *buf, size_t n, off_t off);
 	int (*ioctl)(int fd, unsigned long req, void *arg);
-	/* io_uring_queue_init (ring is a struct io_uring): 0 or -errno */
-	int (*uring_init)(unsigned entries, void *ring, unsigned flags);
 };
 PM_HIDDEN extern struct pm__sysops pm__sys;
 

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The system-call layer: EINTR, short reads, EOF and errno conversion in one place. */
 #include "internal.h"
-#include "batch.h"
 
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -16,7 +15,6 @@ static int sys_ioctl(int fd, unsigned long req, void *arg)
 struct pm__sysops pm__sys = {
 	.pread = pread,
 	.ioctl = sys_ioctl,
-	.uring_init = pm__uring_init,
 };
 
 int pm__pread_full(int fd, void *buf, size_t n, uint64_t off, uint64_t *nreads)
