@@ -51,38 +51,6 @@ static void open_vmstat(void)
 	vmstat_fd = open("/proc/vmstat", O_RDONLY | O_CLOEXEC);
 }
 
-/*
- * Read a small procfs file whole into buf (NUL-terminated); -ESRCH if
- * empty. @one_record: the file is a single seq_file record (stat, statm,
- * status: single_open), which the kernel generates whole, so a read that
- * returns less than asked and ends the line has all of it, and the read
- * that would confirm EOF is not needed. /proc/vmstat is many records: a
- * read can stop short at the kernel's page-sized buffer, so it is read to
- * EOF.
- */
-static int slurp(int fd, char *buf, size_t cap, bool one_record)
-{
-	size_t len = 0;
-
-	while (len < cap - 1) {
-		ssize_t r = pm__sys.pread(fd, buf + len, cap - 1 - len, (off_t)len);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			break;
-		len += (size_t)r;
-		if (one_record && len < cap - 1 && buf[len - 1] == '\n')
-			break;
-	}
-	if (len == 0)
-		return -ESRCH;
-	buf[len] = '\0';
-	return 0;
-}
-
 static uint64_t num(const char **p)
 {
 	uint64_t v = 0;
@@ -106,7 +74,7 @@ int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time)
 {
 	char buf[1024];
 	const char *p;
-	int r = slurp(stat_fd, buf, sizeof(buf), true);
+	int r = pm__slurp(stat_fd, buf, sizeof(buf), true);
 
 	if (r)
 		return r;
@@ -140,14 +108,14 @@ int pm__token(struct pm_handle *h, struct pm__token *t)
 	if (r)
 		return r;
 	/* statm: size resident shared */
-	r = slurp(h->statm_fd, buf, sizeof(buf), true);
+	r = pm__slurp(h->statm_fd, buf, sizeof(buf), true);
 	if (r)
 		return r;
 	p = buf;
 	t->v[1] = num(&p);
 	t->v[2] = num(&p);
 	t->v[3] = num(&p);
-	r = slurp(h->status_fd, buf, sizeof(buf), true);
+	r = pm__slurp(h->status_fd, buf, sizeof(buf), true);
 	if (r)
 		return r;
 	p = strstr(buf, "\nVmPTE:");
@@ -156,7 +124,7 @@ int pm__token(struct pm_handle *h, struct pm__token *t)
 		t->v[4] = num(&p);
 	}
 	pthread_once(&vmstat_once, open_vmstat);
-	if (vmstat_fd >= 0 && slurp(vmstat_fd, buf, sizeof(buf), false) == 0) {
+	if (vmstat_fd >= 0 && pm__slurp(vmstat_fd, buf, sizeof(buf), false) == 0) {
 		for (p = buf; (p = strstr(p, "\nthp_")) != NULL;) {
 			p += 5;
 			skip_field(&p);

@@ -4,6 +4,7 @@
 #define PM_INTERNAL_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -27,6 +28,15 @@ static inline long pm__ret(long r)
 /* 0 if @opts is NULL or a well-formed options struct of which the library
  * knows the first @known bytes; -EINVAL otherwise. */
 PM_HIDDEN int pm__opts_check(const void *opts, size_t known);
+/* An output struct's size field @size: 0 if a multiple of 8 holding at
+ * least the first @min bytes, else -EINVAL. */
+PM_HIDDEN int pm__out_size_check(uint64_t size, size_t min);
+/* Copy the library's output struct @src (@len bytes, size field first) to
+ * the caller's @dst: the prefix the caller's size says it knows, and its
+ * size field as the caller set it. */
+PM_HIDDEN void pm__out_copy(void *dst, const void *src, size_t len);
+/* Whether [start, end) is a non-empty, page-aligned range of user space. */
+PM_HIDDEN bool pm__range_ok(uint64_t start, uint64_t end);
 
 /* A field of a caller's options struct, or @dflt when the caller's struct
  * is too old to have it (or opts is NULL). */
@@ -43,6 +53,23 @@ struct pm__sysops {
 };
 PM_HIDDEN extern struct pm__sysops pm__sys;
 
+/* The value of the system call expression @call (-1 and errno on failure),
+ * evaluated again while it fails with EINTR; a failure is -errno. The one
+ * EINTR rule of the library. */
+#define PM__NOINTR(call)                                      \
+	__extension__({                                       \
+		long pm__r_;                                  \
+		do                                            \
+			pm__r_ = (long)(call);                \
+		while (pm__r_ < 0 && errno == EINTR);         \
+		pm__r_ < 0 ? (long)-errno : pm__r_;           \
+	})
+
+/* Read a small procfs file whole into buf (NUL-terminated); -ESRCH if
+ * empty. @one_record: the file is a single seq_file record (stat, statm,
+ * status), generated whole, so a short read that ends the line has all of
+ * it. Otherwise (vmstat) it is read to EOF. */
+PM_HIDDEN int pm__slurp(int fd, char *buf, size_t cap, bool one_record);
 /* Read exactly @n bytes at @off, retrying EINTR and short reads. A read of
  * 0 bytes from a procfs file pinned to an mm means the mm is gone: -ESRCH. */
 PM_HIDDEN int pm__pread_full(int fd, void *buf, size_t n, uint64_t off, uint64_t *nreads);

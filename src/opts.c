@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Validation of the caller's size-prefixed options structs. */
+/* The caller's arguments: size-prefixed options and output structs, ranges. */
 #include "internal.h"
 
 #include <string.h>
@@ -23,4 +23,25 @@ int pm__opts_check(const void *opts, size_t known)
 		if (p[i])
 			return -EINVAL;
 	return 0;
+}
+
+int pm__out_size_check(uint64_t size, size_t min)
+{
+	return size < min || size % sizeof(uint64_t) ? -EINVAL : 0;
+}
+
+void pm__out_copy(void *dst, const void *src, size_t len)
+{
+	uint64_t size;
+
+	memcpy(&size, dst, sizeof(size));
+	memcpy(dst, src, size < len ? size : len);
+	memcpy(dst, &size, sizeof(size));
+}
+
+bool pm__range_ok(uint64_t start, uint64_t end)
+{
+	const struct pm__kernel *k = pm__kernel();
+
+	return !((start | end) & (k->page_size - 1)) && start < end && end <= k->user_top;
 }

@@ -368,7 +368,7 @@ PM_EXPORT int pm_kernel_probe(struct pm_kernel_info *ki)
 	out.scan_categories = k->scan_categories;
 	out.walk_retry_fix = k->fix;
 	memcpy(out.walk_retry_reason, k->fix_reason, sizeof(out.walk_retry_reason));
-	memcpy(ki, &out, out.size);
+	pm__out_copy(ki, &out, sizeof(out));
 	ki->size = size;
 	return 0;
 }

@@ -116,10 +116,10 @@ int pm__read_args(struct pm_handle *h, uint64_t start, uint64_t end, const uint6
 {
 	const struct pm__kernel *k = pm__kernel();
 
-	if (!h || !entries || (start | end) & (k->page_size - 1) || end <= start ||
-	    end > k->user_top || (end - start) >> k->page_shift > SIZE_MAX / 8)
+	if (!h || !entries || !pm__range_ok(start, end) ||
+	    (end - start) >> k->page_shift > SIZE_MAX / 8)
 		return -EINVAL;
-	if (info && (info->size < sizeof(uint64_t) || info->size % sizeof(uint64_t)))
+	if (info && pm__out_size_check(info->size, sizeof(uint64_t)))
 		return -EINVAL;
 	return 0;
 }
@@ -128,16 +128,13 @@ void pm__fill_info(struct pm_read_info *info, uint64_t flags, uint64_t retries,
 		   uint64_t kernel_reads)
 {
 	struct pm_read_info out = { 0 };
-	uint64_t size;
 
 	if (!info)
 		return;
-	size = info->size < sizeof(out) ? info->size : sizeof(out);
-	out.size = info->size;
 	out.flags = flags;
 	out.retries = retries;
 	out.kernel_reads = kernel_reads;
-	memcpy(info, &out, size);
+	pm__out_copy(info, &out, sizeof(out));
 }
 
 int pm__read_plan(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entries,

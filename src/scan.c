@@ -17,8 +17,7 @@ PM_EXPORT long pm_scan(struct pm_handle *h, uint64_t start, uint64_t end, struct
 	uint64_t cats;
 	long r;
 
-	if (!h || (start | end) & (k->page_size - 1) || end <= start || end > k->user_top ||
-	    (!vec && vec_len))
+	if (!h || !pm__range_ok(start, end) || (!vec && vec_len))
 		return pm__ret(-EINVAL);
 	r = pm__opts_check(opts, sizeof(struct pm_scan_opts));
 	if (r)

@@ -134,7 +134,7 @@ static int maps_read(struct pm_handle *h, char **out, size_t *out_len)
 	if (!buf)
 		return -ENOMEM;
 	for (;;) {
-		ssize_t r;
+		long r;
 
 		if (len == cap) {
 			char *nb = cap < (1UL << 30) ? realloc(buf, cap * 2) : NULL;
@@ -146,14 +146,10 @@ static int maps_read(struct pm_handle *h, char **out, size_t *out_len)
 			buf = nb;
 			cap *= 2;
 		}
-		r = pm__sys.pread(h->maps_fd, buf + len, cap - len, (off_t)len);
-		if (r < 0 && errno == EINTR)
-			continue;
+		r = PM__NOINTR(pm__sys.pread(h->maps_fd, buf + len, cap - len, (off_t)len));
 		if (r < 0) {
-			int e = errno;
-
 			free(buf);
-			return -e;
+			return (int)r;
 		}
 		if (r == 0)
 			break;

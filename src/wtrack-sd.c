@@ -149,12 +149,9 @@ static int sd_token(struct pm_wtrack *wt, struct pm__token *t)
 
 static int clear_refs(struct pm_wtrack *wt)
 {
-	ssize_t w;
+	long w = PM__NOINTR(write(wt->clear_fd, "4", 1));
 
-	do
-		w = write(wt->clear_fd, "4", 1);
-	while (w < 0 && errno == EINTR);
-	return w < 0 ? -errno : 0;
+	return w < 0 ? (int)w : 0;
 }
 
 enum walk_mode {

@@ -61,8 +61,7 @@ static int copy_ranges(struct pm_wtrack *wt, const struct pm_range *ranges, size
 	for (size_t i = 0; i < n; i++) {
 		const struct pm_range *r = &wt->ranges[i];
 
-		if ((r->start | r->end) & (k->page_size - 1) || r->end <= r->start ||
-		    r->end > k->user_top || (i && r->start < r[-1].end))
+		if (!pm__range_ok(r->start, r->end) || (i && r->start < r[-1].end))
 			return -EINVAL;
 		wt->npages += (r->end - r->start) >> k->page_shift;
 	}
@@ -208,13 +207,12 @@ PM_EXPORT long pm_wtrack_collect(struct pm_wtrack *wt, uint64_t start, uint64_t 
 				 struct pm_region *vec, size_t vec_len, uint64_t flags,
 				 uint64_t *walk_end)
 {
-	const uint64_t ps = pm__kernel()->page_size;
 	struct pm__scan_out o;
 	struct pm_range *sub;
 	size_t n;
 	long r;
 
-	if (!wt || !vec || !vec_len || (start | end) & (ps - 1) || end <= start ||
+	if (!wt || !vec || !vec_len || !pm__range_ok(start, end) ||
 	    (flags & ~PM_WT_COLLECT_RESET))
 		return pm__ret(-EINVAL);
 	sub = malloc(wt->nranges * sizeof(*sub));
@@ -290,19 +288,15 @@ PM_EXPORT int pm_wtrack_method(const struct pm_wtrack *wt)
 PM_EXPORT int pm_wtrack_stats(struct pm_wtrack *wt, struct pm_wtrack_stats *st)
 {
 	struct pm_wtrack_stats out;
-	uint64_t size;
 
 	if (!wt || !st)
 		return (int)pm__ret(-EINVAL);
-	size = st->size;
-	if (size < offsetof(struct pm_wtrack_stats, collects) + 8 || size % 8)
+	if (pm__out_size_check(st->size, offsetof(struct pm_wtrack_stats, collects) + 8))
 		return (int)pm__ret(-EINVAL);
 	pthread_mutex_lock(&wt->lock);
 	out = wt->stats;
 	pthread_mutex_unlock(&wt->lock);
-	out.size = size < sizeof(out) ? size : sizeof(out);
-	memcpy(st, &out, out.size);
-	st->size = size;
+	pm__out_copy(st, &out, sizeof(out));
 	return 0;
 }
 
