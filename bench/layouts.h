@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define HUGE_SZ (2UL << 20)
+#define HUGE_SZ (ps / 8 * ps) /* a PMD (page_size / 8 entries): 2 MiB with 4 KiB pages */
 
 struct span {
 	uint64_t lo, hi;

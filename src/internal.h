@@ -92,6 +92,13 @@ struct pm__kernel {
 };
 /* Probed once, then cached; never NULL. */
 PM_HIDDEN const struct pm__kernel *pm__kernel(void);
+/* Pages a PMD maps (a THP, the huge zero page): a page table holds
+ * page_size / 8 entries, so 512 with 4 KiB pages (2 MiB), 8192 with
+ * 64 KiB pages on arm64. */
+static inline uint64_t pm__pmd_pages(void)
+{
+	return pm__kernel()->page_size / sizeof(uint64_t);
+}
 /* CPUs this process may run on. */
 PM_HIDDEN int pm__ncpus(void);
 

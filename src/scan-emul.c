@@ -44,7 +44,6 @@
 #define KPF_COMPOUND_HEAD 15
 #define KPF_COMPOUND_TAIL 16
 #define KPF_ZERO_PAGE 24
-#define HUGE_ZERO_PAGES 512 /* PMD_SIZE / PAGE_SIZE on x86-64 with 4K pages */
 
 struct emu {
 	const struct pm__scan_req *q;
@@ -92,6 +91,8 @@ static uint64_t kflags(struct emu *m, uint64_t pfn)
 /* PFNZERO for present entries: one kpageflags read per PFN run. */
 static void zero_pages(struct emu *m, const uint64_t *e, size_t n, uint64_t *cats)
 {
+	const uint64_t huge_zero_pages = pm__pmd_pages();
+
 	for (size_t i = 0; i < n;) {
 		uint64_t pfn = pm_entry_pfn(e[i]), head, hf;
 		size_t run = 1;
@@ -109,10 +110,10 @@ static void zero_pages(struct emu *m, const uint64_t *e, size_t n, uint64_t *cat
 			 * folio's tails), and are in the run when it starts there */
 			for (size_t j = 0; j < run && !tails; j++)
 				tails = m->flags[j] >> KPF_COMPOUND_TAIL & 1;
-			head = pfn & ~(uint64_t)(HUGE_ZERO_PAGES - 1);
+			head = pfn & ~(huge_zero_pages - 1);
 			hf = !tails ? 0 : head == pfn ? m->flags[0] : kflags(m, head);
 			for (size_t j = 0; j < run; j++) {
-				bool in_head = pfn + j - head < HUGE_ZERO_PAGES;
+				bool in_head = pfn + j - head < huge_zero_pages;
 
 				if (cats[i + j] == ~0ULL)
 					continue;
@@ -182,8 +183,10 @@ static bool emit(struct emu *m, uint64_t s, uint64_t e, uint64_t rc)
 
 static inline uint64_t entry_cats(uint64_t e, bool anon_private)
 {
-	uint64_t c = (e >> 63 & 1) << 3 | (e >> 62 & 1) << 4 | (e >> 55 & 1) << 7 |
-		     (e >> 58 & 1) << 8;
+	uint64_t c = (e & PM_ENTRY_PRESENT ? PM_CAT_PRESENT : 0) |
+		     (e & PM_ENTRY_SWAP ? PM_CAT_SWAPPED : 0) |
+		     (e & PM_ENTRY_SOFT_DIRTY ? PM_CAT_SOFT_DIRTY : 0) |
+		     (e & PM_ENTRY_GUARD ? PM_CAT_GUARD : 0);
 
 	if ((e & PM_ENTRY_FILE) && (e & (PM_ENTRY_PRESENT | PM_ENTRY_SWAP)) &&
 	    !((e & PM_ENTRY_PRESENT) && anon_private))

@@ -31,8 +31,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define HUGE_SZ (2ULL << 20)
-
 static int uffd_open(void)
 {
 	long fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
@@ -139,39 +137,39 @@ static pthread_mutex_t zaps_lock = PTHREAD_MUTEX_INITIALIZER;
 /* 1 or 0, or -errno when the probe itself could not run (not cached). */
 static int probe_zaps(void)
 {
-	const uint64_t ps = pm__kernel()->page_size;
+	const uint64_t ps = pm__kernel()->page_size, huge = pm__pmd_pages() * ps;
 	const struct pm__scan_req q = { .mask = PM_CAT_WRITTEN, .ret = PM_CAT_WRITTEN };
 	struct pm_region vec[4];
 	struct pm__scan_out o = { .vec = vec, .vec_len = 4, .max_pages = UINT64_MAX };
 	struct pm_handle *h = NULL;
-	size_t len = 4 * HUGE_SZ;
+	size_t len = 4 * huge;
 	char *map, *p;
 	int fd = -1, r;
 
 	map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (map == MAP_FAILED)
 		return -errno;
-	p = (char *)(((uintptr_t)map + HUGE_SZ - 1) & ~(uintptr_t)(HUGE_SZ - 1));
-	madvise(p, HUGE_SZ, MADV_HUGEPAGE);
-	madvise(p + HUGE_SZ, 2 * HUGE_SZ, MADV_NOHUGEPAGE);
-	memset(p, 1, 3 * HUGE_SZ);
+	p = (char *)(((uintptr_t)map + huge - 1) & ~(uintptr_t)(huge - 1));
+	madvise(p, huge, MADV_HUGEPAGE);
+	madvise(p + huge, 2 * huge, MADV_NOHUGEPAGE);
+	memset(p, 1, 3 * huge);
 	r = pm_open(0, NULL, &h);
 	if (!r)
 		r = fd = uffd_new();
 	if (r >= 0)
-		r = uffd_register(fd, (uintptr_t)p, (uintptr_t)p + 3 * HUGE_SZ);
+		r = uffd_register(fd, (uintptr_t)p, (uintptr_t)p + 3 * huge);
 	if (!r)
-		r = protect(h, (uintptr_t)p, (uintptr_t)p + 3 * HUGE_SZ);
+		r = protect(h, (uintptr_t)p, (uintptr_t)p + 3 * huge);
 	if (!r) {
-		madvise(p, 2 * HUGE_SZ, MADV_DONTNEED);
-		madvise(p + 2 * HUGE_SZ + ps, ps, MADV_DONTNEED);
-		r = pm__scan_native(h, (uintptr_t)p, (uintptr_t)p + 3 * HUGE_SZ, &q, &o);
+		madvise(p, 2 * huge, MADV_DONTNEED);
+		madvise(p + 2 * huge + ps, ps, MADV_DONTNEED);
+		r = pm__scan_native(h, (uintptr_t)p, (uintptr_t)p + 3 * huge, &q, &o);
 	}
 	if (!r)
 		r = o.n == 2 && vec[0].start == (uintptr_t)p &&
-		    vec[0].end == (uintptr_t)p + 2 * HUGE_SZ &&
-		    vec[1].start == (uintptr_t)p + 2 * HUGE_SZ + ps &&
-		    vec[1].end == (uintptr_t)p + 2 * HUGE_SZ + 2 * ps;
+		    vec[0].end == (uintptr_t)p + 2 * huge &&
+		    vec[1].start == (uintptr_t)p + 2 * huge + ps &&
+		    vec[1].end == (uintptr_t)p + 2 * huge + 2 * ps;
 	if (fd >= 0)
 		close(fd);
 	pm_close(h);

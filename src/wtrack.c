@@ -121,7 +121,7 @@ static int start_method(struct pm_wtrack *wt, uint64_t method, uint64_t flags)
 		if (r != -EOPNOTSUPP || method == PM_WT_METHOD_UFFD)
 			return r;
 	}
-	/* soft-dirty reports a written THP as all its 512 pages */
+	/* soft-dirty reports a written THP as all its pages */
 	if (method == PM_WT_METHOD_UFFD || (flags & PM_WT_F_EXACT))
 		return -EOPNOTSUPP;
 	wt->method = PM_WT_METHOD_SOFT_DIRTY;

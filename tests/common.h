@@ -10,7 +10,7 @@
 
 #include <pagemap/pagemap.h>
 
-#define HUGE_SZ (2UL << 20)
+#define HUGE_SZ (ps / 8 * ps) /* a PMD (page_size / 8 entries): 2 MiB with 4 KiB pages */
 
 extern uint64_t ps; /* page size, set by test_init() */
 
