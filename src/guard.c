@@ -3,8 +3,9 @@
  * The consistency guard around pm_read's kernel reads.
  *
  * Before 6.5 a pagemap read comes back full length but shifted when a PMD
- * goes from populated to none (or back) while the kernel walks it
- * (kernel-facts.md §2). Every way that happens moves a counter:
+ * goes from populated to none (or back) while the kernel walks it (fixed
+ * upstream by 7780d04046a2, never backported to 6.1.y). Every way that
+ * happens moves a counter:
  *   - a fault (none -> huge, and the write fault that splits a huge zero
  *     page): the target's minflt/majflt (/proc/PID/stat, all threads);
  *   - a zap of an anonymous, file or shmem THP: RSS (statm resident and

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The shift stress test (kernel-facts.md §2, old-kernel-vm.md).
+ * The shift stress test: before 6.5 (upstream 7780d04046a2, not in
+ * 6.1.y) a pagemap read across a PMD that goes unstable comes back full
+ * length but shifted; the VM suite runs this on Debian's 6.1 kernel.
  *
  * Two threads churn PMDs: one faults and zaps an anonymous THP, one maps
  * the huge zero page (read fault), zaps it, maps it again and splits it (a
