@@ -93,6 +93,25 @@ bool thp_possible(void)
 	return strstr(buf, "[never]") == NULL;
 }
 
+bool zero_page_possible(void)
+{
+	char *a = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	uint64_t e = 0;
+
+	if (a != MAP_FAILED && fd >= 0) {
+		(void)*(volatile char *)a;
+		if (pread(fd, &e, sizeof(e), (off_t)((uintptr_t)a / ps * sizeof(e))) != sizeof(e))
+			e = 0;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (a != MAP_FAILED)
+		munmap(a, ps);
+	/* the zero page is never mapped exclusively; a page of our own is */
+	return pm_entry_present(e) && !pm_entry_exclusive(e);
+}
+
 void *make_thp(void)
 {
 	char *p = xmap(NULL, 2 * HUGE_SZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);

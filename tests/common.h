@@ -35,6 +35,9 @@ void raw_read(pid_t pid, uint64_t start, uint64_t end, uint64_t *buf);
 void *make_thp(void);
 /* Whether THP is possible at all on this machine. */
 bool thp_possible(void);
+/* Whether a read fault on private anonymous memory maps the shared zero
+ * page (some hypervisor kernels turn it off: pvm_no_zero_page=1). */
+bool zero_page_possible(void);
 /* Adds @test to @t if this kernel or machine @can run it, else prints
  * "SKIP name: why" and leaves it out. */
 void add_test_if(TCase *t, const TTest *test, bool can, const char *why);

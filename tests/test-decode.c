@@ -329,7 +329,8 @@ int main(void)
 	test_init();
 	tcase_add_test(t, decode_bits);
 	tcase_add_test(t, decode_file_and_shmem);
-	tcase_add_test(t, decode_zero_page);
+	add_test_if(t, decode_zero_page, zero_page_possible(),
+		    "read faults do not map the zero page on this kernel");
 	tcase_add_test(t, decode_prot_none);
 	tcase_add_test(t, decode_exclusive_after_fork);
 	tcase_add_test(t, decode_pfn_hidden_unprivileged);
