@@ -488,4 +488,6 @@ PM_EXPORT const char *pm_version(void);
 }
 #endif
 
+#include <pagemap/usage.h>
+
 #endif /* PAGEMAP_PAGEMAP_H */

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The physical-page files (/proc/kpageflags, kpagecount, kpagecgroup),
+ * opened once and read by several lookups (pm_kpages, pm_usage). */
+#ifndef PM_KPAGES_H
+#define PM_KPAGES_H
+
+#include "internal.h"
+
+#define PM__KPAGE_FILES 3
+
+struct pm__kpf {
+	uint64_t what;             /* PM_KPAGE_* opened */
+	int fd[PM__KPAGE_FILES];   /* flags, count, cgroup; -1 when not asked */
+};
+
+/* Open the files @what names: 0, -EOPNOTSUPP (a file the kernel lacks),
+ * or the open's errno (-EACCES, -EPERM without the rights). */
+PM_HIDDEN int pm__kpf_open(struct pm__kpf *k, uint64_t what);
+PM_HIDDEN void pm__kpf_close(struct pm__kpf *k);
+/* pm_kpages on open files: records for @n PFNs into @out. */
+PM_HIDDEN int pm__kpf_read(const struct pm__kpf *k, const uint64_t *pfns, size_t n,
+			   struct pm_kpage *out);
+
+#endif
