@@ -351,10 +351,6 @@ END_TEST
  * then equal smaps or not be valid. */
 START_TEST(test_fork_thp_cow)
 {
-	if (!thp_possible()) {
-		printf("SKIP fork_thp_cow: THP is disabled\n");
-		return;
-	}
 	check_forked((void *)1, root_need() & ~(PM_USAGE_USS | PM_USAGE_SHARED));
 }
 END_TEST
@@ -418,10 +414,6 @@ START_TEST(test_thp)
 {
 	struct pm_usage u;
 
-	if (!thp_possible()) {
-		printf("SKIP thp: THP is disabled\n");
-		return;
-	}
 	check_layout(build_thp, NULL, root_need(), &u);
 	if (u.valid & PM_USAGE_ANON_THP)
 		ck_assert_uint_ge(u.anon_thp, HUGE_SZ);
@@ -463,7 +455,7 @@ START_TEST(test_zero)
 	ck_assert(u.valid & PM_USAGE_ZERO);
 	if (!u.zero) {
 		/* seen on a 6.18 build: read faults allocate pages */
-		printf("SKIP zero: this kernel maps no zero page on a read fault\n");
+		fprintf(stderr, "SKIP zero: this kernel maps no zero page on a read fault\n");
 		return;
 	}
 	ck_assert_uint_ge(u.zero, 100 * ps + (huge_zero_possible() ? HUGE_SZ : 0));
@@ -515,7 +507,7 @@ START_TEST(test_hugetlb)
 
 	if (!write_num(NR_HUGE, old + 2) || read_num(FREE_HUGE) < 2) {
 		write_num(NR_HUGE, old);
-		printf("SKIP hugetlb: could not reserve two 2 MiB huge pages\n");
+		fprintf(stderr, "SKIP hugetlb: could not reserve two 2 MiB huge pages\n");
 		return;
 	}
 	check_layout(build_hugetlb, NULL, root_need(), &u);
@@ -561,7 +553,7 @@ START_TEST(test_swap)
 
 	snprintf(path, sizeof(path), "/var/tmp/pm-usage-swap-%d", (int)getpid());
 	if (!make_swapfile(path, 4096) || swapon(path, 0)) {
-		printf("SKIP swap: swapon %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "SKIP swap: swapon %s: %s\n", path, strerror(errno));
 		unlink(path);
 		return;
 	}
@@ -656,7 +648,7 @@ START_TEST(test_kpages)
 	size_t n = 0;
 
 	if (pm_has_feature(PM_FEAT_PFN_VISIBLE) != 1 || access(files[0], R_OK)) {
-		printf("SKIP kpages: PFNs or /proc/kpageflags not readable\n");
+		fprintf(stderr, "SKIP kpages: PFNs or /proc/kpageflags not readable\n");
 		return;
 	}
 	for (int f = 0; f < 3; f++)
@@ -733,20 +725,21 @@ int main(void)
 {
 	Suite *s = suite_create("usage");
 	TCase *tc = tcase_create("oracle");
+	const bool root = geteuid() == 0;
 
 	test_init();
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_anon);
 	tcase_add_test(tc, test_fork);
-	tcase_add_test(tc, test_fork_thp_cow);
+	add_test_if(tc, test_fork_thp_cow, thp_possible(), "THP is disabled");
 	tcase_add_test(tc, test_file);
-	tcase_add_test(tc, test_thp);
+	add_test_if(tc, test_thp, thp_possible(), "THP is disabled");
 	tcase_add_test(tc, test_zero);
-	tcase_add_test(tc, test_hugetlb);
-	tcase_add_test(tc, test_swap);
-	tcase_add_test(tc, test_unprivileged);
+	add_test_if(tc, test_hugetlb, root, "reserving huge pages needs root");
+	add_test_if(tc, test_swap, root, "swapon needs root");
+	add_test_if(tc, test_unprivileged, root, "dropping to uid 65534 needs root");
 	tcase_add_test(tc, test_usage_args);
-	tcase_add_test(tc, test_kpages);
+	add_test_if(tc, test_kpages, root, "/proc/kpage* need root");
 	tcase_add_test(tc, test_kpages_args);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
