@@ -24,16 +24,18 @@ done
 python3 - "$tmp/json" <<'PY'
 import ctypes, json, mmap, struct, sys
 d = json.load(open(sys.argv[1]))
-for k in ("library_version", "kernel_version", "page_size", "features", "walk_retry_fix",
-          "vmas", "totals", "reads"):
+for k in ("schema", "library_version", "kernel_version", "page_size", "features",
+          "walk_retry_fix", "unavailable", "vmas", "totals", "reads"):
     assert k in d, k
+assert d["schema"] == 2
 assert d["walk_retry_fix"]["status"] in ("present", "absent", "unknown")
 rows = {v["demo"].split(",")[0]: v for v in d["vmas"] if "demo" in v}
 kib = d["page_size"] // 1024
 assert rows["4K anon"]["present_kib"] == 8 * kib, rows["4K anon"]
 assert rows["shmem"]["file_kib"] == 8 * kib, rows["shmem"]
 assert rows["PROT_NONE reservation"]["present_kib"] == 0
-assert rows["zero page"]["present_kib"] == 8 * kib
+zp = rows["zero page"]
+assert zp["present_kib"] == 8 * kib, zp
 # some hypervisor kernels never map the zero page (pvm_no_zero_page=1): the
 # demo's read faults then get pages of their own
 m = mmap.mmap(-1, kib * 1024, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
@@ -42,11 +44,21 @@ with open("/proc/self/pagemap", "rb") as f:
     f.seek(ctypes.addressof(ctypes.c_char.from_buffer(m)) // (kib * 1024) * 8)
     e = struct.unpack("<Q", f.read(8))[0]
 if not e >> 56 & 1:
-    assert rows["zero page"]["exclusive_kib"] == 0, rows["zero page"]
+    # the zero page: Zero, not Rss, and not File
+    assert zp["exclusive_kib"] == 0 and zp["file_kib"] == 0, zp
+    if zp["zero_kib"] is not None:
+        assert zp["zero_kib"] == 8 * kib and zp["rss_kib"] in (0, None), zp
 if "guard_regions" in d["features"]:
     assert rows["2 guard pages"]["guard_kib"] == 2 * kib, rows["2 guard pages"]
-if "pfn_visible" in d["features"] and open("/sys/kernel/mm/transparent_hugepage/enabled").read().find("[never]") < 0:
-    assert rows["THP"]["thp_kib"] == 2048, rows["THP"]
+if "pagemap_scan" in d["features"] and open("/sys/kernel/mm/transparent_hugepage/enabled").read().find("[never]") < 0:
+    assert rows["THP"]["anon_huge_kib"] == 2048, rows["THP"]
+# a column this caller cannot have is null in every row and named in the header
+for col in ("rss", "pss", "uss", "swap", "anon_huge", "zero", "hugetlb", "guard"):
+    if col in d["unavailable"]:
+        assert all(v[col + "_kib"] is None for v in d["vmas"]), col
+    else:
+        assert d["totals"][col + "_kib"] is not None, col
+assert rows["shmem"]["rss_kib"] == 8 * kib, rows["shmem"]
 assert d["totals"]["size_kib"] == sum(v["size_kib"] for v in d["vmas"])
 PY
 
@@ -57,11 +69,62 @@ for b in auto uring sync; do
 	python3 - "$tmp/all" "$$" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
+for k in ("schema", "library_version", "kernel_version", "page_size", "features",
+          "unavailable", "processes", "totals"):
+    assert k in d, k
 procs = {p["pid"]: p for p in d["processes"]}
 me = procs.get(int(sys.argv[2]))
 assert me and me["present_kib"] > 0 and me["size_kib"] >= me["present_kib"], me
+assert me["rss_kib"] is None or me["rss_kib"] <= me["present_kib"], me
 PY
 done
+"$dump" --all --json --sort rss > "$tmp/all"
+python3 - "$tmp/all" <<'PY'
+import json, sys
+rss = [p["rss_kib"] for p in json.load(open(sys.argv[1]))["processes"] if p["rss_kib"] is not None]
+assert rss == sorted(rss, reverse=True), rss[:10]
+PY
+if "$dump" --all --sort bogus 2> /dev/null; then fail "bad sort key accepted"; fi
+
+# Names any process can set are not UTF-8 and hold newlines: the JSON
+# still parses with a strict parser, and the raw bytes are in *_hex.
+python3 - > "$tmp/pid" <<'PY' &
+import ctypes, mmap, os, sys, time
+fd = os.memfd_create("pm\udcff\nname")  # bytes pm \xff \n name
+os.ftruncate(fd, 4096)
+m = mmap.mmap(fd, 4096)
+m[0] = 1
+ctypes.CDLL(None).prctl(15, b"bad\xff\nname", 0, 0, 0)
+print(os.getpid(), flush=True)
+time.sleep(60)
+PY
+named=$!
+while [ ! -s "$tmp/pid" ]; do sleep 0.1; done
+"$dump" --pid $named --json > "$tmp/named"
+python3 -m json.tool "$tmp/named" > /dev/null || fail "--json with a non-UTF-8 name does not parse"
+python3 - "$tmp/named" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+raw = [bytes.fromhex(v["name_hex"]) for v in d["vmas"] if "name_hex" in v]
+assert any(r.startswith(b"/memfd:pm\xff") for r in raw), raw
+PY
+"$dump" --all --json | python3 -m json.tool > /dev/null || fail "--all --json with a non-UTF-8 comm does not parse"
+# raw 64-bit entries survive a parser that reads numbers as doubles
+addr=$(python3 -c 'import json,sys; print([v["start"] for v in json.load(open(sys.argv[1]))["vmas"] if "name_hex" in v][0][2:])' "$tmp/named")
+end=$(printf %x $((0x$addr + 4096)))
+"$dump" --pid $named --pages --json --range $addr-$end > "$tmp/page"
+python3 - "$tmp/page" $named $addr <<'PY'
+import json, struct, sys
+d = json.load(open(sys.argv[1]), parse_int=float)
+e = d["pages"][0]["entry"]
+assert isinstance(e, str), e
+with open("/proc/%s/pagemap" % sys.argv[2], "rb") as f:
+    f.seek(int(sys.argv[3], 16) // 4096 * 8)
+    raw = struct.unpack("<Q", f.read(8))[0]
+assert int(e, 16) == raw, (e, hex(raw))
+assert raw >> 63, hex(raw)
+PY
+kill $named
 if "$dump" --all --backend bogus 2> /dev/null; then fail "bad backend accepted"; fi
 "$dump" --pages --range 0-1000 > /dev/null
 if "$dump" --pid 999999999 2> "$tmp/err"; then fail "bad pid accepted"; fi

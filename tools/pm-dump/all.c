@@ -18,8 +18,50 @@ struct proc_stats {
 	int pid;
 	char comm[32];
 	struct stats st;
+	struct pm_usage u;
 	int err;
 };
+
+enum { ALL_SORT_PID, ALL_SORT_PSS, ALL_SORT_RSS, ALL_SORT_USS, ALL_SORT_SWAP };
+
+int all_sort_key(const char *name)
+{
+	static const char *const keys[] = { "pss", "rss", "uss", "swap" };
+
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(name, keys[i]))
+			return ALL_SORT_PSS + i;
+	return -1;
+}
+
+static int sort_key;
+
+static uint64_t key_of(const struct proc_stats *p)
+{
+	return sort_key == ALL_SORT_PSS ? p->u.pss
+	       : sort_key == ALL_SORT_RSS ? p->u.rss
+	       : sort_key == ALL_SORT_USS ? p->u.uss
+					  : p->u.swap;
+}
+
+/* largest first; processes without the value (n/a) last; then by pid */
+static int by_key(const void *a, const void *b)
+{
+	const struct proc_stats *x = a, *y = b;
+	const uint64_t bit = sort_key == ALL_SORT_PSS ? PM_USAGE_PSS
+			     : sort_key == ALL_SORT_RSS ? PM_USAGE_RSS
+			     : sort_key == ALL_SORT_USS ? PM_USAGE_USS
+							: PM_USAGE_SWAP;
+	const bool vx = x->u.valid & bit, vy = y->u.valid & bit;
+
+	if (sort_key != ALL_SORT_PID) {
+		if (vx != vy)
+			return vx ? -1 : 1;
+		if (vx && key_of(x) != key_of(y))
+			return key_of(x) > key_of(y) ? -1 : 1;
+	}
+	return x->pid < y->pid ? -1 : x->pid > y->pid;
+}
 
 struct all_read {
 	struct proc_stats *p;
@@ -149,6 +191,14 @@ static void queue_process(struct dump *d, struct queue *q, struct pm_handle *h,
 	pm_vma_list_free(l);
 }
 
+static void usage_cols(struct out *o, const struct pm_usage *u)
+{
+	out_opt_u64(o, "rss_kib", 10, u->valid & PM_USAGE_RSS, u->rss >> 10);
+	out_opt_u64(o, "pss_kib", 10, u->valid & PM_USAGE_PSS, u->pss >> 22);
+	out_opt_u64(o, "uss_kib", 10, u->valid & PM_USAGE_USS, u->uss >> 10);
+	out_opt_u64(o, "swap_kib", 10, u->valid & PM_USAGE_SWAP, u->swap >> 10);
+}
+
 static void process_row(struct dump *d, const struct proc_stats *p)
 {
 	struct out *o = &d->out;
@@ -158,16 +208,34 @@ static void process_row(struct dump *d, const struct proc_stats *p)
 	out_u64(o, "pid", "%8" PRIu64, (uint64_t)p->pid);
 	out_str(o, "comm", " %-16s", p->comm);
 	out_u64(o, "size_kib", " %12" PRIu64, p->st.size / 1024);
-	out_u64(o, "present_kib", " %12" PRIu64, p->st.present * k);
-	out_u64(o, "swapped_kib", " %10" PRIu64, p->st.swapped * k);
-	out_u64(o, "file_kib", " %10" PRIu64, p->st.file * k);
-	out_u64(o, "exclusive_kib", " %12" PRIu64, p->st.exclusive * k);
+	usage_cols(o, &p->u);
+	/* the raw pagemap counts, JSON only */
+	out_json_u64(o, "present_kib", p->st.present * k);
+	out_json_u64(o, "swapped_kib", p->st.swapped * k);
+	out_json_u64(o, "exclusive_kib", p->st.exclusive * k);
 	out_row_end(o);
 }
 
-int all_dump(struct dump *d, uint64_t backend)
+/* What the columns this caller cannot have are, and why: asked of this
+ * process, which every caller may read. */
+static void all_unavailable(struct dump *d)
+{
+	int r = pm_open(0, NULL, &d->h);
+
+	if (r < 0)
+		die("pm_open", r);
+	usage_unavailable(d);
+	pm_close(d->h);
+	d->h = NULL;
+}
+
+int all_dump(struct dump *d, const struct pm_kernel_info *ki, uint64_t backend)
 {
 	PM_OPTS(pm_batch_opts, bo, .backend = backend);
+	PM_OPTS(pm_usage_opts, uo,
+		.fields = PM_USAGE_RSS | PM_USAGE_PSS | PM_USAGE_USS | PM_USAGE_SWAP);
+	struct pm_usage total = { .size = sizeof(total) };
+	uint64_t size = 0, shown = 0;
 	struct queue q = { .buf = malloc(ALL_BUDGET * sizeof(uint64_t)),
 			   .q = malloc(ALL_QUEUE * sizeof(struct all_read)) };
 	struct out *o = &d->out;
@@ -190,27 +258,45 @@ int all_dump(struct dump *d, uint64_t backend)
 		if (tty)
 			fprintf(stderr, "\rpm-dump: %zu/%zu processes", i + 1, nps);
 		read_comm(&ps[i]);
-		if (pm_open(ps[i].pid, NULL, &hs[i]) < 0)
+		if (pm_open(ps[i].pid, NULL, &hs[i]) < 0) {
 			ps[i].err = -EACCES;
-		else
-			queue_process(d, &q, hs[i], &ps[i]);
+			continue;
+		}
+		queue_process(d, &q, hs[i], &ps[i]);
+		ps[i].u.size = sizeof(ps[i].u);
+		if (!ps[i].err) {
+			r = pm_usage(hs[i], 0, UINT64_MAX & ~(d->page_size - 1), &uo, &ps[i].u);
+			if (r < 0)
+				ps[i].err = r;
+		}
 	}
 	run_round(&q);
 	if (tty)
 		fprintf(stderr, "\n");
-	out_open(o, '{', NULL, true, NULL);
-	out_str(o, "library_version", "%.0s", pm_version()); /* JSON only */
-	out_open(o, '[', "processes", true, NULL);
-	out_text(o, "%8s %-16s %12s %12s %10s %10s %12s\n", "PID", "Command", "Size", "Present",
-		 "Swapped", "File", "Exclusive");
-	for (size_t i = 0; i < nps; i++) {
+	for (size_t i = 0; i < nps; i++)
 		pm_close(hs[i]);
-		if (ps[i].err)
+	sort_key = d->sort;
+	qsort(ps, nps, sizeof(*ps), by_key);
+	header(d, ki);
+	all_unavailable(d);
+	out_open(o, '[', "processes", true, NULL);
+	out_text(o, "%8s %-16s %12s %10s %10s %10s %10s   (KiB)\n", "PID", "Command", "Size", "Rss",
+		 "Pss", "Uss", "Swap");
+	for (size_t i = 0; i < nps; i++) {
+		if (ps[i].err) {
 			skipped++;
-		else
-			process_row(d, &ps[i]);
+			continue;
+		}
+		process_row(d, &ps[i]);
+		usage_add(&total, &ps[i].u, !shown++);
+		size += ps[i].st.size;
 	}
 	out_close(o, NULL);
+	out_open(o, '{', "totals", false, NULL);
+	out_text(o, "%8s %-16s", "", "total");
+	out_u64(o, "size_kib", " %12" PRIu64, size / 1024);
+	usage_cols(o, &total);
+	out_close(o, "\n");
 	out_u64(o, "skipped", "# %" PRIu64 " processes not readable (permission, exited, or no memory)",
 		(uint64_t)skipped);
 	out_str(o, "backend", "; backend %s\n",

@@ -38,18 +38,22 @@ static const char *fix_name(int64_t f)
 	return f == PM_FIX_PRESENT ? "present" : f == PM_FIX_ABSENT ? "absent" : "unknown";
 }
 
-/* Opens the document: versions, page size, pid, what the kernel can do. */
-static void header(struct dump *d, const struct pm_kernel_info *ki)
+/* Opens every document: schema, versions, page size, pid (none for
+ * --all), what the kernel can do. */
+void header(struct dump *d, const struct pm_kernel_info *ki)
 {
 	struct out *o = &d->out;
 	struct utsname u;
 
 	uname(&u);
 	out_open(o, '{', NULL, true, NULL);
+	out_json_u64(o, "schema", PM_DUMP_SCHEMA);
 	out_str(o, "library_version", "# libpagemap %s", pm_version());
 	out_str(o, "kernel_version", ", kernel %s", u.release);
 	out_u64(o, "page_size", ", page size %" PRIu64, d->page_size);
-	out_u64(o, "pid", ", pid %" PRIu64 "\n", (uint64_t)pm_pid(d->h));
+	if (d->h)
+		out_u64(o, "pid", ", pid %" PRIu64, (uint64_t)pm_pid(d->h));
+	out_text(o, "\n");
 	out_open(o, '[', "features", false, "# features:");
 	for (size_t i = 0; i < sizeof(features) / sizeof(features[0]); i++)
 		if (ki->features & features[i].bit)
@@ -93,17 +97,21 @@ static void dump(struct dump *d, const struct pm_kernel_info *ki, uint64_t rs, u
 {
 	struct out *o = &d->out;
 	struct stats total = { 0 };
+	struct pm_usage utotal = { .size = sizeof(utotal) };
 	struct pm_vma_list *l;
 	int r = pm_vmas(d->h, &l);
 
 	if (r < 0)
 		die("pm_vmas", r);
 	header(d, ki);
+	if (d->mode == MODE_VMAS)
+		usage_unavailable(d);
 	out_open(o, '[', mode_rows[d->mode], true, NULL);
 	if (d->mode == MODE_VMAS)
-		out_text(o, "%-16s %-4s %10s %10s %8s %8s %8s %10s %6s%s %s\n", "Address", "Perm",
-			 "Size", "Present", "Swapped", "THP", "File", "Exclusive", "Guard",
-			 d->soft_dirty ? " SoftDirt" : "", "Mapping (KiB)");
+		out_text(o, "%-16s %-4s %10s %9s %9s %9s %8s %8s %8s %8s %8s %6s%s%s %s\n",
+			 "Address", "Perm", "Size", "Rss", "Pss", "Uss", "Swap", "AnonHuge", "Zero",
+			 "Hugetlb", "File", "Guard", d->soft_dirty ? " SoftDirt" : "",
+			 d->extended ? "     Offset   Dev      Inode" : "", "Mapping (KiB)");
 	if (d->mode == MODE_SCAN && pm_vma_count(l)) {
 		/* one scan over the whole span, so regions merge across VMAs */
 		uint64_t lo = pm_vma_at(l, 0)->start, hi = pm_vma_at(l, pm_vma_count(l) - 1)->end;
@@ -124,7 +132,7 @@ static void dump(struct dump *d, const struct pm_kernel_info *ki, uint64_t rs, u
 		if (d->mode == MODE_CHECK)
 			scan_check_vma(d, s, e);
 		else
-			vmas_dump(d, v, s, e, &total);
+			vmas_dump(d, v, s, e, &total, &utotal);
 	}
 	if (d->mode == MODE_CHECK) {
 		char cats[128];
@@ -137,7 +145,7 @@ static void dump(struct dump *d, const struct pm_kernel_info *ki, uint64_t rs, u
 	} else if (d->mode == MODE_SCAN) {
 		out_close(o, NULL);
 	} else {
-		vmas_finish(d, &total);
+		vmas_finish(d, &total, &utotal);
 	}
 	out_close(o, NULL);
 	pm_vma_list_free(l);
@@ -173,8 +181,9 @@ static int parse_backend(const char *s, uint64_t *backend)
 static int usage(FILE *f)
 {
 	fprintf(f, "usage: pm-dump [--pid PID] [--json] [--pages | --ranges | --scan CATS | --check]\n"
-		   "               [--range START-END]\n"
+		   "               [--range START-END] [-x|--extended]\n"
 		   "       pm-dump --all [--json] [--backend auto|uring|sync]\n"
+		   "               [--sort pss|rss|uss|swap]\n"
 		   "Without --pid, dumps a demo child with a known layout.\n"
 		   "CATS: comma-separated wpallowed, written, file, present, swapped, pfnzero,\n"
 		   "huge, soft_dirty, guard; !name for pages without it.\n");
@@ -195,16 +204,17 @@ int main(int argc, char **argv)
 		{ "range", required_argument, NULL, 'r' }, { "help", no_argument, NULL, 'h' },
 		{ "scan", required_argument, NULL, 's' },  { "check", no_argument, NULL, 'c' },
 		{ "all", no_argument, NULL, 'a' },         { "backend", required_argument, NULL, 'b' },
+		{ "extended", no_argument, NULL, 'x' },    { "sort", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	PM_OPTS(pm_kernel_info, ki);
-	struct dump d = { .mode = MODE_VMAS, .kpageflags = -1 };
+	struct dump d = { .mode = MODE_VMAS };
 	uint64_t rs = 0, re = UINT64_MAX, backend = PM_BACKEND_AUTO;
 	pid_t pid = -1, demo = -1;
 	bool json = false, all = false;
 	int c, r, hold = -1;
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "x", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p': {
 			char *end;
@@ -236,6 +246,14 @@ int main(int argc, char **argv)
 		case 'a':
 			all = true;
 			break;
+		case 'x':
+			d.extended = true;
+			break;
+		case 'S':
+			d.sort = all_sort_key(optarg);
+			if (d.sort < 0)
+				return bad("sort key (pss, rss, uss, swap)", optarg);
+			break;
 		case 'b':
 			if (parse_backend(optarg, &backend))
 				return bad("backend (auto, uring, sync)", optarg);
@@ -254,30 +272,28 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pm-dump: range must be page aligned\n");
 		return 2;
 	}
+	r = pm_kernel_probe(&ki);
+	if (r < 0)
+		die("pm_kernel_probe", r);
 	if (all) {
-		if (pid > 0 || d.mode != MODE_VMAS)
+		if (pid > 0 || d.mode != MODE_VMAS || d.extended)
 			return usage(stderr);
-		return all_dump(&d, backend);
+		return all_dump(&d, &ki, backend);
 	}
+	if (d.sort)
+		return usage(stderr);
 	if (pid < 0)
 		pid = demo = demo_start(&hold, d.page_size);
 	r = pm_open(pid, NULL, &d.h);
 	if (r < 0)
 		die("pm_open", r);
-	r = pm_kernel_probe(&ki);
-	if (r < 0)
-		die("pm_kernel_probe", r);
 	d.soft_dirty = ki.features & PM_FEAT_SOFT_DIRTY;
 	d.scan.size = sizeof(d.scan);
 	if (d.mode == MODE_SCAN || d.mode == MODE_CHECK)
 		d.scan.return_mask = mode_categories(&d, &ki);
-	if (ki.features & PM_FEAT_PFN_VISIBLE)
-		d.kpageflags = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
 	dump(&d, &ki, rs, re);
 	pm_close(d.h);
 	free(d.buf);
-	if (d.kpageflags >= 0)
-		close(d.kpageflags);
 	if (demo > 0)
 		demo_stop(demo, hold);
 	return d.differences ? 1 : 0;

@@ -12,20 +12,59 @@ void out_init(struct out *o, bool json)
 	*o = (struct out){ .json = json, .depth = -1 };
 }
 
-static void json_str(const char *s)
+/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF), or 0. */
+static size_t utf8_len(const unsigned char *s)
 {
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	size_t n = s[0] < 0x80 ? 1 : s[0] >= 0xc2 && s[0] <= 0xdf ? 2
+				  : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+				  : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
+								 : 0;
+	unsigned char lo = 0x80, hi = 0xbf;
 
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
+	if (s[0] == 0xe0)
+		lo = 0xa0;
+	else if (s[0] == 0xed)
+		hi = 0x9f;
+	else if (s[0] == 0xf0)
+		lo = 0x90;
+	else if (s[0] == 0xf4)
+		hi = 0x8f;
+	for (size_t i = 1; i < n; i++) {
+		if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xbf))
+			return 0;
+	}
+	return n;
+}
+
+/* A JSON string of valid UTF-8: a byte that is not part of a valid
+ * sequence is written as \u00XX (it reads as U+00XX). Returns whether
+ * any was, so that the caller can add the raw bytes in hex. */
+static bool json_str(const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	bool escaped = false;
+
+	putchar('"');
+	while (*s) {
+		size_t n = utf8_len(s);
+
+		if (*s == '"' || *s == '\\') {
+			printf("\\%c", *s);
+		} else if (*s < 0x20 || *s == 0x7f) {
+			printf("\\u%04x", *s);
+		} else if (n) {
+			fwrite(s, 1, n, stdout);
+			s += n;
+			continue;
+		} else {
+			printf("\\u%04x", *s);
+			escaped = true;
+		}
+		s++;
 	}
 	putchar('"');
+	return escaped;
 }
 
 /* the separator and key before a member of the innermost container */
@@ -107,8 +146,16 @@ void out_str(struct out *o, const char *key, const char *text, ...)
 
 	va_start(ap, text);
 	if (o->json) {
+		const char *v = va_arg(ap, const char *);
+
 		member(o, key);
-		json_str(va_arg(ap, const char *));
+		if (json_str(v) && key) {
+			/* not UTF-8: the exact bytes too */
+			printf(", \"%s_hex\": \"", key);
+			for (const char *c = v; *c; c++)
+				printf("%02x", (unsigned char)*c);
+			putchar('"');
+		}
 	} else {
 		vprintf(text, ap);
 	}
@@ -142,4 +189,34 @@ void out_text(struct out *o, const char *fmt, ...)
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
 	va_end(ap);
+}
+
+void out_hex(struct out *o, const char *key, const char *text, ...)
+{
+	va_list ap;
+
+	va_start(ap, text);
+	if (o->json) {
+		/* a string: JSON numbers above 2^53 lose bits in most parsers */
+		member(o, key);
+		printf("\"0x%" PRIx64 "\"", va_arg(ap, uint64_t));
+	} else {
+		vprintf(text, ap);
+	}
+	va_end(ap);
+}
+
+void out_opt_u64(struct out *o, const char *key, int width, bool valid, uint64_t v)
+{
+	if (o->json) {
+		member(o, key);
+		if (valid)
+			printf("%" PRIu64, v);
+		else
+			fputs("null", stdout);
+	} else if (valid) {
+		printf(" %*" PRIu64, width, v);
+	} else {
+		printf(" %*s", width, "n/a");
+	}
 }

@@ -20,7 +20,6 @@ void stats_add(struct stats *to, const struct stats *from)
 	to->size += from->size;
 	to->present += from->present;
 	to->swapped += from->swapped;
-	to->thp += from->thp;
 	to->file += from->file;
 	to->exclusive += from->exclusive;
 	to->soft_dirty += from->soft_dirty;

@@ -3,13 +3,14 @@
  * (default), one per page (--pages), one per run of equal flags (--ranges). */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "pm-dump.h"
 
 #define WINDOW_PAGES 65536UL /* entries read per pm_read: 512 KiB of buffer */
-#define KPF_THP 22
 
 static void perms(const struct pm_vma *v, char out[5])
 {
@@ -38,32 +39,6 @@ static void flag_letters(uint64_t e, char out[8])
 	out[7] = '\0';
 }
 
-/* Count the THP-backed pages among present entries by PFN (kpageflags),
- * reading one run of consecutive PFNs at a time. */
-static uint64_t count_thp(struct dump *d, const uint64_t *e, size_t n)
-{
-	uint64_t flags[512], count = 0;
-
-	if (d->kpageflags < 0)
-		return 0;
-	for (size_t i = 0; i < n;) {
-		uint64_t pfn = pm_entry_pfn(e[i]);
-		size_t run = 1;
-
-		if (!pfn) {
-			i++;
-			continue;
-		}
-		while (i + run < n && run < 512 && pm_entry_pfn(e[i + run]) == pfn + run)
-			run++;
-		if (pread(d->kpageflags, flags, run * 8, (off_t)(pfn * 8)) == (ssize_t)(run * 8))
-			for (size_t j = 0; j < run; j++)
-				count += (flags[j] >> KPF_THP) & 1;
-		i += run;
-	}
-	return count;
-}
-
 static void emit_page(struct dump *d, uint64_t addr, uint64_t e)
 {
 	struct out *o = &d->out;
@@ -72,9 +47,9 @@ static void emit_page(struct dump *d, uint64_t addr, uint64_t e)
 	flag_letters(e, f);
 	out_row(o);
 	out_u64(o, "addr", "%016" PRIx64, addr);
-	out_u64(o, "entry", " %016" PRIx64, e);
+	out_hex(o, "entry", " %016" PRIx64, e);
 	out_str(o, "flags", " %s", f);
-	out_u64(o, "pfn", " pfn=%" PRIx64, pm_entry_pfn(e));
+	out_hex(o, "pfn", " pfn=%" PRIx64, pm_entry_pfn(e));
 	out_row_end(o);
 }
 
@@ -134,31 +109,59 @@ static void read_range(struct dump *d, uint64_t start, uint64_t end, struct stat
 			else if (d->mode == MODE_RANGES)
 				add_to_run(d, va, d->buf[i]);
 		}
-		st->thp += count_thp(d, d->buf, (size_t)n);
 		a = to;
 	}
 	st->size += end - start;
 }
 
-/* the sizes of one row, in KiB */
-static void sizes(struct dump *d, const struct stats *st)
+/* the sizes of one row, in KiB: smaps' fields where it has them */
+static void sizes(struct dump *d, const struct stats *st, const struct pm_usage *u)
 {
 	struct out *o = &d->out;
 	const uint64_t k = d->page_size / 1024;
+#define USAGE(key, w, bit, v) out_opt_u64(o, key, w, u->valid & (bit), (v) >> 10)
 
 	out_u64(o, "size_kib", " %10" PRIu64, st->size / 1024);
-	out_u64(o, "present_kib", " %10" PRIu64, st->present * k);
-	out_u64(o, "swapped_kib", " %8" PRIu64, st->swapped * k);
-	out_u64(o, "thp_kib", " %8" PRIu64, st->thp * k);
+	USAGE("rss_kib", 9, PM_USAGE_RSS, u->rss);
+	USAGE("pss_kib", 9, PM_USAGE_PSS, u->pss >> 12);
+	USAGE("uss_kib", 9, PM_USAGE_USS, u->uss);
+	USAGE("swap_kib", 8, PM_USAGE_SWAP, u->swap);
+	USAGE("anon_huge_kib", 8, PM_USAGE_ANON_THP, u->anon_thp);
+	USAGE("zero_kib", 8, PM_USAGE_ZERO, u->zero);
+	USAGE("hugetlb_kib", 8, PM_USAGE_HUGETLB, u->hugetlb);
 	out_u64(o, "file_kib", " %8" PRIu64, st->file * k);
-	out_u64(o, "exclusive_kib", " %10" PRIu64, st->exclusive * k);
-	out_u64(o, "guard_kib", " %6" PRIu64, st->guard * k);
+	USAGE("guard_kib", 6, PM_USAGE_GUARD, u->guard);
+#undef USAGE
 	if (d->soft_dirty)
 		out_u64(o, "soft_dirty_kib", " %8" PRIu64, st->soft_dirty * k);
+	/* the raw pagemap counts, JSON only */
+	out_json_u64(o, "present_kib", st->present * k);
+	out_json_u64(o, "exclusive_kib", st->exclusive * k);
+}
+
+/* Add one range's usage to a total: a field stays valid only if it was
+ * valid in every part. */
+void usage_add(struct pm_usage *to, const struct pm_usage *from, bool first)
+{
+	to->valid = first ? from->valid : to->valid & from->valid;
+	to->rss += from->rss;
+	to->pss += from->pss;
+	to->uss += from->uss;
+	to->swap += from->swap;
+	to->anon_thp += from->anon_thp;
+	to->zero += from->zero;
+	to->hugetlb += from->hugetlb;
+	to->guard += from->guard;
+}
+
+static char *dev_name(uint64_t dev, char out[16])
+{
+	snprintf(out, 16, "%x:%x", major((dev_t)dev), minor((dev_t)dev));
+	return out;
 }
 
 static void vma_row(struct dump *d, const struct pm_vma *v, uint64_t s, uint64_t e,
-		    const struct stats *st)
+		    const struct stats *st, const struct pm_usage *u)
 {
 	struct out *o = &d->out;
 	const char *label = demo_label(v);
@@ -166,30 +169,51 @@ static void vma_row(struct dump *d, const struct pm_vma *v, uint64_t s, uint64_t
 
 	perms(v, p);
 	out_row(o);
-	out_u64(o, "start", "%016" PRIx64, s);
-	out_json_u64(o, "end", e);
+	out_hex(o, "start", "%016" PRIx64, s);
+	if (o->json)
+		out_hex(o, "end", "%" PRIx64, e);
 	out_str(o, "perms", " %s", p);
-	sizes(d, st);
+	sizes(d, st, u);
+	if (d->extended) {
+		out_hex(o, "offset", " %10" PRIx64, v->pgoff);
+		out_str(o, "dev", " %5s", dev_name(v->dev, (char[16]){ 0 }));
+		out_u64(o, "inode", " %10" PRIu64, v->inode);
+	}
 	out_str(o, "name", " %s", v->name);
 	if (label)
 		out_str(o, "demo", " [demo: %s]", label);
 	out_row_end(o);
 }
 
-/* One VMA's part [s, e) of the dump; its counts are added to *total. */
+/* One VMA's part [s, e) of the dump; its counts are added to the totals. */
 void vmas_dump(struct dump *d, const struct pm_vma *v, uint64_t s, uint64_t e,
-	       struct stats *total)
+	       struct stats *total, struct pm_usage *utotal)
 {
 	struct stats st = { 0 };
+	struct pm_usage u = { .size = sizeof(u) };
 
 	read_range(d, s, e, &st);
-	if (d->mode == MODE_VMAS)
-		vma_row(d, v, s, e, &st);
+	/* in a VMA without a file, bit 61 comes only from the huge zero
+	 * page, which is not file memory */
+	if (!v->inode)
+		st.file = 0;
+	if (d->mode == MODE_VMAS) {
+		int r = pm_usage(d->h, s, e, NULL, &u);
+
+		if (r < 0)
+			die("pm_usage", r);
+		/* hugetlb pages have bit 61 when shared, and are not in Rss */
+		if (u.valid & PM_USAGE_HUGETLB)
+			st.file -= st.file < u.hugetlb / d->page_size ? st.file
+								     : u.hugetlb / d->page_size;
+		vma_row(d, v, s, e, &st, &u);
+		usage_add(utotal, &u, !d->rows++);
+	}
 	stats_add(total, &st);
 }
 
 /* Closes the rows and adds the totals and the read counts. */
-void vmas_finish(struct dump *d, const struct stats *total)
+void vmas_finish(struct dump *d, const struct stats *total, const struct pm_usage *utotal)
 {
 	struct out *o = &d->out;
 
@@ -198,7 +222,7 @@ void vmas_finish(struct dump *d, const struct stats *total)
 	if (d->mode == MODE_VMAS || o->json) {
 		out_open(o, '{', "totals", false, NULL);
 		out_text(o, "%-16s %-4s", "total", "");
-		sizes(d, total);
+		sizes(d, total, utotal);
 		out_close(o, "\n");
 	}
 	out_open(o, '{', "reads", false, NULL);
@@ -206,4 +230,44 @@ void vmas_finish(struct dump *d, const struct stats *total)
 	out_u64(o, "retries", ", %" PRIu64 " re-reads", d->retries);
 	out_bool(o, "guarded", d->guarded, ", guard on", ", guard off");
 	out_close(o, "\n");
+}
+
+void usage_unavailable(struct dump *d)
+{
+	static const struct {
+		uint64_t bit;
+		const char *key, *name;
+	} cols[] = {
+		{ PM_USAGE_RSS, "rss", "Rss" },           { PM_USAGE_PSS, "pss", "Pss" },
+		{ PM_USAGE_USS, "uss", "Uss" },           { PM_USAGE_SWAP, "swap", "Swap" },
+		{ PM_USAGE_ANON_THP, "anon_huge", "AnonHuge" },
+		{ PM_USAGE_ZERO, "zero", "Zero" },        { PM_USAGE_HUGETLB, "hugetlb", "Hugetlb" },
+		{ PM_USAGE_GUARD, "guard", "Guard" },
+	};
+	struct out *o = &d->out;
+	struct pm_usage u = { .size = sizeof(u) };
+	const bool pfns = pm_has_feature(PM_FEAT_PFN_VISIBLE) == 1;
+	bool any = false;
+	/* no page in the range: valid says what this caller and kernel can do */
+	int r = pm_usage(d->h, 0, d->page_size, NULL, &u);
+
+	if (r < 0)
+		die("pm_usage", r);
+	out_open(o, '{', "unavailable", false, NULL);
+	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
+		const uint64_t b = cols[i].bit;
+		const char *why;
+
+		if (u.valid & b)
+			continue;
+		why = b == PM_USAGE_GUARD	? "the kernel does not report guard regions (6.15+)"
+		      : b == PM_USAGE_ANON_THP ? "needs PAGEMAP_SCAN (Linux 6.7+)"
+		      : b == PM_USAGE_PSS && pfns ? "/proc/kpagecount is not readable"
+		      : b == PM_USAGE_PSS	? "PFNs are hidden without CAP_SYS_ADMIN"
+					: "needs PAGEMAP_SCAN (Linux 6.7+) or PFNs (CAP_SYS_ADMIN)";
+		out_text(o, "%s%s: %s", any ? "; " : "# n/a: ", cols[i].name, why);
+		out_str(o, cols[i].key, "%.0s", why);
+		any = true;
+	}
+	out_close(o, any ? "\n" : NULL);
 }
