@@ -214,13 +214,16 @@ static inline bool pm_entry_swapped(uint64_t e)
 	return (e & ((1U << PM_ENTRY_SWAP_TYPE_BITS) - 1)) != PM_ENTRY_MARKER_TYPE;
 }
 
-/** Bit 61: page-cache page or shared anonymous (shmem) page. */
+/** Bit 61: the page is not anonymous: page cache, shmem, or the huge
+ *  zero page (which reads as file in a private anonymous VMA). */
 static inline bool pm_entry_file(uint64_t e)
 {
 	return (e & PM_ENTRY_FILE) != 0;
 }
 
-/** Bit 56: the page is mapped by this process only. */
+/** Bit 56: mapped exclusively: the page's mapcount is 1 for a PTE-mapped
+ *  page; a PMD-mapped THP carries its head page's answer on all its pages
+ *  (per folio on CONFIG_NO_PAGE_MAPCOUNT kernels, 6.15+). */
 static inline bool pm_entry_exclusive(uint64_t e)
 {
 	return (e & PM_ENTRY_EXCLUSIVE) != 0;

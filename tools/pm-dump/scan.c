@@ -57,8 +57,8 @@ static void emit_region(struct dump *d, const struct pm_region *r)
 
 	scan_cat_list(r->categories, names, sizeof(names));
 	out_row(o);
-	out_u64(o, "start", "%016" PRIx64, r->start);
-	out_u64(o, "end", "-%016" PRIx64, r->end);
+	out_hex(o, "start", "%016" PRIx64, r->start);
+	out_hex(o, "end", "-%016" PRIx64, r->end);
 	out_text(o, " %8" PRIu64 " pages", (r->end - r->start) / d->page_size);
 	out_str(o, "categories", " %s", names);
 	out_row_end(o);
@@ -83,7 +83,7 @@ static void emit_diff(struct dump *d, uint64_t at, const char *what)
 	struct out *o = &d->out;
 
 	out_row(o);
-	out_u64(o, "addr", "DIFF %016" PRIx64, at);
+	out_hex(o, "addr", "DIFF %016" PRIx64, at);
 	out_str(o, "difference", ": %s", what);
 	out_row_end(o);
 	d->differences++;

@@ -46,7 +46,7 @@ static void emit_page(struct dump *d, uint64_t addr, uint64_t e)
 
 	flag_letters(e, f);
 	out_row(o);
-	out_u64(o, "addr", "%016" PRIx64, addr);
+	out_hex(o, "addr", "%016" PRIx64, addr);
 	out_hex(o, "entry", " %016" PRIx64, e);
 	out_str(o, "flags", " %s", f);
 	out_hex(o, "pfn", " pfn=%" PRIx64, pm_entry_pfn(e));
@@ -62,8 +62,8 @@ static void flush_run(struct dump *d)
 		return;
 	flag_letters(d->run_flags, f);
 	out_row(o);
-	out_u64(o, "start", "%016" PRIx64, d->run_start);
-	out_u64(o, "end", "-%016" PRIx64, d->run_end);
+	out_hex(o, "start", "%016" PRIx64, d->run_start);
+	out_hex(o, "end", "-%016" PRIx64, d->run_end);
 	out_text(o, " %8" PRIu64 " pages", (d->run_end - d->run_start) / d->page_size);
 	out_str(o, "flags", " %s", f);
 	out_row_end(o);
