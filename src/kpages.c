@@ -79,6 +79,17 @@ static int read_run(int fd, uint64_t pfn, uint64_t *buf, size_t n, size_t *past)
 	return 0;
 }
 
+int pm__kpf_pread(const struct pm__kpf *k, int f, uint64_t pfn, uint64_t *buf, size_t n)
+{
+	size_t past;
+	int r = read_run(k->fd[f], pfn, buf, n, &past);
+
+	if (!r && f == 0)
+		for (size_t j = past; j < n; j++)
+			buf[j] = 1ULL << PM_KPF_NOPAGE;
+	return r;
+}
+
 int pm__kpf_read(const struct pm__kpf *k, const uint64_t *pfns, size_t n, struct pm_kpage *out)
 {
 	uint64_t buf[RUN_MAX];
@@ -94,7 +105,6 @@ int pm__kpf_read(const struct pm__kpf *k, const uint64_t *pfns, size_t n, struct
 		while (i + run < n && run < RUN_MAX && pfns[i + run] == pfn + run)
 			run++;
 		for (int f = 0; f < PM__KPAGE_FILES; f++) {
-			size_t past;
 			int r;
 
 			if (k->fd[f] < 0) {
@@ -102,12 +112,9 @@ int pm__kpf_read(const struct pm__kpf *k, const uint64_t *pfns, size_t n, struct
 					*field(&out[i + j], f) = 0;
 				continue;
 			}
-			r = read_run(k->fd[f], pfn, buf, run, &past);
+			r = pm__kpf_pread(k, f, pfn, buf, run);
 			if (r)
 				return r;
-			if (f == 0)
-				for (size_t j = past; j < run; j++)
-					buf[j] = 1ULL << PM_KPF_NOPAGE;
 			for (size_t j = 0; j < run; j++)
 				*field(&out[i + j], f) = buf[j];
 		}

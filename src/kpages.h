@@ -17,6 +17,10 @@ struct pm__kpf {
  * or the open's errno (-EACCES, -EPERM without the rights). */
 PM_HIDDEN int pm__kpf_open(struct pm__kpf *k, uint64_t what);
 PM_HIDDEN void pm__kpf_close(struct pm__kpf *k);
+/* Records [pfn, pfn + n) of file @f (0 flags, 1 count, 2 cgroup) in one
+ * read; past the end of memory, flags read as KPF_NOPAGE, others 0. */
+PM_HIDDEN int pm__kpf_pread(const struct pm__kpf *k, int f, uint64_t pfn, uint64_t *buf,
+			    size_t n);
 /* pm_kpages on open files: records for @n PFNs into @out. */
 PM_HIDDEN int pm__kpf_read(const struct pm__kpf *k, const uint64_t *pfns, size_t n,
 			   struct pm_kpage *out);

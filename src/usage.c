@@ -36,6 +36,12 @@
 #define SCAN_VEC 512 /* regions per PAGEMAP_SCAN call */
 #define PSS_SHIFT 12
 #define MAX_FOLIO_ORDER 9 /* PMD order on x86-64 with 4 KiB pages */
+/* Physical pages are scattered. Measured on the development machine (a
+ * 6.18 guest): a pread of these files costs ~5 us, a record ~130 ns, so
+ * PFNs this close share one read. */
+#define KP_GAP 32
+#define KP_WINDOW 4096 /* records per pread at most */
+#define NOT_READ UINT64_MAX /* a flags record not read (no flags are all set) */
 
 #define F(b) (1ULL << PM_KPF_##b)
 #define PM__USAGE_FIELDS 12 /* rss .. guard, in PM_USAGE_* bit order */
@@ -47,19 +53,102 @@
 	(NEED_KPAGE | PM_USAGE_RSS | PM_USAGE_USS | PM_USAGE_SHARED | PM_USAGE_HUGETLB | \
 	 PM_USAGE_ZERO)
 
+/* One answer being built: a range's, or a VMA's (pm_usage_vmas). */
+struct acc {
+	struct pm_usage u;
+	uint64_t unknown; /* fields some page could not be decided for */
+};
+
+/* The VMA a page is in, as far as the count goes. */
+struct vinfo {
+	uint64_t start, end; /* end 0: no VMA at or above the address */
+	bool anon;           /* no file: only these hold anonymous PMD mappings */
+	bool pfnmap;         /* the vDSO data pages: smaps skips VM_PFNMAP */
+	struct acc *a;
+};
+
 struct uctx {
 	struct pm_handle *h;
 	struct pm_read_opts ro;
-	uint64_t want, avail, unknown;
+	uint64_t want, avail;
 	uint64_t ps;
 	bool kp, scan, old_mapcount;
 	struct pm__kpf kf;
 	struct pm__vcursor vc;
-	uint64_t *e, *pfn, *cat;
-	struct pm_kpage *rec;
+	const struct pm_vma_list *list; /* pm_usage_vmas: pages count for its VMAs */
+	size_t li;
+	struct acc *acc;
+	/* per page of a chunk */
+	uint64_t *e, *pfn, *cat, *flags, *count, *kbuf;
+	struct vinfo *pv;
+	size_t *idx;
 	uint64_t head_pfn, head_end, head_flags; /* the last compound head found */
-	struct pm_usage acc;
 };
+
+/* The VMA holding @va or the next one into *v: 1, 0 (none), -errno. */
+static int vma_at(struct uctx *c, uint64_t va, struct vinfo *v)
+{
+	struct pm_vma m;
+
+	if (c->list) {
+		while (c->li < c->list->count && c->list->v[c->li].end <= va)
+			c->li++;
+		if (c->li == c->list->count)
+			return 0;
+		m = c->list->v[c->li];
+		v->a = &c->acc[c->li];
+	} else {
+		int r = pm__vcursor_next(&c->vc, va, &m, true);
+
+		if (r <= 0)
+			return r;
+		v->a = &c->acc[0];
+	}
+	v->start = m.start;
+	v->end = m.end;
+	v->anon = !m.inode;
+	v->pfnmap = !strncmp(m.name, "[vvar", 5);
+	return 1;
+}
+
+static int by_pfn(const void *x, const void *y, void *arg)
+{
+	const uint64_t *pfn = arg, a = pfn[*(const size_t *)x], b = pfn[*(const size_t *)y];
+
+	return a < b ? -1 : a > b;
+}
+
+/* Records of file @f for the pages of the chunk with pfn[i] != 0 into
+ * out[i], the PFNs sorted and read in windows of nearby ones. */
+static int kp_sparse(struct uctx *c, int f, const uint64_t *pfn, size_t n, uint64_t *out)
+{
+	uint64_t *buf = c->kbuf;
+	size_t m = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (pfn[i])
+			c->idx[m++] = i;
+	qsort_r(c->idx, m, sizeof(*c->idx), by_pfn, (void *)pfn);
+	for (size_t j = 0, k; j < m; j = k) {
+		const uint64_t lo = pfn[c->idx[j]];
+		uint64_t hi = lo;
+		int r;
+
+		for (k = j + 1; k < m; k++) {
+			uint64_t p = pfn[c->idx[k]];
+
+			if (p - hi > KP_GAP || p - lo >= KP_WINDOW)
+				break;
+			hi = p;
+		}
+		r = pm__kpf_pread(&c->kf, f, lo, buf, (size_t)(hi - lo + 1));
+		if (r)
+			return r;
+		for (size_t q = j; q < k; q++)
+			out[c->idx[q]] = buf[pfn[c->idx[q]] - lo];
+	}
+	return 0;
+}
 
 /* The folio's flags for page i of the chunk: a tail page's head's (6.1
  * reports ANON, SWAPBACKED and ZERO_PAGE on the head only). The head of
@@ -69,7 +158,7 @@ static int folio_flags(struct uctx *c, size_t i, uint64_t *out)
 {
 	const uint64_t pfn = c->pfn[i];
 
-	*out = c->rec[i].flags;
+	*out = c->flags[i];
 	if (!(*out & F(COMPOUND_TAIL)))
 		return 0;
 	if (pfn >= c->head_pfn && pfn < c->head_end) {
@@ -78,16 +167,14 @@ static int folio_flags(struct uctx *c, size_t i, uint64_t *out)
 	}
 	for (unsigned o = 1; o <= MAX_FOLIO_ORDER; o++) {
 		uint64_t cand = pfn & ~((1ULL << o) - 1), d = pfn - cand, f;
-		struct pm_kpage k;
 
-		if (d <= i && c->pfn[i - d] == cand) {
-			f = c->rec[i - d].flags;
+		if (d <= i && c->pfn[i - d] == cand && c->flags[i - d] != NOT_READ) {
+			f = c->flags[i - d];
 		} else {
-			int r = pm__kpf_read(&c->kf, &cand, 1, &k);
+			int r = pm__kpf_pread(&c->kf, 0, cand, &f, 1);
 
 			if (r)
 				return r;
-			f = k.flags;
 		}
 		if (f & F(COMPOUND_HEAD)) {
 			c->head_pfn = cand;
@@ -106,7 +193,7 @@ static int folio_flags(struct uctx *c, size_t i, uint64_t *out)
  * the head's exclusive bit for all its pages (the mapcount is right);
  * with CONFIG_NO_PAGE_MAPCOUNT (6.15+) the bit is the folio's answer and
  * the mapcount an average (the bit is right), and there only they can
- * differ for a PTE-mapped page. */
+ * differ for a PTE-mapped page. @flags NOT_READ: maybe a large folio. */
 static int private_page(const struct uctx *c, uint64_t e, uint64_t count, uint64_t flags,
 			uint64_t cat)
 {
@@ -120,56 +207,67 @@ static int private_page(const struct uctx *c, uint64_t e, uint64_t count, uint64
 	return -1;
 }
 
-struct vinfo {
-	bool anon;   /* no file: only these hold anonymous PMD mappings */
-	bool pfnmap; /* the vDSO data pages: smaps skips VM_PFNMAP */
-};
-
-static void add_shared(struct uctx *c, int priv)
+static void add_shared(struct acc *a, uint64_t ps, int priv)
 {
 	if (priv < 0)
-		c->unknown |= PM_USAGE_USS | PM_USAGE_SHARED;
+		a->unknown |= PM_USAGE_USS | PM_USAGE_SHARED;
 	else if (priv)
-		c->acc.uss += c->ps;
+		a->u.uss += ps;
 	else
-		c->acc.shared += c->ps;
+		a->u.shared += ps;
+}
+
+/* Whether a present page's flags are needed: PAGEMAP_SCAN and the entry
+ * tell an anonymous page that is not a zero page or hugetlb without
+ * them; file pages need them for shmem against page cache. */
+static bool need_flags(const struct uctx *c, uint64_t e, uint64_t cat, const struct vinfo *v)
+{
+	return !c->scan || (e & PM_ENTRY_FILE) || ((cat & PM_CAT_HUGE) && !v->anon);
 }
 
 /* A present page, with the physical page's records. */
-static int page_kp(struct uctx *c, size_t i)
+static int page_kp(struct uctx *c, size_t i, struct acc *a)
 {
-	const uint64_t ps = c->ps, e = c->e[i], cat = c->cat[i];
-	const struct pm_kpage *k = &c->rec[i];
+	const uint64_t ps = c->ps, e = c->e[i], cat = c->cat[i], count = c->count[i];
 	uint64_t ff, pss;
 	int r;
 
-	if (!c->pfn[i] || (k->flags & F(NOPAGE))) {
-		c->unknown |= NEED_CLASS;
-		return 0;
+	if (c->flags[i] == NOT_READ) {
+		/* anonymous, as need_flags() decided */
+		if (cat & PM_CAT_PFNZERO) {
+			a->u.zero += ps;
+			return 0;
+		}
+		ff = F(ANON);
+	} else {
+		if (c->flags[i] & F(NOPAGE)) {
+			a->unknown |= NEED_CLASS;
+			return 0;
+		}
+		r = folio_flags(c, i, &ff);
+		if (r)
+			return r;
+		if ((c->flags[i] | ff) & F(ZERO_PAGE)) {
+			a->u.zero += ps;
+			return 0;
+		}
+		if (ff & F(HUGE)) {
+			a->u.hugetlb += ps;
+			return 0;
+		}
 	}
-	r = folio_flags(c, i, &ff);
-	if (r)
-		return r;
-	if ((k->flags | ff) & F(ZERO_PAGE)) {
-		c->acc.zero += ps;
-		return 0;
-	}
-	if (ff & F(HUGE)) {
-		c->acc.hugetlb += ps;
-		return 0;
-	}
-	c->acc.rss += ps;
-	pss = k->count >= 2 ? (ps << PSS_SHIFT) / k->count : ps << PSS_SHIFT;
-	c->acc.pss += pss;
+	a->u.rss += ps;
+	pss = count >= 2 ? (ps << PSS_SHIFT) / count : ps << PSS_SHIFT;
+	a->u.pss += pss;
 	if (ff & F(ANON))
-		c->acc.pss_anon += pss;
+		a->u.pss_anon += pss;
 	else if (ff & F(SWAPBACKED))
-		c->acc.pss_shmem += pss;
+		a->u.pss_shmem += pss;
 	else
-		c->acc.pss_file += pss;
-	add_shared(c, private_page(c, e, k->count, k->flags, cat));
+		a->u.pss_file += pss;
+	add_shared(a, ps, private_page(c, e, count, c->flags[i], cat));
 	if ((cat & PM_CAT_HUGE) && (ff & F(ANON)))
-		c->acc.anon_thp += ps;
+		a->u.anon_thp += ps;
 	return 0;
 }
 
@@ -177,20 +275,21 @@ static int page_kp(struct uctx *c, size_t i)
 static void page_scan(struct uctx *c, size_t i, const struct vinfo *v)
 {
 	const uint64_t ps = c->ps, cat = c->cat[i];
+	struct acc *a = v->a;
 
 	if (cat & PM_CAT_PFNZERO) {
-		c->acc.zero += ps;
+		a->u.zero += ps;
 	} else if (!(cat & PM_CAT_HUGE)) {
-		c->acc.rss += ps;
-		add_shared(c, pm_entry_exclusive(c->e[i]));
+		a->u.rss += ps;
+		add_shared(a, ps, pm_entry_exclusive(c->e[i]));
 	} else if (v->anon && !(cat & PM_CAT_FILE)) {
 		/* the exclusive bit of a PMD mapping is its head page's */
-		c->acc.rss += ps;
-		c->acc.anon_thp += ps;
-		c->unknown |= PM_USAGE_USS | PM_USAGE_SHARED;
+		a->u.rss += ps;
+		a->u.anon_thp += ps;
+		a->unknown |= PM_USAGE_USS | PM_USAGE_SHARED;
 	} else {
 		/* hugetlb, or a file or shmem THP: only the page knows */
-		c->unknown |= PM_USAGE_RSS | PM_USAGE_USS | PM_USAGE_SHARED | PM_USAGE_HUGETLB;
+		a->unknown |= PM_USAGE_RSS | PM_USAGE_USS | PM_USAGE_SHARED | PM_USAGE_HUGETLB;
 	}
 }
 
@@ -220,7 +319,9 @@ static int scan_chunk(struct uctx *c, uint64_t a, uint64_t b)
 	return 0;
 }
 
-static int chunk(struct uctx *c, uint64_t a, uint64_t b, const struct vinfo *v)
+/* Pages [a, b): one pagemap read, one scan, the physical pages' records,
+ * then each page counted for the VMA it is in (*v moves along). */
+static int chunk(struct uctx *c, uint64_t a, uint64_t b, struct vinfo *v)
 {
 	const size_t n = (size_t)((b - a) / c->ps);
 	long got;
@@ -234,67 +335,93 @@ static int chunk(struct uctx *c, uint64_t a, uint64_t b, const struct vinfo *v)
 		if (r)
 			return r;
 	}
+	for (size_t i = 0; i < n; i++) {
+		const uint64_t va = a + i * c->ps, e = c->e[i];
+
+		while (v->end && v->end <= va) {
+			int k = vma_at(c, va, v);
+
+			if (k < 0)
+				return k;
+			if (!k)
+				v->start = v->end = 0;
+		}
+		c->pv[i] = *v;
+		if (!v->end || va < v->start)
+			c->pv[i].a = NULL; /* not in a VMA: the kernel has no page there */
+		c->pfn[i] = 0;
+		c->flags[i] = NOT_READ;
+		if (c->kp && c->pv[i].a && pm_entry_present(e) && !v->pfnmap) {
+			c->pfn[i] = pm_entry_pfn(e);
+			/* kpageflags costs twice kpagecount: read where needed */
+			if (need_flags(c, e, c->cat[i], v))
+				c->flags[i] = 0;
+		}
+	}
 	if (c->kp) {
 		for (size_t i = 0; i < n; i++)
-			c->pfn[i] = pm_entry_present(c->e[i]) && !v->pfnmap ? pm_entry_pfn(c->e[i]) : 0;
-		r = pm__kpf_read(&c->kf, c->pfn, n, c->rec);
+			c->idx[i] = c->flags[i] == NOT_READ ? 0 : c->pfn[i];
+		memcpy(c->count, c->idx, n * sizeof(*c->count));
+		r = kp_sparse(c, 0, c->count, n, c->flags);
+		if (!r)
+			r = kp_sparse(c, 1, c->pfn, n, c->count);
 		if (r)
 			return r;
 	}
 	for (size_t i = 0; i < n && !r; i++) {
 		const uint64_t e = c->e[i];
+		const struct vinfo *pv = &c->pv[i];
+		struct acc *acc = pv->a;
 
+		if (!acc)
+			continue;
 		if (pm_entry_guard(e)) {
-			c->acc.guard += c->ps;
+			acc->u.guard += c->ps;
 		} else if (!pm_entry_present(e)) {
 			if (pm_entry_swapped(e))
-				c->acc.swap += c->ps;
-		} else if (v->pfnmap) {
+				acc->u.swap += c->ps;
+		} else if (pv->pfnmap) {
 			continue;
 		} else if (c->kp) {
-			r = page_kp(c, i);
+			r = page_kp(c, i, acc);
 		} else if (c->scan) {
-			page_scan(c, i, v);
+			page_scan(c, i, pv);
 		} else {
-			c->unknown |= NEED_CLASS;
+			acc->unknown |= NEED_CLASS;
 		}
 	}
 	return r;
 }
 
-/* Account [start, end) VMA by VMA into c->acc. */
+/* Count the pages of [start, end), read in chunks that skip the gaps
+ * between VMAs and span small VMAs. */
 static int walk(struct uctx *c, uint64_t start, uint64_t end)
 {
+	struct vinfo v;
 	uint64_t cur = start;
+	int r = vma_at(c, cur, &v);
 
-	while (cur < end) {
-		struct pm_vma vma;
-		struct vinfo v;
-		uint64_t to;
-		int r = pm__vcursor_next(&c->vc, cur, &vma, true);
+	while (r > 0 && cur < end) {
+		uint64_t b;
 
-		if (r <= 0)
-			return r;
-		if (vma.start >= end)
+		if (v.start > cur)
+			cur = v.start;
+		if (cur >= end)
 			break;
-		if (vma.start > cur)
-			cur = vma.start;
-		to = vma.end < end ? vma.end : end;
-		v.anon = !vma.inode;
-		v.pfnmap = !strncmp(vma.name, "[vvar", 5);
-		while (cur < to) {
-			uint64_t b = to - cur > CHUNK * c->ps ? cur + CHUNK * c->ps : to;
-
-			r = chunk(c, cur, b, &v);
-			if (r)
-				return r;
-			cur = b;
-		}
+		b = end - cur > CHUNK * c->ps ? cur + CHUNK * c->ps : end;
+		r = chunk(c, cur, b, &v);
+		if (r)
+			return r;
+		cur = b;
+		if (!v.end)
+			break;
+		r = v.end <= cur ? vma_at(c, cur, &v) : 1;
 	}
-	return 0;
+	return r < 0 ? r : 0;
 }
 
-static int ctx_init(struct uctx *c, struct pm_handle *h, const struct pm_usage_opts *opts)
+static int ctx_init(struct uctx *c, struct pm_handle *h, const struct pm_usage_opts *opts,
+		    size_t nacc)
 {
 	const struct pm__kernel *k = pm__kernel();
 	const uint64_t read_known = PM_READ_SNAPSHOT | PM_READ_BEST_EFFORT;
@@ -334,11 +461,17 @@ static int ctx_init(struct uctx *c, struct pm_handle *h, const struct pm_usage_o
 		c->kp = true;
 		c->avail |= NEED_CLASS;
 	}
+	c->acc = calloc(nacc ? nacc : 1, sizeof(*c->acc));
 	c->e = malloc(CHUNK * sizeof(*c->e));
 	c->cat = calloc(CHUNK, sizeof(*c->cat));
 	c->pfn = malloc(CHUNK * sizeof(*c->pfn));
-	c->rec = malloc(CHUNK * sizeof(*c->rec));
-	if (!c->e || !c->cat || !c->pfn || !c->rec)
+	c->flags = malloc(CHUNK * sizeof(*c->flags));
+	c->count = malloc(CHUNK * sizeof(*c->count));
+	c->pv = malloc(CHUNK * sizeof(*c->pv));
+	c->idx = malloc(CHUNK * sizeof(*c->idx));
+	c->kbuf = malloc(KP_WINDOW * sizeof(*c->kbuf));
+	if (!c->acc || !c->e || !c->cat || !c->pfn || !c->flags || !c->count || !c->pv || !c->idx ||
+	    !c->kbuf)
 		return -ENOMEM;
 	pm__vcursor_init(&c->vc, h);
 	return 0;
@@ -349,10 +482,15 @@ static void ctx_fini(struct uctx *c)
 	if (c->h)
 		pm__vcursor_fini(&c->vc);
 	pm__kpf_close(&c->kf);
+	free(c->acc);
 	free(c->e);
 	free(c->cat);
 	free(c->pfn);
-	free(c->rec);
+	free(c->flags);
+	free(c->count);
+	free(c->pv);
+	free(c->idx);
+	free(c->kbuf);
 }
 
 static int out_check(const struct pm_usage *out)
@@ -363,28 +501,21 @@ static int out_check(const struct pm_usage *out)
 		       : 0;
 }
 
-/* One range's answer: the fields asked for that every page decided. */
-static int usage_range(struct uctx *c, uint64_t start, uint64_t end, struct pm_usage *out)
+/* Write one answer: the fields asked for that every page decided. */
+static void put(const struct uctx *c, const struct acc *a, struct pm_usage *out, uint64_t size)
 {
-	uint64_t vals[PM__USAGE_FIELDS], size = out->size, valid;
-	int r;
+	uint64_t vals[PM__USAGE_FIELDS], valid = c->want & c->avail & ~a->unknown;
 
-	memset(&c->acc, 0, sizeof(c->acc));
-	c->unknown = 0;
-	r = walk(c, start, end);
-	if (r)
-		return r;
-	valid = c->want & c->avail & ~c->unknown;
-	memcpy(vals, &c->acc.rss, sizeof(vals));
+	memcpy(vals, &a->u.rss, sizeof(vals));
 	for (unsigned i = 0; i < PM__USAGE_FIELDS; i++)
 		if (!(valid & (1ULL << i)))
 			vals[i] = 0;
 	if (size > sizeof(*out))
 		memset((char *)out + sizeof(*out), 0, (size_t)(size - sizeof(*out)));
+	out->size = size;
 	out->valid = valid;
 	memcpy(&out->rss, vals,
 	       (size_t)((size < sizeof(*out) ? size : sizeof(*out)) - 2 * sizeof(uint64_t)));
-	return 0;
 }
 
 PM_EXPORT int pm_usage(struct pm_handle *h, uint64_t start, uint64_t end,
@@ -398,9 +529,11 @@ PM_EXPORT int pm_usage(struct pm_handle *h, uint64_t start, uint64_t end,
 		end = k->user_top;
 	if (!h || out_check(out) || (start | end) & (k->page_size - 1) || end <= start)
 		return (int)pm__ret(-EINVAL);
-	r = ctx_init(&c, h, opts);
+	r = ctx_init(&c, h, opts, 1);
 	if (!r)
-		r = usage_range(&c, start, end, out);
+		r = walk(&c, start, end);
+	if (!r)
+		put(&c, &c.acc[0], out, out->size);
 	ctx_fini(&c);
 	return (int)pm__ret(r);
 }
@@ -416,13 +549,13 @@ PM_EXPORT long pm_usage_vmas(struct pm_handle *h, const struct pm_vma_list *l,
 	if (!h || !l || out_check(out))
 		return pm__ret(-EINVAL);
 	stride = out->size;
-	r = ctx_init(&c, h, opts);
-	for (size_t i = 0; i < n && !r; i++) {
-		struct pm_usage *o = (struct pm_usage *)((char *)out + i * stride);
-
-		o->size = stride;
-		r = usage_range(&c, l->v[i].start, l->v[i].end, o);
-	}
+	r = ctx_init(&c, h, opts, n);
+	c.list = l;
+	/* one walk over the span of the list, each page counted for its VMA */
+	if (!r && n)
+		r = walk(&c, l->v[0].start, l->v[n - 1].end);
+	for (size_t i = 0; i < n && !r; i++)
+		put(&c, &c.acc[i], (struct pm_usage *)((char *)out + i * stride), stride);
 	ctx_fini(&c);
 	return r ? pm__ret(r) : (long)n;
 }
