@@ -78,12 +78,6 @@ assert me and me["present_kib"] > 0 and me["size_kib"] >= me["present_kib"], me
 assert me["rss_kib"] is None or me["rss_kib"] <= me["present_kib"], me
 PY
 done
-"$dump" --all --json --sort rss > "$tmp/all"
-python3 - "$tmp/all" <<'PY'
-import json, sys
-rss = [p["rss_kib"] for p in json.load(open(sys.argv[1]))["processes"] if p["rss_kib"] is not None]
-assert rss == sorted(rss, reverse=True), rss[:10]
-PY
 if "$dump" --all --sort bogus 2> /dev/null; then fail "bad sort key accepted"; fi
 
 # Names any process can set are not UTF-8 and hold newlines: the JSON
@@ -98,19 +92,29 @@ ctypes.CDLL(None).prctl(15, b"bad\xff\nname", 0, 0, 0)
 print(os.getpid(), flush=True)
 time.sleep(60)
 PY
-named=$!
 while [ ! -s "$tmp/pid" ]; do sleep 0.1; done
+# the python process itself ($! can be a subshell around it)
+named=$(cat "$tmp/pid")
+trap 'kill $named 2> /dev/null || true; rm -rf "$tmp"' EXIT
 "$dump" --pid $named --json > "$tmp/named"
 python3 -m json.tool "$tmp/named" > /dev/null || fail "--json with a non-UTF-8 name does not parse"
-python3 - "$tmp/named" <<'PY'
+# the raw name is in name_hex; print the mapping's address
+addr=$(python3 - "$tmp/named" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
-raw = [bytes.fromhex(v["name_hex"]) for v in d["vmas"] if "name_hex" in v]
-assert any(r.startswith(b"/memfd:pm\xff") for r in raw), raw
+named = [v for v in d["vmas"] if bytes.fromhex(v.get("name_hex", "")).startswith(b"/memfd:pm\xff")]
+assert named, [v["name"] for v in d["vmas"]]
+print(named[0]["start"][2:])
 PY
-"$dump" --all --json | python3 -m json.tool > /dev/null || fail "--all --json with a non-UTF-8 comm does not parse"
+)
+"$dump" --all --json --sort rss > "$tmp/all"
+python3 -m json.tool "$tmp/all" > /dev/null || fail "--all --json with a non-UTF-8 comm does not parse"
+python3 - "$tmp/all" <<'PY'
+import json, sys
+rss = [p["rss_kib"] for p in json.load(open(sys.argv[1]))["processes"] if p["rss_kib"] is not None]
+assert rss == sorted(rss, reverse=True), rss[:10]
+PY
 # raw 64-bit entries survive a parser that reads numbers as doubles
-addr=$(python3 -c 'import json,sys; print([v["start"] for v in json.load(open(sys.argv[1]))["vmas"] if "name_hex" in v][0][2:])' "$tmp/named")
 end=$(printf %x $((0x$addr + 4096)))
 "$dump" --pid $named --pages --json --range $addr-$end > "$tmp/page"
 python3 - "$tmp/page" $named $addr <<'PY'
@@ -124,7 +128,6 @@ with open("/proc/%s/pagemap" % sys.argv[2], "rb") as f:
 assert int(e, 16) == raw, (e, hex(raw))
 assert raw >> 63, hex(raw)
 PY
-kill $named
 if "$dump" --all --backend bogus 2> /dev/null; then fail "bad backend accepted"; fi
 "$dump" --pages --range 0-1000 > /dev/null
 if "$dump" --pid 999999999 2> "$tmp/err"; then fail "bad pid accepted"; fi
