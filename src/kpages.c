@@ -60,13 +60,11 @@ static int read_run(int fd, uint64_t pfn, uint64_t *buf, size_t n, size_t *past)
 
 	*past = n;
 	while (done < n) {
-		ssize_t r = pm__sys.pread(fd, buf + done, (n - done) * 8, (off_t)((pfn + done) * 8));
+		long r = PM__NOINTR(pm__sys.pread(fd, buf + done, (n - done) * 8,
+						  (off_t)((pfn + done) * 8)));
 
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
+		if (r < 0)
+			return (int)r;
 		if (r == 0) {
 			memset(buf + done, 0, (n - done) * 8);
 			*past = done;

@@ -35,7 +35,6 @@
 #define CHUNK 8192   /* pages per pagemap read */
 #define SCAN_VEC 512 /* regions per PAGEMAP_SCAN call */
 #define PSS_SHIFT 12
-#define MAX_FOLIO_ORDER 9 /* PMD order on x86-64 with 4 KiB pages */
 /* Physical pages are scattered. Measured on the development machine (a
  * 6.18 guest): a pread of these files costs ~5 us, a record ~130 ns, so
  * PFNs this close share one read. */
@@ -165,8 +164,9 @@ static int folio_flags(struct uctx *c, size_t i, uint64_t *out)
 		*out = c->head_flags;
 		return 0;
 	}
-	for (unsigned o = 1; o <= MAX_FOLIO_ORDER; o++) {
-		uint64_t cand = pfn & ~((1ULL << o) - 1), d = pfn - cand, f;
+	/* up to PMD-sized folios */
+	for (uint64_t sz = 2; sz <= pm__pmd_pages(); sz <<= 1) {
+		uint64_t cand = pfn & ~(sz - 1), d = pfn - cand, f;
 
 		if (d <= i && c->pfn[i - d] == cand && c->flags[i - d] != NOT_READ) {
 			f = c->flags[i - d];
@@ -178,7 +178,7 @@ static int folio_flags(struct uctx *c, size_t i, uint64_t *out)
 		}
 		if (f & F(COMPOUND_HEAD)) {
 			c->head_pfn = cand;
-			c->head_end = cand + (1ULL << o);
+			c->head_end = cand + sz;
 			c->head_flags = f;
 			*out = f;
 			return 0;
@@ -424,7 +424,7 @@ static int ctx_init(struct uctx *c, struct pm_handle *h, const struct pm_usage_o
 		    size_t nacc)
 {
 	const struct pm__kernel *k = pm__kernel();
-	const uint64_t read_known = PM_READ_SNAPSHOT | PM_READ_BEST_EFFORT;
+	const uint64_t read_known = PM_READ_F_SNAPSHOT | PM_READ_F_BEST_EFFORT;
 	const uint64_t scan_cats = PM_CAT_HUGE | PM_CAT_PFNZERO | PM_CAT_FILE;
 	int r = pm__opts_check(opts, sizeof(struct pm_usage_opts));
 
@@ -495,8 +495,9 @@ static void ctx_fini(struct uctx *c)
 
 static int out_check(const struct pm_usage *out)
 {
-	return !out || out->size < 2 * sizeof(uint64_t) || out->size % sizeof(uint64_t) ||
-			       out->size > 4096
+	/* at least size and valid; the cap keeps a bad size from having us
+	 * clear a caller's memory far beyond the struct */
+	return !out || pm__out_size_check(out->size, 2 * sizeof(uint64_t)) || out->size > 4096
 		       ? -EINVAL
 		       : 0;
 }
@@ -504,18 +505,20 @@ static int out_check(const struct pm_usage *out)
 /* Write one answer: the fields asked for that every page decided. */
 static void put(const struct uctx *c, const struct acc *a, struct pm_usage *out, uint64_t size)
 {
-	uint64_t vals[PM__USAGE_FIELDS], valid = c->want & c->avail & ~a->unknown;
+	struct pm_usage u = a->u;
+	uint64_t vals[PM__USAGE_FIELDS];
 
-	memcpy(vals, &a->u.rss, sizeof(vals));
+	u.valid = c->want & c->avail & ~a->unknown;
+	memcpy(vals, &u.rss, sizeof(vals));
 	for (unsigned i = 0; i < PM__USAGE_FIELDS; i++)
-		if (!(valid & (1ULL << i)))
+		if (!(u.valid & (1ULL << i)))
 			vals[i] = 0;
+	memcpy(&u.rss, vals, sizeof(vals));
+	/* fields of a newer caller's struct that this library does not know */
 	if (size > sizeof(*out))
 		memset((char *)out + sizeof(*out), 0, (size_t)(size - sizeof(*out)));
 	out->size = size;
-	out->valid = valid;
-	memcpy(&out->rss, vals,
-	       (size_t)((size < sizeof(*out) ? size : sizeof(*out)) - 2 * sizeof(uint64_t)));
+	pm__out_copy(out, &u, sizeof(u));
 }
 
 PM_EXPORT int pm_usage(struct pm_handle *h, uint64_t start, uint64_t end,
@@ -527,7 +530,7 @@ PM_EXPORT int pm_usage(struct pm_handle *h, uint64_t start, uint64_t end,
 
 	if (end > k->user_top)
 		end = k->user_top;
-	if (!h || out_check(out) || (start | end) & (k->page_size - 1) || end <= start)
+	if (!h || out_check(out) || !pm__range_ok(start, end))
 		return (int)pm__ret(-EINVAL);
 	r = ctx_init(&c, h, opts, 1);
 	if (!r)

@@ -125,7 +125,7 @@ struct pm_usage {
 struct pm_usage_opts {
 	uint64_t size;
 	uint64_t fields;      /* PM_USAGE_* wanted; 0 = all */
-	uint64_t read_flags;  /* PM_READ_* for the pagemap reads, as pm_read_opts.flags */
+	uint64_t read_flags;  /* PM_READ_F_* for the pagemap reads, as pm_read_opts.flags */
 	uint64_t max_retries; /* as pm_read_opts.max_retries */
 };
 
