@@ -62,6 +62,22 @@ assert rows["shmem"]["rss_kib"] == 8 * kib, rows["shmem"]
 assert d["totals"]["size_kib"] == sum(v["size_kib"] for v in d["vmas"])
 PY
 
+# unprivileged: Pss is n/a with the reason, AnonHuge still answered
+if [ "$(id -u)" -eq 0 ] && command -v setpriv > /dev/null; then
+	setpriv --reuid=65534 --regid=65534 --clear-groups "$dump" $range --json > "$tmp/nobody"
+	python3 - "$tmp/nobody" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert "pfn_visible" not in d["features"]
+assert "pss" in d["unavailable"], d["unavailable"]
+assert all(v["pss_kib"] is None for v in d["vmas"])
+rows = {v["demo"].split(",")[0]: v for v in d["vmas"] if "demo" in v}
+if "pagemap_scan" in d["features"] and open("/sys/kernel/mm/transparent_hugepage/enabled").read().find("[never]") < 0:
+    assert rows["THP"]["anon_huge_kib"] == 2048, rows["THP"]
+    assert rows["4K anon"]["rss_kib"] == 8 * d["page_size"] // 1024, rows["4K anon"]
+PY
+fi
+
 "$dump" $range --ranges --json | python3 -c 'import json,sys; assert json.load(sys.stdin)["ranges"]'
 # --all: every readable process through one batch, on each backend
 for b in auto uring sync; do
