@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -150,4 +151,9 @@ int tasks_in(pid_t pid, const char *states)
 int tasks_total(pid_t pid)
 {
 	return scan_tasks(pid, NULL);
+}
+
+int drop_to_nobody(void)
+{
+	return setgroups(0, NULL) || setgid(65534) || setuid(65534) ? -1 : 0;
 }

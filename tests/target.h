@@ -39,4 +39,7 @@ uint64_t target_progress(const struct target *t);
 int tasks_in(pid_t pid, const char *states);
 int tasks_total(pid_t pid);
 
+/* In a forked child: become uid/gid 65534 (nobody) for good. 0 or -1. */
+int drop_to_nobody(void);
+
 #endif
