@@ -21,10 +21,9 @@
  *     so a caller killed mid-stop leaves the target running; no
  *     PTRACE_O_EXITKILL.
  *
- * Waiting: only for the thread ids seized here, with __WALL. A thread's
- * status is first looked at with WNOWAIT, and only a ptrace stop is then
- * consumed (WSTOPPED without WEXITED never reaps), so the exit of a
- * process that is also the caller's child is left for the caller to reap.
+ * Waiting: only for the thread ids seized here, with __WALL, and only for
+ * stops (WSTOPPED without WEXITED never reaps), so the exit of a process
+ * that is also the caller's child is left for the caller to reap.
  * The exit of any other thread seized here must be reaped by its tracer
  * (it would stay a zombie), and reaping a thread group leader whose real
  * parent is someone else only hands it on to that parent.
@@ -39,7 +38,6 @@
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 enum { T_SEIZED, T_STOPPED, T_GONE };
@@ -159,112 +157,76 @@ static int task_tracer(const struct pm__stop *s, pid_t tid)
 }
 
 /* A thread that ended while seized: reap it unless that is its parent's
- * job (see the top of the file). */
+ * job (see the top of the file). It is a zombie already, or gone. */
 static void reap(struct pm__stop *s, pid_t tid)
 {
 	if (tid == s->pid && s->parent_is_us)
 		return;
-	while (waitpid(tid, NULL, __WALL) < 0 && errno == EINTR)
+	while (waitpid(tid, NULL, __WALL | WNOHANG) < 0 && errno == EINTR)
 		;
 }
 
-/* Look at thread i's next status; with @block, wait for one. 1 when it
- * stopped or ended, 0 (not @block) when nothing happened, or -errno. */
+/* Wait for thread i's stop (with @block) and consume it. Waiting with
+ * WSTOPPED and without WEXITED never reaps, and fails with ECHILD once
+ * the thread is a zombie (even a leader whose other threads live) or
+ * gone. 1 when it stopped or ended, 0 (not @block) when neither, or
+ * -errno. */
 static int collect(struct pm__stop *s, size_t i, bool block)
 {
 	const pid_t tid = s->t[i].tid;
+	siginfo_t si;
+	int ev;
 
-	for (;;) {
-		siginfo_t si;
-		int ev;
-
-		memset(&si, 0, sizeof(si));
-		if (waitid(P_PID, (id_t)tid, &si,
-			   WEXITED | WSTOPPED | __WALL | WNOWAIT | (block ? 0 : WNOHANG)) < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != ECHILD)
-				return -errno;
-			s->t[i].state = T_GONE; /* reaped by someone else */
-			return 1;
-		}
-		if (si.si_pid == 0)
-			return 0;
-		if (si.si_code != CLD_TRAPPED) {
+	memset(&si, 0, sizeof(si));
+	while (waitid(P_PID, (id_t)tid, &si, WSTOPPED | __WALL | (block ? 0 : WNOHANG)) < 0) {
+		if (errno != EINTR && errno != ECHILD)
+			return -errno;
+		if (errno == ECHILD) {
 			s->t[i].state = T_GONE;
 			reap(s, tid);
 			return 1;
 		}
-		/* consume the stop only: without WEXITED nothing is reaped */
-		memset(&si, 0, sizeof(si));
-		if (waitid(P_PID, (id_t)tid, &si, WSTOPPED | __WALL | WNOHANG) < 0 &&
-		    errno != EINTR && errno != ECHILD)
-			return -errno;
-		if (si.si_pid == 0)
-			continue; /* it was killed in between: look again */
-		ev = si.si_status >> 8;
-		s->t[i].state = T_STOPPED;
-		if (ev == PTRACE_EVENT_CLONE) {
-			unsigned long child;
-
-			/* the new thread is ours already and stops on its own
-			 * (without room it is found by the next listing) */
-			if (!ptrace(PTRACE_GETEVENTMSG, tid, 0, &child) && !reserve(s))
-				add(s, (pid_t)child);
-		} else if (ev == 0) {
-			s->t[i].sig = si.si_status & 0xff;
-		}
-		/* PTRACE_EVENT_STOP: our interrupt, a group stop, or the
-		 * first stop of an attached clone: nothing to hand back */
-		return 1;
 	}
+	if (si.si_pid == 0)
+		return 0;
+	ev = si.si_status >> 8;
+	s->t[i].state = T_STOPPED;
+	if (ev == PTRACE_EVENT_CLONE) {
+		unsigned long child;
+
+		/* the new thread is ours already and stops on its own
+		 * (without room it is found by the next listing) */
+		if (!ptrace(PTRACE_GETEVENTMSG, tid, 0, &child) && !reserve(s))
+			add(s, (pid_t)child);
+	} else if (ev == 0) {
+		s->t[i].sig = si.si_status & 0xff;
+	}
+	/* PTRACE_EVENT_STOP: our interrupt, a group stop, or the first
+	 * stop of an attached clone: nothing to hand back */
+	return 1;
 }
 
-/* Whether the thread group leader is a zombie whose other threads live:
- * waiting for it would wait for them all. */
-static bool leader_dead(const struct pm__stop *s)
-{
-	int st = task_state(s, s->pid);
-
-	return st == 'Z' || st == 'X' || st == -ESRCH;
-}
-
-/* Wait until no seized thread is still running. */
+/* Wait until no seized thread is still running. Every one was
+ * interrupted before this, so waiting for them in turn takes as long as
+ * the slowest. */
 static int wait_all(struct pm__stop *s)
 {
 	for (;;) {
-		size_t block = SIZE_MAX, leader = SIZE_MAX;
-		bool progress = false;
+		bool any = false;
 
+		/* a clone event inserts into s->t: the next pass sees it */
 		for (size_t i = 0; i < s->n; i++) {
 			int r;
 
 			if (s->t[i].state != T_SEIZED)
 				continue;
-			r = collect(s, i, false);
+			any = true;
+			r = collect(s, i, true);
 			if (r < 0)
 				return r;
-			progress |= r > 0;
-			if (s->t[i].state == T_SEIZED)
-				*(s->t[i].tid == s->pid ? &leader : &block) = i;
 		}
-		if (progress)
-			continue;
-		if (block != SIZE_MAX) {
-			int r = collect(s, block, true);
-
-			if (r < 0)
-				return r;
-		} else if (leader != SIZE_MAX) {
-			struct timespec ts = { 0, 20000 };
-
-			if (leader_dead(s))
-				s->t[leader].state = T_GONE;
-			else
-				nanosleep(&ts, NULL);
-		} else {
+		if (!any)
 			return 0;
-		}
 	}
 }
 
@@ -402,10 +364,14 @@ int pm__stop_end(struct pm__stop *s)
 			continue;
 		if (!ptrace(PTRACE_DETACH, s->t[i].tid, 0, s->t[i].sig))
 			continue;
-		if (errno == ESRCH)
-			reap(s, s->t[i].tid); /* killed while stopped */
-		else if (!err)
+		if (errno == ESRCH) {
+			/* killed while stopped: wait until it is a zombie */
+			s->t[i].state = T_SEIZED;
+			if (collect(s, i, true) == 1 && s->t[i].state == T_STOPPED)
+				(void)ptrace(PTRACE_DETACH, s->t[i].tid, 0, s->t[i].sig);
+		} else if (!err) {
 			err = -errno;
+		}
 	}
 	if (s->task_fd >= 0)
 		close(s->task_fd);

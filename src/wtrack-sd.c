@@ -18,8 +18,9 @@
  *     over-report, never a loss).
  *   - A zap (MADV_DONTNEED) leaves no bit: a page populated at the last
  *     reset and empty now counts as written.
- * With PM_WT_F_STOP the target is stopped (stop.c) from before the first
- * token to after the clear, so nothing of its own can fault in between
+ * With PM_WT_F_STOP the target is stopped (stop.c) from a token that
+ * proves the bits read are still current (else they are read again,
+ * stopped) to after the clear, so nothing of its own can fault in between
  * and a reset collect reports what was written, not every populated page.
  * Over-reports that come from the kernel are passed on as they are: a new
  * or grown VMA has VM_SOFTDIRTY (all its pages and holes read dirty, and a
@@ -261,8 +262,8 @@ static int hold(struct pm_wtrack *wt, struct pm__stop **st, uint64_t *t0)
 	return wt->stop ? pm__stop_begin(wt->h, st) : 0;
 }
 
-/* Resume it, and account the time it was held; @err wins over the
- * resume's own error. */
+/* Resume it, and account the time it was held. Returns @err, or the
+ * resume's error when @err is not one. */
 static int release(struct pm_wtrack *wt, struct pm__stop *st, uint64_t t0, int err)
 {
 	uint64_t ns;
@@ -277,7 +278,7 @@ static int release(struct pm_wtrack *wt, struct pm__stop *st, uint64_t t0, int e
 	wt->stats.stop_ns_total += ns;
 	if (ns > wt->stats.stop_ns_max)
 		wt->stats.stop_ns_max = ns;
-	return err < 0 ? err : r;
+	return err < 0 || !r ? err : r;
 }
 
 /* ---- the method ---- */
@@ -323,10 +324,16 @@ int pm__wt_sd_reset(struct pm_wtrack *wt)
 }
 
 /* Absorb every tracked page's bit, then clear them all: 1 when a write in
- * between may have been cleared unseen, 0, or -errno. */
+ * between may have been cleared unseen, 0, or -errno. With the stop, the
+ * bits are read before the target is held and read again, held, only if
+ * it faulted since the read began: a target that re-dirties the same
+ * pages faults once per page after a clear, and then no more, so most
+ * holds cover just the token and the clear. */
 static int read_and_clear(struct pm_wtrack *wt)
 {
 	struct pm__token t0, t1;
+	struct pm__stop *st = NULL;
+	uint64_t ns0 = 0;
 	int moved, err;
 
 	moved = sd_token(wt, &t0);
@@ -336,9 +343,24 @@ static int read_and_clear(struct pm_wtrack *wt)
 	if (err < 0)
 		return err;
 	moved |= err;
+	if (wt->stop) {
+		err = hold(wt, &st, &ns0);
+		if (err)
+			return err;
+		err = sd_token(wt, &t1);
+		if (!err && (moved || memcmp(&t0, &t1, sizeof(t0)))) {
+			/* absorbing twice only adds what changed since */
+			t0 = t1;
+			err = walk(wt, wt->ranges, wt->nranges, ABSORB_POP);
+			moved = err > 0;
+		}
+		if (err < 0)
+			return release(wt, st, ns0, err);
+	}
 	err = clear_refs(wt);
 	if (!err)
 		err = sd_token(wt, &t1);
+	err = release(wt, st, ns0, err);
 	if (err < 0)
 		return err;
 	return moved || err || memcmp(&t0, &t1, sizeof(t0));
@@ -347,8 +369,6 @@ static int read_and_clear(struct pm_wtrack *wt)
 int pm__wt_sd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n,
 		      struct pm__scan_out *o, bool reset)
 {
-	struct pm__stop *st;
-	uint64_t t0;
 	int err;
 
 	if (!reset) {
@@ -359,11 +379,8 @@ int pm__wt_sd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n,
 		return 0;
 	}
 	/* the clear resets every tracked page (all checked mapped): absorb
-	 * them all first, with the target held if asked */
-	err = hold(wt, &st, &t0);
-	if (err)
-		return err;
-	err = release(wt, st, t0, read_and_clear(wt));
+	 * them all first */
+	err = read_and_clear(wt);
 	if (err < 0)
 		return err;
 	if (err) {
