@@ -113,21 +113,15 @@ static void add(struct pm__stop *s, pid_t tid)
 static int task_file(const struct pm__stop *s, pid_t tid, const char *name, char *buf, size_t cap)
 {
 	char path[48];
-	ssize_t r;
-	int fd;
+	int fd, r;
 
 	snprintf(path, sizeof(path), "%d/%s", (int)tid, name);
 	fd = openat(s->task_fd, path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? -ESRCH : -errno;
-	do
-		r = read(fd, buf, cap - 1);
-	while (r < 0 && errno == EINTR);
+	r = pm__slurp(fd, buf, cap, true);
 	close(fd);
-	if (r <= 0)
-		return r < 0 ? -errno : -ESRCH;
-	buf[r] = '\0';
-	return 0;
+	return r;
 }
 
 /* The state letter of a thread (R, S, t, Z, ...), or -errno. */
@@ -162,33 +156,29 @@ static void reap(struct pm__stop *s, pid_t tid)
 {
 	if (tid == s->pid && s->parent_is_us)
 		return;
-	while (waitpid(tid, NULL, __WALL | WNOHANG) < 0 && errno == EINTR)
-		;
+	(void)PM__NOINTR(waitpid(tid, NULL, __WALL | WNOHANG));
 }
 
-/* Wait for thread i's stop (with @block) and consume it. Waiting with
+/* Wait for thread i's stop and consume it. Waiting with
  * WSTOPPED and without WEXITED never reaps, and fails with ECHILD once
  * the thread is a zombie (even a leader whose other threads live) or
- * gone. 1 when it stopped or ended, 0 (not @block) when neither, or
- * -errno. */
-static int collect(struct pm__stop *s, size_t i, bool block)
+ * gone. 0 when it stopped or ended, or -errno. */
+static int collect(struct pm__stop *s, size_t i)
 {
 	const pid_t tid = s->t[i].tid;
 	siginfo_t si;
+	long r;
 	int ev;
 
 	memset(&si, 0, sizeof(si));
-	while (waitid(P_PID, (id_t)tid, &si, WSTOPPED | __WALL | (block ? 0 : WNOHANG)) < 0) {
-		if (errno != EINTR && errno != ECHILD)
-			return -errno;
-		if (errno == ECHILD) {
-			s->t[i].state = T_GONE;
-			reap(s, tid);
-			return 1;
-		}
-	}
-	if (si.si_pid == 0)
+	r = PM__NOINTR(waitid(P_PID, (id_t)tid, &si, WSTOPPED | __WALL));
+	if (r == -ECHILD) {
+		s->t[i].state = T_GONE;
+		reap(s, tid);
 		return 0;
+	}
+	if (r < 0)
+		return (int)r;
 	ev = si.si_status >> 8;
 	s->t[i].state = T_STOPPED;
 	if (ev == PTRACE_EVENT_CLONE) {
@@ -203,7 +193,7 @@ static int collect(struct pm__stop *s, size_t i, bool block)
 	}
 	/* PTRACE_EVENT_STOP: our interrupt, a group stop, or the first
 	 * stop of an attached clone: nothing to hand back */
-	return 1;
+	return 0;
 }
 
 /* Wait until no seized thread is still running. Every one was
@@ -221,7 +211,7 @@ static int wait_all(struct pm__stop *s)
 			if (s->t[i].state != T_SEIZED)
 				continue;
 			any = true;
-			r = collect(s, i, true);
+			r = collect(s, i);
 			if (r < 0)
 				return r;
 		}
@@ -289,13 +279,11 @@ static int seize_new(struct pm__stop *s, DIR *d)
 /* The target's parent, from /proc/PID/stat. */
 static pid_t parent_of(struct pm_handle *h)
 {
-	char buf[512];
+	char buf[1024];
 	const char *p;
-	ssize_t r = pread(h->stat_fd, buf, sizeof(buf) - 1, 0);
 
-	if (r <= 0)
+	if (pm__slurp(h->stat_fd, buf, sizeof(buf), true))
 		return 0;
-	buf[r] = '\0';
 	p = strrchr(buf, ')');
 	return p && p[1] && p[2] && p[3] ? (pid_t)atoi(p + 4) : 0;
 }
@@ -367,7 +355,7 @@ int pm__stop_end(struct pm__stop *s)
 		if (errno == ESRCH) {
 			/* killed while stopped: wait until it is a zombie */
 			s->t[i].state = T_SEIZED;
-			if (collect(s, i, true) == 1 && s->t[i].state == T_STOPPED)
+			if (!collect(s, i) && s->t[i].state == T_STOPPED)
 				(void)ptrace(PTRACE_DETACH, s->t[i].tid, 0, s->t[i].sig);
 		} else if (!err) {
 			err = -errno;

@@ -7,6 +7,8 @@
 #include <grp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <sys/ptrace.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -156,4 +158,54 @@ int tasks_total(pid_t pid)
 int drop_to_nobody(void)
 {
 	return setgroups(0, NULL) || setgid(65534) || setuid(65534) ? -1 : 0;
+}
+
+void debugger_start(struct debugger *d, pid_t tid)
+{
+	int go[2], hold[2];
+	char c = 0;
+
+	ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(hold, O_CLOEXEC), 0);
+	d->pid = fork();
+	ck_assert_int_ge(d->pid, 0);
+	if (d->pid == 0) {
+		close(hold[1]);
+		if (ptrace(PTRACE_SEIZE, tid, 0, 0))
+			_exit(1);
+		(void)!write(go[1], &c, 1);
+		(void)!read(hold[0], &c, 1);
+		_exit(0);
+	}
+	close(go[1]);
+	close(hold[0]);
+	ck_assert_int_eq(read(go[0], &c, 1), 1);
+	close(go[0]);
+	d->release = hold[1];
+}
+
+void debugger_stop(struct debugger *d)
+{
+	int st;
+
+	close(d->release);
+	ck_assert_int_eq(waitpid(d->pid, &st, 0), d->pid);
+	ck_assert_int_eq(st, 0);
+}
+
+pid_t last_thread(pid_t pid)
+{
+	char path[32];
+	struct dirent *e;
+	pid_t last = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)))
+		if (atoi(e->d_name) > last)
+			last = atoi(e->d_name);
+	closedir(d);
+	return last;
 }

@@ -39,6 +39,17 @@ uint64_t target_progress(const struct target *t);
 int tasks_in(pid_t pid, const char *states);
 int tasks_total(pid_t pid);
 
+/* A real tracer: a forked process that has seized thread @tid (not
+ * stopped) and holds it until debugger_stop(). */
+struct debugger {
+	pid_t pid;
+	int release;
+};
+void debugger_start(struct debugger *d, pid_t tid);
+void debugger_stop(struct debugger *d);
+/* The highest thread id of @pid. */
+pid_t last_thread(pid_t pid);
+
 /* In a forked child: become uid/gid 65534 (nobody) for good. 0 or -1. */
 int drop_to_nobody(void);
 

@@ -8,7 +8,6 @@
 #include "stop.h"
 #include "target.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -16,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -193,56 +191,26 @@ END_TEST
  * debugger's hold is untouched. */
 START_TEST(stop_already_traced)
 {
-	int go[2], done[2];
+	struct debugger dbg;
 	struct target t;
 	struct pm_handle *h;
 	struct pm__stop *s;
-	pid_t dbg;
-	char c = 0;
-	int st;
 
 	target_start(&t, 4, 0, NULL, NULL);
-	ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
-	ck_assert_int_eq(pipe2(done, O_CLOEXEC), 0);
-	dbg = fork();
-	ck_assert_int_ge(dbg, 0);
-	if (dbg == 0) {
-		/* seize the last thread only: the stop seizes the others
-		 * first, then meets it, and must undo them all */
-		pid_t last = 0;
-		char path[32];
-		struct dirent *e;
-		DIR *d;
-
-		close(done[1]);
-		snprintf(path, sizeof(path), "/proc/%d/task", (int)t.pid);
-		d = opendir(path);
-		while (d && (e = readdir(d)))
-			if (atoi(e->d_name) > last)
-				last = atoi(e->d_name);
-		if (!last || ptrace(PTRACE_SEIZE, last, 0, 0))
-			_exit(1);
-		(void)!write(go[1], &c, 1);
-		(void)!read(done[0], &c, 1);
-		_exit(0);
-	}
-	close(go[1]);
-	close(done[0]);
-	ck_assert_int_eq(read(go[0], &c, 1), 1);
+	/* the last thread only: the stop seizes the others first, then meets
+	 * it, and must undo them all */
+	debugger_start(&dbg, last_thread(t.pid));
 	h = open_target(t.pid);
 	s = (void *)1;
 	ck_assert_int_eq(pm__stop_begin(h, &s), -EBUSY);
 	ck_assert_ptr_null(s);
 	assert_running(&t);
-	close(done[1]);
-	ck_assert_int_eq(waitpid(dbg, &st, 0), dbg);
-	ck_assert_int_eq(st, 0);
+	debugger_stop(&dbg);
 	/* and once the debugger is gone, the stop works */
 	ck_assert_int_eq(pm__stop_begin(h, &s), 0);
 	assert_stopped(&t);
 	ck_assert_int_eq(pm__stop_end(s), 0);
 	assert_running(&t);
-	close(go[0]);
 	pm_close(h);
 	target_kill(&t);
 }

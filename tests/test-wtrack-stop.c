@@ -91,6 +91,20 @@ static long round_copy(struct pm_wtrack *wt, pid_t pid, char *dst)
 	return pages;
 }
 
+/* Pages of the copy that differ from the target's memory. */
+static size_t stale_pages(pid_t pid, const char *dst)
+{
+	char *live = malloc(NPAGES * ps);
+	size_t stale = 0;
+
+	ck_assert_ptr_nonnull(live);
+	copy(pid, live, range().start, range().end);
+	for (size_t i = 0; i < NPAGES; i++)
+		stale += memcmp(dst + i * ps, live + i * ps, ps) != 0;
+	free(live);
+	return stale;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -112,12 +126,11 @@ static void converge(uint64_t flags, double *avg, uint64_t *widened, uint64_t *s
 	struct target t;
 	struct pm_handle *h;
 	struct pm_wtrack *wt;
-	char *dst = malloc(NPAGES * ps), *live = malloc(NPAGES * ps);
+	char *dst = malloc(NPAGES * ps);
 	long total = 0;
-	size_t stale = 0;
 	int err, s;
 
-	ck_assert(dst && live);
+	ck_assert_ptr_nonnull(dst);
 	start_writer(&t, 2);
 	ck_assert_int_eq(pm_open(t.pid, NULL, &h), 0);
 	wt = track(h, flags, &err);
@@ -139,10 +152,7 @@ static void converge(uint64_t flags, double *avg, uint64_t *widened, uint64_t *s
 	kill(t.pid, SIGSTOP);
 	ck_assert_int_eq(waitpid(t.pid, &s, WUNTRACED), t.pid);
 	ck_assert_int_ge(round_copy(wt, t.pid, dst), 0);
-	copy(t.pid, live, range().start, range().end);
-	for (size_t i = 0; i < NPAGES; i++)
-		stale += memcmp(dst + i * ps, live + i * ps, ps) != 0;
-	ck_assert_uint_eq(stale, 0);
+	ck_assert_uint_eq(stale_pages(t.pid, dst), 0);
 	/* the stop leaves the SIGSTOP in place */
 	ck_assert_int_eq(tasks_in(t.pid, "T"), tasks_total(t.pid));
 	ck_assert_int_eq(pm_wtrack_stats(wt, &st), 0);
@@ -159,7 +169,6 @@ static void converge(uint64_t flags, double *avg, uint64_t *widened, uint64_t *s
 	pm_close(h);
 	target_kill(&t);
 	free(dst);
-	free(live);
 	munmap(mem, NPAGES * ps);
 }
 
@@ -230,12 +239,11 @@ END_TEST
  * the writes made meanwhile are reported. */
 START_TEST(stop_traced_ebusy)
 {
-	int go[2], done[2], st;
+	struct debugger dbg;
 	struct target t;
 	struct pm_handle *h;
 	struct pm_wtrack *wt, *wt2;
-	char c = 0, *dst = malloc(NPAGES * ps);
-	pid_t dbg;
+	char *dst = malloc(NPAGES * ps);
 	int err;
 
 	start_writer(&t, 2);
@@ -243,21 +251,7 @@ START_TEST(stop_traced_ebusy)
 	wt = track(h, PM_WT_F_STOP, &err);
 	ck_assert_int_eq(err, 0);
 	ck_assert_int_ge(round_copy(wt, t.pid, dst), 0);
-	ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
-	ck_assert_int_eq(pipe2(done, O_CLOEXEC), 0);
-	dbg = fork();
-	ck_assert_int_ge(dbg, 0);
-	if (dbg == 0) {
-		close(done[1]);
-		if (ptrace(PTRACE_SEIZE, t.pid, 0, 0))
-			_exit(1);
-		(void)!write(go[1], &c, 1);
-		(void)!read(done[0], &c, 1);
-		_exit(0);
-	}
-	close(go[1]);
-	close(done[0]);
-	ck_assert_int_eq(read(go[0], &c, 1), 1);
+	debugger_start(&dbg, t.pid);
 	ck_assert_int_eq(round_copy(wt, t.pid, dst), -EBUSY);
 	assert_never_stopped(t.pid);
 	pm_wtrack_free(wt);
@@ -265,10 +259,7 @@ START_TEST(stop_traced_ebusy)
 	ck_assert_int_eq(err, -EBUSY);
 	ck_assert_ptr_null(wt2);
 	assert_never_stopped(t.pid);
-	close(done[1]);
-	ck_assert_int_eq(waitpid(dbg, &st, 0), dbg);
-	ck_assert_int_eq(st, 0);
-	close(go[0]);
+	debugger_stop(&dbg);
 	pm_close(h);
 	target_kill(&t);
 	free(dst);
@@ -279,14 +270,12 @@ END_TEST
 /* The writes made while a collect failed with -EBUSY are not lost. */
 START_TEST(stop_ebusy_loses_nothing)
 {
-	int go[2], done[2], st;
+	struct debugger dbg;
 	struct target t;
 	struct pm_handle *h;
 	struct pm_wtrack *wt;
-	char c = 0, *dst = malloc(NPAGES * ps), *live = malloc(NPAGES * ps);
-	pid_t dbg;
-	size_t stale = 0;
-	int err;
+	char *dst = malloc(NPAGES * ps);
+	int err, st;
 
 	start_writer(&t, 2);
 	ck_assert_int_eq(pm_open(t.pid, NULL, &h), 0);
@@ -294,40 +283,20 @@ START_TEST(stop_ebusy_loses_nothing)
 	ck_assert_int_eq(err, 0);
 	copy(t.pid, dst, range().start, range().end);
 	ck_assert_int_ge(round_copy(wt, t.pid, dst), 0);
-	ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
-	ck_assert_int_eq(pipe2(done, O_CLOEXEC), 0);
-	dbg = fork();
-	ck_assert_int_ge(dbg, 0);
-	if (dbg == 0) {
-		close(done[1]);
-		if (ptrace(PTRACE_SEIZE, t.pid, 0, 0))
-			_exit(1);
-		(void)!write(go[1], &c, 1);
-		(void)!read(done[0], &c, 1);
-		_exit(0);
-	}
-	close(go[1]);
-	close(done[0]);
-	ck_assert_int_eq(read(go[0], &c, 1), 1);
+	debugger_start(&dbg, t.pid);
 	for (int i = 0; i < 5; i++) {
 		usleep(2000);
 		ck_assert_int_eq(round_copy(wt, t.pid, dst), -EBUSY);
 	}
-	close(done[1]);
-	ck_assert_int_eq(waitpid(dbg, &st, 0), dbg);
+	debugger_stop(&dbg);
 	kill(t.pid, SIGSTOP);
 	ck_assert_int_eq(waitpid(t.pid, &st, WUNTRACED), t.pid);
 	ck_assert_int_ge(round_copy(wt, t.pid, dst), 0);
-	copy(t.pid, live, range().start, range().end);
-	for (size_t i = 0; i < NPAGES; i++)
-		stale += memcmp(dst + i * ps, live + i * ps, ps) != 0;
-	ck_assert_uint_eq(stale, 0);
-	close(go[0]);
+	ck_assert_uint_eq(stale_pages(t.pid, dst), 0);
 	pm_wtrack_free(wt);
 	pm_close(h);
 	target_kill(&t);
 	free(dst);
-	free(live);
 	munmap(mem, NPAGES * ps);
 }
 END_TEST
