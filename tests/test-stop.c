@@ -65,7 +65,7 @@ START_TEST(stop_every_thread)
 
 		target_start(&t, nthreads[k], 0, NULL, NULL);
 		h = open_target(t.pid);
-		for (int round = 0; round < 20; round++) {
+		for (int round = 0; round < 10; round++) {
 			struct pm__stop *s;
 
 			ck_assert_int_eq(pm__stop_begin(h, &s), 0);
@@ -88,7 +88,7 @@ START_TEST(stop_catches_new_threads)
 
 	target_start(&t, 4, TARGET_CHURN, NULL, NULL);
 	h = open_target(t.pid);
-	for (int round = 0; round < 100; round++) {
+	for (int round = 0; round < 40; round++) {
 		struct pm__stop *s;
 		uint64_t spawned;
 		int n;
@@ -149,7 +149,7 @@ START_TEST(stop_delivers_signals)
 
 	target_start(&t, 8, 0, NULL, NULL);
 	h = open_target(t.pid);
-	for (uint64_t i = 1; i <= 50; i++) {
+	for (uint64_t i = 1; i <= 20; i++) {
 		struct pm__stop *s;
 
 		ck_assert_int_eq(pm__stop_begin(h, &s), 0);
@@ -160,7 +160,7 @@ START_TEST(stop_delivers_signals)
 		ck_assert(EVENTUALLY(atomic_load(&t.sh->usr1) == i));
 	}
 	/* signals racing with the stop itself */
-	for (uint64_t i = 51; i <= 250; i++) {
+	for (uint64_t i = 21; i <= 100; i++) {
 		struct pm__stop *s;
 
 		kill(t.pid, SIGUSR1);
@@ -250,7 +250,7 @@ static void *spin(void *arg)
  * still the caller's to reap. */
 START_TEST(stop_target_exits)
 {
-	for (int k = 0; k < 20; k++) {
+	for (int k = 0; k < 10; k++) {
 		struct pm_handle *h;
 		int st, r = 0, n = 0;
 		pid_t pid = fork();
@@ -287,7 +287,7 @@ END_TEST
 /* The stopper killed mid-stop: the kernel resumes the target. */
 START_TEST(stop_stopper_killed)
 {
-	for (int k = 0; k < 10; k++) {
+	for (int k = 0; k < 6; k++) {
 		int ready[2];
 		struct target t;
 		pid_t copier;

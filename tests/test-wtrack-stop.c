@@ -91,6 +91,23 @@ static long round_copy(struct pm_wtrack *wt, pid_t pid, char *dst)
 	return pages;
 }
 
+/* In a forked copier: a PM_WT_F_STOP tracker of @pid and a copy buffer;
+ * exits on failure. */
+static struct pm_wtrack *child_tracker(pid_t pid, char **dst)
+{
+	struct pm_handle *h;
+	struct pm_wtrack *wt;
+	int err;
+
+	*dst = malloc(NPAGES * ps);
+	if (!*dst || pm_open(pid, NULL, &h))
+		_exit(1);
+	wt = track(h, PM_WT_F_STOP, &err);
+	if (!wt)
+		_exit(2);
+	return wt;
+}
+
 /* Pages of the copy that differ from the target's memory. */
 static size_t stale_pages(pid_t pid, const char *dst)
 {
@@ -204,16 +221,9 @@ START_TEST(stop_copier_killed)
 		copier = fork();
 		ck_assert_int_ge(copier, 0);
 		if (copier == 0) {
-			char *dst = malloc(NPAGES * ps);
-			struct pm_handle *h;
-			struct pm_wtrack *wt;
-			int err;
+			char *dst;
+			struct pm_wtrack *wt = child_tracker(t.pid, &dst);
 
-			if (!dst || pm_open(t.pid, NULL, &h))
-				_exit(1);
-			wt = track(h, PM_WT_F_STOP, &err);
-			if (!wt)
-				_exit(2);
 			(void)!write(ready[1], "x", 1);
 			for (;;)
 				if (round_copy(wt, t.pid, dst) < 0)
@@ -345,16 +355,12 @@ START_TEST(stop_not_permitted)
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		char *dst = malloc(NPAGES * ps);
-		struct pm_handle *h;
-		struct pm_wtrack *wt;
+		char *dst;
+		/* made as root, as a privileged tool would, then dropped */
+		struct pm_wtrack *wt = child_tracker(t.pid, &dst);
 		int err;
 
-		/* made as root, as a privileged tool would, then dropped */
-		if (!dst || pm_open(t.pid, NULL, &h))
-			_exit(2);
-		wt = track(h, PM_WT_F_STOP, &err);
-		if (!wt || drop_to_nobody())
+		if (drop_to_nobody())
 			_exit(3);
 		err = (int)round_copy(wt, t.pid, dst);
 		_exit(err == -EPERM ? 0 : 10);
