@@ -137,7 +137,7 @@ static void assert_never_stopped(pid_t pid)
 /* The incremental copy of the sparse writer, with and without the stop. */
 static void converge(uint64_t flags, double *avg, uint64_t *widened, uint64_t *stop_max)
 {
-	enum { rounds = 40 };
+	enum { rounds = 30 };
 	uint64_t ns[rounds];
 	PM_OPTS(pm_wtrack_stats, st);
 	struct target t;
@@ -212,7 +212,7 @@ START_TEST(stop_copier_killed)
 	int held = 0;
 
 	start_writer(&t, 8);
-	for (int k = 0; k < 30; k++) {
+	for (int k = 0; k < 20; k++) {
 		int ready[2], st;
 		pid_t copier;
 		char c;
@@ -239,7 +239,7 @@ START_TEST(stop_copier_killed)
 		ck_assert(WIFSIGNALED(st));
 		assert_never_stopped(t.pid);
 	}
-	fprintf(stderr, "copier killed 30 times, %d times while the target was held\n", held);
+	fprintf(stderr, "copier killed 20 times, %d times while the target was held\n", held);
 	target_kill(&t);
 	munmap(mem, NPAGES * ps);
 }
@@ -315,7 +315,7 @@ END_TEST
  * exit status is still the caller's. */
 START_TEST(stop_target_exits)
 {
-	for (int k = 0; k < 10; k++) {
+	for (int k = 0; k < 5; k++) {
 		struct target t;
 		struct pm_handle *h;
 		struct pm_wtrack *wt;
