@@ -4,14 +4,20 @@
  *
  * A workload writes pages of its memory at random. The copier takes one
  * full copy, then every round copies only the pages written since the
- * round before (collect with PM_WT_RESET). At the end the workload stops,
- * a last round runs, and the copy is compared with the live memory page
- * by page: any write the tracker lost would show up as a stale page.
+ * round before (collect with PM_WT_COLLECT_RESET). At the end the workload
+ * stops, a last round runs, and the copy is compared with the live memory
+ * page by page: any write the tracker lost would show up as a stale page.
  *
- * The workload is a child process (tracked with soft-dirty, where the
- * kernel has it; stopped during each round, as CRIU freezes its target)
- * or, with --self or where soft-dirty is missing, threads of this process
- * (tracked with userfaultfd where the kernel has it; they keep running).
+ * The workload is a child process, tracked with soft-dirty where the
+ * kernel has it while it keeps running. The tracker stops it only while
+ * it reads and clears the bits (PM_WT_F_STOP); without that (--no-stop) a
+ * round during which the child faulted reports every populated page, and
+ * the copy never gets smaller. With --self or where soft-dirty is
+ * missing, the workload is threads of this process (tracked with
+ * userfaultfd where the kernel has it). Each round prints the pages
+ * reported (and copied), and how long the target was stopped; the end
+ * says whether the rounds converged (each of the last half reported
+ * under a tenth of the pages, small enough to stop the target for).
  *
  * Uses the public API only. Exit status: 0 verified, 1 a stale page or an
  * error, 77 no tracking method works on this kernel.
@@ -28,13 +34,13 @@
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <pagemap/pagemap.h>
 
 static size_t ps, npages = 4096;
 static int rounds = 10, interval_ms = 50;
+static bool use_stop = true;
 
 /* ---- the workload ---- */
 
@@ -88,7 +94,7 @@ static long round_copy(struct pm_wtrack *wt, const struct target *t)
 	long pages = 0;
 
 	for (uint64_t cur = a; cur < b; cur = we) {
-		long n = pm_wtrack_collect(wt, cur, b, v, 256, PM_WT_RESET, &we);
+		long n = pm_wtrack_collect(wt, cur, b, v, 256, PM_WT_COLLECT_RESET, &we);
 
 		if (n < 0)
 			return n;
@@ -103,71 +109,80 @@ static long round_copy(struct pm_wtrack *wt, const struct target *t)
 	return pages;
 }
 
-/* Stop or continue a child workload (nothing for threads of ours). */
-static void freeze(const struct target *t, bool on)
+/* Stop a child workload for good (nothing for threads of ours). */
+static void freeze(const struct target *t)
 {
 	int st;
 
 	if (!t->pid)
 		return;
-	kill(t->pid, on ? SIGSTOP : SIGCONT);
-	if (on)
-		waitpid(t->pid, &st, WUNTRACED);
+	kill(t->pid, SIGSTOP);
+	waitpid(t->pid, &st, WUNTRACED);
 }
 
-static double now(void)
+static int cmp_double(const void *a, const void *b)
 {
-	struct timespec ts;
+	double x = *(const double *)a, y = *(const double *)b;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return x < y ? -1 : x > y;
 }
 
 static int run(struct pm_handle *h, struct target *t, pthread_t *th, int nthreads)
 {
+	PM_OPTS(pm_wtrack_opts, o, .flags = t->pid && use_stop ? PM_WT_F_STOP : 0);
 	struct pm_range r = { (uintptr_t)t->mem, (uintptr_t)t->mem + npages * ps };
-	struct pm_wtrack *wt;
+	double *held = calloc((size_t)rounds + 1, sizeof(double));
+	long *reported = calloc((size_t)rounds + 1, sizeof(long)), copied = 0;
+	struct pm_wtrack *wt = NULL;
 	size_t stale = 0;
 	char *live = NULL;
-	int ret;
+	int ret, i;
 
-	ret = pm_wtrack_new(h, &r, 1, NULL, &wt);
+	ret = held && reported ? pm_wtrack_new(h, &r, 1, &o, &wt) : -ENOMEM;
 	if (ret) {
 		atomic_store(&stop, true);
-		for (int i = 0; i < nthreads; i++)
+		for (i = 0; i < nthreads; i++)
 			pthread_join(th[i], NULL);
+		free(held);
+		free(reported);
 		return ret;
 	}
-	printf("tracking %zu pages of %s with %s\n", npages, t->pid ? "a child" : "this process",
-	       pm_wtrack_method(wt) == PM_WT_UFFD ? "userfaultfd (async write-protect)"
-						   : "soft-dirty");
+	printf("tracking %zu pages of %s with %s%s\n", npages,
+	       t->pid ? "a running child" : "this process",
+	       pm_wtrack_method(wt) == PM_WT_METHOD_UFFD ? "userfaultfd (async write-protect)"
+							 : "soft-dirty",
+	       o.flags & PM_WT_F_STOP ? ", stopping it to read and clear the bits" : "");
 	/* the full copy: tracking started first, so what changes during the
 	 * copy is copied again by the next round */
 	ret = copy_range(t, r.start, r.end);
-	for (int i = 1; !ret && i <= rounds; i++) {
-		double t0;
+	copied = (long)npages;
+	for (i = 0; !ret && i < rounds; i++) {
+		PM_OPTS(pm_wtrack_stats, s0);
+		PM_OPTS(pm_wtrack_stats, s1);
 		long pages;
 
 		usleep((useconds_t)interval_ms * 1000);
-		t0 = now();
-		/* soft-dirty can only reset exactly what it read while the
-		 * target cannot write (else it reports every populated page):
-		 * freeze the child for the round, as CRIU does */
-		freeze(t, true);
+		pm_wtrack_stats(wt, &s0);
 		pages = round_copy(wt, t);
-		freeze(t, false);
 		if (pages < 0) {
 			ret = (int)pages;
 			break;
 		}
-		printf("round %2d: %5ld pages written (%.2f%%), copied in %.2f ms\n", i, pages,
-		       100.0 * (double)pages / (double)npages, (now() - t0) * 1e3);
+		pm_wtrack_stats(wt, &s1);
+		reported[i] = pages;
+		copied += pages;
+		held[i] = (double)(s1.stop_ns_total - s0.stop_ns_total) / 1e6;
+		printf("round %2d: %5ld pages reported and copied (%5.1f%%), %7ld copied in all",
+		       i + 1, pages, 100.0 * (double)pages / (double)npages, copied);
+		if (s1.stops > s0.stops)
+			printf(", target stopped %.3f ms", held[i]);
+		printf("%s\n", s1.widened > s0.widened ? " (widened: it faulted while read)" : "");
 	}
 	/* stop the workload, then the last round */
 	atomic_store(&stop, true);
-	for (int i = 0; i < nthreads; i++)
-		pthread_join(th[i], NULL);
-	freeze(t, true);
+	for (int k = 0; k < nthreads; k++)
+		pthread_join(th[k], NULL);
+	freeze(t);
 	if (!ret) {
 		long pages = round_copy(wt, t);
 
@@ -186,19 +201,34 @@ static int run(struct pm_handle *h, struct target *t, pthread_t *th, int nthread
 		whole.copy = live;
 		ret = copy_range(&whole, r.start, r.end);
 	}
-	for (size_t i = 0; !ret && i < npages; i++)
-		stale += memcmp(live + i * ps, t->copy + i * ps, ps) != 0;
+	for (size_t k = 0; !ret && k < npages; k++)
+		stale += memcmp(live + k * ps, t->copy + k * ps, ps) != 0;
 	if (!ret) {
 		PM_OPTS(pm_wtrack_stats, st);
+		bool converged = rounds > 0;
 
-		printf("verified: %zu of %zu pages identical to the live memory%s\n", npages - stale,
-		       npages, stale ? " -- STALE PAGES" : "");
-		if (pm_wtrack_stats(wt, &st) == 0 && st.widened)
+		for (int k = rounds / 2; k < rounds; k++)
+			converged &= reported[k] * 10 < (long)npages;
+		pm_wtrack_stats(wt, &st);
+		if (st.stops && rounds > 0) {
+			qsort(held, (size_t)rounds, sizeof(*held), cmp_double);
+			printf("stopped : median %.3f ms, max %.3f ms per round (%" PRIu64
+			       " stops)\n",
+			       held[rounds / 2], held[rounds - 1], st.stops);
+		}
+		printf("converged: %s\n", converged ? "yes (each of the last half of the rounds "
+						      "reported under 10% of the pages)"
+						    : "no");
+		if (st.widened)
 			printf("(%" PRIu64 " of %" PRIu64 " collects reported every populated page: "
 			       "the workload faulted while its bits were read and cleared)\n",
 			       st.widened, st.collects);
+		printf("verified: %zu of %zu pages identical to the live memory%s\n", npages - stale,
+		       npages, stale ? " -- STALE PAGES" : "");
 	}
 	free(live);
+	free(held);
+	free(reported);
 	pm_wtrack_free(wt);
 	return ret ? ret : stale ? -EIO : 0;
 }
@@ -278,6 +308,7 @@ static void usage(FILE *f)
 		   "Copy a workload's memory incrementally with pm_wtrack and verify the copy.\n"
 		   "  --self         track this process's memory (userfaultfd where it works)\n"
 		   "                 instead of a child's (soft-dirty where it works)\n"
+		   "  --no-stop      do not stop the child while its bits are read and cleared\n"
 		   "  --rounds N     incremental rounds (default 10)\n"
 		   "  --pages N      pages of workload memory (default 4096)\n"
 		   "  --interval MS  time between rounds (default 50)\n");
@@ -288,7 +319,8 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "self", no_argument, NULL, 's' },     { "rounds", required_argument, NULL, 'r' },
 		{ "pages", required_argument, NULL, 'p' }, { "interval", required_argument, NULL, 'i' },
-		{ "help", no_argument, NULL, 'h' },     { NULL, 0, NULL, 0 },
+		{ "no-stop", no_argument, NULL, 'n' }, { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	bool self = false;
 	int c, ret;
@@ -298,6 +330,9 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 's':
 			self = true;
+			break;
+		case 'n':
+			use_stop = false;
 			break;
 		case 'r':
 			rounds = atoi(optarg);

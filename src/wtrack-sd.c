@@ -18,16 +18,22 @@
  *     over-report, never a loss).
  *   - A zap (MADV_DONTNEED) leaves no bit: a page populated at the last
  *     reset and empty now counts as written.
+ * With PM_WT_F_STOP the target is stopped (stop.c) from a token that
+ * proves the bits read are still current (else they are read again,
+ * stopped) to after the clear, so nothing of its own can fault in between
+ * and a reset collect reports what was written, not every populated page.
  * Over-reports that come from the kernel are passed on as they are: a new
  * or grown VMA has VM_SOFTDIRTY (all its pages and holes read dirty, and a
  * merge spreads that to its neighbour), a PMD-mapped THP is dirty as a
  * whole, and pages a COW mapping may have pinned are never cleared.
  */
+#include "stop.h"
 #include "wtrack.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- the process-wide registry: one soft-dirty tracker per process ---- */
@@ -238,9 +244,47 @@ static size_t words(const struct pm_wtrack *wt)
 	return (size_t)((wt->npages + 63) / 64);
 }
 
+/* ---- stopping the target (PM_WT_F_STOP) ---- */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Stop the target if the tracker was asked to (*st stays NULL if not). */
+static int hold(struct pm_wtrack *wt, struct pm__stop **st, uint64_t *t0)
+{
+	*st = NULL;
+	*t0 = now_ns();
+	return wt->stop ? pm__stop_begin(wt->h, st) : 0;
+}
+
+/* Resume it, and account the time it was held. Returns @err, or the
+ * resume's error when @err is not one. */
+static int release(struct pm_wtrack *wt, struct pm__stop *st, uint64_t t0, int err)
+{
+	uint64_t ns;
+	int r;
+
+	if (!st)
+		return err;
+	r = pm__stop_end(st);
+	ns = now_ns() - t0;
+	wt->stats.stops++;
+	wt->stats.stop_ns_last = ns;
+	wt->stats.stop_ns_total += ns;
+	if (ns > wt->stats.stop_ns_max)
+		wt->stats.stop_ns_max = ns;
+	return err < 0 || !r ? err : r;
+}
+
 /* ---- the method ---- */
 
-int pm__wt_sd_reset(struct pm_wtrack *wt)
+/* The reset's tries, with the target held if asked. */
+static int reset_tries(struct pm_wtrack *wt)
 {
 	/* a plain reset forgets everything, so a disturbed one can simply be
 	 * done again */
@@ -268,11 +312,64 @@ int pm__wt_sd_reset(struct pm_wtrack *wt)
 	return 0;
 }
 
+int pm__wt_sd_reset(struct pm_wtrack *wt)
+{
+	struct pm__stop *st;
+	uint64_t t0;
+	int r = hold(wt, &st, &t0);
+
+	if (r)
+		return r;
+	return release(wt, st, t0, reset_tries(wt));
+}
+
+/* Absorb every tracked page's bit, then clear them all: 1 when a write in
+ * between may have been cleared unseen, 0, or -errno. With the stop, the
+ * bits are read before the target is held and read again, held, only if
+ * it faulted since the read began: a target that re-dirties the same
+ * pages faults once per page after a clear, and then no more, so most
+ * holds cover just the token and the clear. */
+static int read_and_clear(struct pm_wtrack *wt)
+{
+	struct pm__token t0, t1;
+	struct pm__stop *st = NULL;
+	uint64_t ns0 = 0;
+	int moved, err;
+
+	moved = sd_token(wt, &t0);
+	if (moved < 0)
+		return moved;
+	err = walk(wt, wt->ranges, wt->nranges, ABSORB_POP);
+	if (err < 0)
+		return err;
+	moved |= err;
+	if (wt->stop) {
+		err = hold(wt, &st, &ns0);
+		if (err)
+			return err;
+		err = sd_token(wt, &t1);
+		if (!err && (moved || memcmp(&t0, &t1, sizeof(t0)))) {
+			/* absorbing twice only adds what changed since */
+			t0 = t1;
+			err = walk(wt, wt->ranges, wt->nranges, ABSORB_POP);
+			moved = err > 0;
+		}
+		if (err < 0)
+			return release(wt, st, ns0, err);
+	}
+	err = clear_refs(wt);
+	if (!err)
+		err = sd_token(wt, &t1);
+	err = release(wt, st, ns0, err);
+	if (err < 0)
+		return err;
+	return moved || err || memcmp(&t0, &t1, sizeof(t0));
+}
+
 int pm__wt_sd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n,
 		      struct pm__scan_out *o, bool reset)
 {
-	struct pm__token t0, t1;
-	int moved, err;
+	int err;
 
 	if (!reset) {
 		err = walk(wt, r, n, ABSORB);
@@ -283,19 +380,10 @@ int pm__wt_sd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n,
 	}
 	/* the clear resets every tracked page (all checked mapped): absorb
 	 * them all first */
-	moved = sd_token(wt, &t0);
-	if (moved < 0)
-		return moved;
-	err = walk(wt, wt->ranges, wt->nranges, ABSORB_POP);
+	err = read_and_clear(wt);
 	if (err < 0)
 		return err;
-	moved |= err;
-	err = clear_refs(wt);
-	if (!err)
-		err = sd_token(wt, &t1);
-	if (err < 0)
-		return err;
-	if (moved || err || memcmp(&t0, &t1, sizeof(t0))) {
+	if (err) {
 		/* a write between the read and the clear may have been
 		 * cleared unseen: count every populated page as written, and
 		 * every empty one as possibly zapped at the next collect */

@@ -76,10 +76,14 @@ static int parse_opts(const struct pm_wtrack_opts *opts, uint64_t *method, uint6
 		return r;
 	*method = PM__OPT(opts, struct pm_wtrack_opts, method, PM_WT_METHOD_AUTO);
 	*flags = PM__OPT(opts, struct pm_wtrack_opts, flags, 0);
-	return *method > PM_WT_METHOD_SOFT_DIRTY || (*flags & ~PM_WT_F_EXACT) ? -EINVAL : 0;
+	if (*method > PM_WT_METHOD_SOFT_DIRTY || (*flags & ~(PM_WT_F_EXACT | PM_WT_F_STOP)))
+		return -EINVAL;
+	/* uffd tracks the calling process, which cannot be stopped */
+	return *method == PM_WT_METHOD_UFFD && (*flags & PM_WT_F_STOP) ? -EINVAL : 0;
 }
 
 #define EXACT_WHY "reports a written THP as 2 MiB (PM_WT_F_EXACT)"
+#define STOP_WHY "PM_WT_F_STOP cannot stop the calling process"
 
 PM_EXPORT int pm_wtrack_supported(struct pm_handle *h, const struct pm_wtrack_opts *opts,
 				  char *why, size_t why_len)
@@ -95,13 +99,18 @@ PM_EXPORT int pm_wtrack_supported(struct pm_handle *h, const struct pm_wtrack_op
 		r = pm__handle_ready(h);
 	if (r)
 		return (int)pm__ret(r);
-	if (method != PM_WT_METHOD_SOFT_DIRTY) {
+	if (method != PM_WT_METHOD_SOFT_DIRTY && !(flags & PM_WT_F_STOP)) {
 		u = pm__wt_uffd_why_not(h);
 		if (!u)
 			return PM_WT_METHOD_UFFD;
 	}
 	if (method != PM_WT_METHOD_UFFD) {
-		s = (flags & PM_WT_F_EXACT) ? EXACT_WHY : pm__wt_sd_why_not();
+		if (flags & PM_WT_F_EXACT)
+			s = EXACT_WHY;
+		else if ((flags & PM_WT_F_STOP) && h->self)
+			s = STOP_WHY;
+		else
+			s = pm__wt_sd_why_not();
 		if (!s)
 			return PM_WT_METHOD_SOFT_DIRTY;
 	}
@@ -115,6 +124,9 @@ static int start_method(struct pm_wtrack *wt, uint64_t method, uint64_t flags)
 {
 	int r = -EOPNOTSUPP;
 
+	if ((flags & PM_WT_F_STOP) && wt->h->self)
+		return -EPERM;
+	wt->stop = flags & PM_WT_F_STOP;
 	if (method != PM_WT_METHOD_SOFT_DIRTY && wt->h->self) {
 		wt->method = PM_WT_METHOD_UFFD;
 		r = pm__wt_uffd_start(wt);

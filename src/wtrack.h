@@ -9,6 +9,7 @@
 struct pm_wtrack {
 	struct pm_handle *h;
 	int method;              /* PM_WT_METHOD_UFFD or PM_WT_METHOD_SOFT_DIRTY */
+	bool stop;               /* PM_WT_F_STOP */
 	pid_t owner;             /* own-memory trackers: the process that made it */
 	pthread_mutex_t lock;    /* one operation at a time */
 	struct pm__vcursor *vc;  /* the VMA cursor of the operation in progress */

@@ -94,7 +94,7 @@ START_TEST(errors)
 	struct pm_wtrack *wt = (struct pm_wtrack *)&we, *wt2 = NULL;
 	struct { struct pm_wtrack_opts o; uint64_t extra; } big = { { sizeof(big), 0, 0 }, 1 };
 	PM_OPTS(pm_wtrack_opts, unknown_method, .method = 3);
-	PM_OPTS(pm_wtrack_opts, unknown_flag, .flags = 2);
+	PM_OPTS(pm_wtrack_opts, unknown_flag, .flags = 1ULL << 63);
 	PM_OPTS(pm_wtrack_opts, sd, .method = PM_WT_METHOD_SOFT_DIRTY);
 	PM_OPTS(pm_wtrack_opts, sd_exact, .method = PM_WT_METHOD_SOFT_DIRTY, .flags = PM_WT_F_EXACT);
 	struct child c;

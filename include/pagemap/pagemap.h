@@ -377,6 +377,12 @@ struct pm_range {
 
 /* pm_wtrack_opts.flags */
 #define PM_WT_F_EXACT (1ULL << 0) /* refuse a method that reports written THPs as 2 MiB */
+/* Soft-dirty on another process: stop every thread of the target (ptrace)
+ * while its bits are read and cleared, so a write in that window cannot
+ * make a reset report every populated page. -EPERM on a handle on the
+ * calling process or a target the caller may not trace, -EBUSY if another
+ * tracer holds it; -EINVAL with PM_WT_METHOD_UFFD. See libpagemap(3). */
+#define PM_WT_F_STOP (1ULL << 1)
 
 /* pm_wtrack_collect() flags */
 #define PM_WT_COLLECT_RESET (1ULL << 0) /* restart tracking of the pages reported, atomically */
@@ -457,6 +463,10 @@ struct pm_wtrack_stats {
 	uint64_t pages_reported; /* pages in the regions they returned */
 	uint64_t widened;        /* soft-dirty: reset collects during which the target
 				    faulted, so every populated page was reported */
+	uint64_t stops;          /* PM_WT_F_STOP: times the target was stopped */
+	uint64_t stop_ns_last;   /* how long the last stop held it (ns) */
+	uint64_t stop_ns_max;    /* the longest stop (ns) */
+	uint64_t stop_ns_total;  /* all stops together (ns) */
 };
 
 /** What a tracker has done, for callers that want to know how exact it
