@@ -1,0 +1,361 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The huge-zero-page churn stress test (kernel-facts.md §2, issue 10).
+ *
+ * One thread churns a 2 MiB-aligned THP-eligible slot with no mmap in the
+ * loop: it read-faults every 4 KiB page (the first read maps the huge zero
+ * PMD, the others hit it), then MADV_DONTNEEDs the slot (huge zero PMD ->
+ * none). The slot is surrounded by sentinels (shared anonymous memory
+ * written by this process only: present+file+exclusive) and private
+ * regions with a known pseudo-random presence pattern. The churned slot
+ * holds the huge zero page (present+file on 6.1, present+exclusive on
+ * 6.18), 4 KiB zero pages (present only) or nothing: never file+exclusive.
+ * So an entry that is file+exclusive there, or not the sentinel's or the
+ * pattern's elsewhere, is misattributed.
+ *
+ * Three read shapes: the churned PMD alone, 512 entries starting inside
+ * it, and ten PMDs around it. Each iteration reads one shape with a raw
+ * pread, pm_read, and in turn pm_batch (sync, io_uring) and the emulated
+ * pm_scan: a misattributed entry in data the library certified is a
+ * failure. Raw reads must show shifts on a kernel without the retry fix,
+ * else the run is inconclusive (exit 1).
+ *
+ * usage: stress-zero [SECONDS]
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <pagemap/pagemap.h>
+
+#define HUGE (2UL << 20)
+#define NPMD 512
+#define SLOTS 10
+#define CHURN 4 /* sentinels at odd slots, patterns at even ones */
+#define MAXPAGES (SLOTS * NPMD)
+
+static char *base;
+static uint64_t ps;
+static uint64_t pattern[SLOTS][NPMD / 64];
+static atomic_bool stop;
+static atomic_ulong churns;
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void *churn(void *arg)
+{
+	volatile char *z = base + CHURN * HUGE;
+	unsigned sum = 0;
+
+	while (!atomic_load(&stop)) {
+		for (size_t i = 0; i < HUGE; i += ps)
+			sum += z[i];
+		madvise((void *)z, HUGE, MADV_DONTNEED);
+		atomic_fetch_add(&churns, 1);
+	}
+	return (void *)(uintptr_t)sum;
+}
+
+static void layout(void)
+{
+	char *r = mmap(NULL, (SLOTS + 1) * HUGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint64_t seed = 0x9e3779b97f4a7c15ULL;
+
+	if (r == MAP_FAILED) {
+		perror("mmap");
+		exit(1);
+	}
+	base = (char *)(((uintptr_t)r + HUGE - 1) & ~(HUGE - 1));
+	for (int s = 0; s < SLOTS; s++) {
+		char *p = base + s * HUGE;
+		bool sent = s % 2, pat = !sent && s != CHURN;
+		int flags = (sent ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | MAP_FIXED;
+
+		if (mmap(p, HUGE, PROT_READ | PROT_WRITE, flags, -1, 0) != p) {
+			perror("mmap slot");
+			exit(1);
+		}
+		madvise(p, HUGE, pat ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
+		if (sent)
+			memset(p, 1, HUGE);
+		if (pat) {
+			for (int i = 0; i < NPMD; i++) {
+				seed ^= seed << 13;
+				seed ^= seed >> 7;
+				seed ^= seed << 17;
+				if (seed & 1) {
+					pattern[s][i / 64] |= 1ULL << (i % 64);
+					p[(uint64_t)i * ps] = 1;
+				}
+			}
+		}
+	}
+}
+
+/* Whether entry @e (or, for scans, categories @c) can belong to @a. */
+static bool fits(uint64_t a, bool present, bool file, bool excl)
+{
+	uint64_t off = a - (uintptr_t)base;
+	int slot = (int)(off / HUGE);
+	size_t idx = (off % HUGE) / ps;
+
+	if (slot == CHURN)
+		return !(file && excl);
+	if (slot % 2)
+		return present && file && excl;
+	return present == (bool)(pattern[slot][idx / 64] >> (idx % 64) & 1) && !file;
+}
+
+/* Misattributed entries; *cert counts the entries checked. */
+static uint64_t misplaced(uint64_t va, const uint64_t *e, size_t n, uint64_t *cert)
+{
+	uint64_t bad = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t a = va + i * ps;
+
+		if (cert)
+			(*cert)++;
+		bad += !fits(a, pm_entry_present(e[i]), pm_entry_file(e[i]),
+			     pm_entry_exclusive(e[i]));
+	}
+	return bad;
+}
+
+/* The same on emulated pm_scan regions (categories PRESENT|FILE only: the
+ * scan cannot say exclusive, so the churned slot is not checked). */
+static uint64_t scan_misplaced(uint64_t va, const struct pm_region *r, long nr, size_t n,
+			       uint64_t *cert)
+{
+	static uint64_t cats[MAXPAGES];
+	uint64_t bad = 0;
+
+	memset(cats, 0, n * 8);
+	for (long k = 0; k < nr; k++)
+		for (uint64_t a = r[k].start; a < r[k].end; a += ps)
+			cats[(a - va) / ps] = r[k].categories;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t a = va + i * ps;
+		bool p = cats[i] & PM_CAT_PRESENT, f = cats[i] & PM_CAT_FILE;
+
+		(*cert)++;
+		if ((a - (uintptr_t)base) / HUGE != CHURN)
+			bad += !fits(a, p, f, p && f);
+	}
+	return bad;
+}
+
+struct shape {
+	const char *name;
+	int slot;      /* first slot */
+	uint64_t skip; /* pages into it */
+	uint64_t pages;
+};
+
+static const struct shape shapes[] = {
+	{ "one PMD", CHURN, 0, NPMD },
+	{ "inside PMD", CHURN, 300, NPMD },
+	{ "ten PMDs", 0, 0, SLOTS * NPMD },
+};
+#define NSHAPES 3
+
+enum { M_READ, M_SYNC, M_URING, M_SCAN, NMETHODS };
+static const char *const mname[NMETHODS] = { "pm_read", "pm_batch sync", "pm_batch io_uring",
+					     "pm_scan emulated" };
+
+struct stats {
+	uint64_t calls, ok, eagain, bad, pages, cert, allcert;
+};
+
+int main(int argc, char **argv)
+{
+	double secs = argc > 1 ? atof(argv[1]) : 10, t_end;
+	static uint64_t buf[MAXPAGES];
+	static struct pm_region regs[MAXPAGES];
+	uint64_t raw_reads[NSHAPES] = { 0 }, raw_shifted[NSHAPES] = { 0 }, raw_bad = 0;
+	uint64_t huge_zero_seen = 0;
+	struct stats st[NMETHODS][NSHAPES];
+	PM_OPTS(pm_kernel_info, ki);
+	struct pm_batch *b[2];
+	struct pm_handle *h;
+	pthread_t th;
+	char thp[128] = "";
+	int fd, r;
+	FILE *f;
+
+	memset(st, 0, sizeof(st));
+	ps = (uint64_t)sysconf(_SC_PAGESIZE);
+	f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+	if (!f || !fgets(thp, sizeof(thp), f) || strstr(thp, "[never]")) {
+		printf("SKIP: THP off or absent in this kernel: reads cannot shift\n");
+		return 77;
+	}
+	fclose(f);
+	f = fopen("/sys/kernel/mm/transparent_hugepage/use_zero_page", "r");
+	if (!f || fgetc(f) != '1') {
+		printf("SKIP: the huge zero page is off: nothing to churn\n");
+		return 77;
+	}
+	fclose(f);
+	r = pm_kernel_probe(&ki);
+	if (r) {
+		fprintf(stderr, "pm_kernel_probe: %s\n", strerror(-r));
+		return 1;
+	}
+	printf("kernel %lu.%lu, retry fix %s (%s), THP %s", (unsigned long)ki.version_major,
+	       (unsigned long)ki.version_minor,
+	       ki.walk_retry_fix == PM_FIX_PRESENT ? "present" : "absent", ki.walk_retry_reason,
+	       thp);
+	layout();
+	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || pm_open(0, NULL, &h)) {
+		perror("open");
+		return 1;
+	}
+	for (int k = 0; k < 2; k++) {
+		PM_OPTS(pm_batch_opts, bo, .backend = k ? PM_BACKEND_URING : PM_BACKEND_SYNC);
+
+		if (pm_batch_new(&bo, &b[k])) {
+			perror("pm_batch_new");
+			return 1;
+		}
+	}
+	pthread_create(&th, NULL, churn, NULL);
+	t_end = now() + secs;
+	for (uint64_t it = 0; now() < t_end; it++) {
+		int si = (int)(it % NSHAPES), m = (int)(it / NSHAPES % NMETHODS);
+		const struct shape *s = &shapes[si];
+		uint64_t va = (uintptr_t)base + s->slot * HUGE + s->skip * ps, end;
+		size_t len = s->pages * 8;
+		PM_OPTS(pm_read_info, info);
+		struct stats *t = &st[m][si];
+		uint64_t bad, cert = 0;
+		long n = 0;
+
+		end = va + s->pages * ps;
+		if (pread(fd, buf, len, (off_t)(va / ps * 8)) != (ssize_t)len) {
+			perror("pread");
+			return 1;
+		}
+		bad = misplaced(va, buf, s->pages, NULL);
+		raw_reads[si]++;
+		raw_shifted[si] += bad > 0;
+		raw_bad += bad;
+		for (size_t i = 0; i < s->pages; i++) {
+			uint64_t a = va + i * ps;
+
+			if ((a - (uintptr_t)base) / HUGE == CHURN && pm_entry_present(buf[i]))
+				huge_zero_seen++;
+		}
+
+		t->calls++;
+		if (m == M_READ) {
+			n = pm_read(h, va, end, buf, NULL, &info);
+		} else if (m == M_SYNC || m == M_URING) {
+			struct pm_batch *bb = b[m == M_URING];
+
+			if (pm_batch_add_read(bb, h, va, end, buf, &info, &n) || pm_batch_run(bb)) {
+				perror("pm_batch");
+				return 1;
+			}
+		} else {
+			PM_OPTS(pm_scan_opts, so, .flags = PM_SCAN_F_EMULATE,
+				.category_anyof_mask = PM_CAT_PRESENT | PM_CAT_SWAPPED | PM_CAT_FILE,
+				.return_mask = PM_CAT_PRESENT | PM_CAT_FILE);
+			uint64_t we;
+
+			n = pm_scan(h, va, end, regs, MAXPAGES, &so, &we);
+			if (n == -EAGAIN) {
+				t->eagain++;
+				continue;
+			}
+			if (n < 0) {
+				fprintf(stderr, "pm_scan: %s\n", strerror((int)-n));
+				return 1;
+			}
+			t->ok++;
+			t->pages += s->pages;
+			t->bad += scan_misplaced(va, regs, n, s->pages, &cert);
+			t->cert += cert;
+			t->allcert += cert == s->pages;
+			continue;
+		}
+		if (n == -EAGAIN) {
+			t->eagain++;
+			continue;
+		}
+		if (n != (long)s->pages) {
+			fprintf(stderr, "%s: %s\n", mname[m], strerror((int)-n));
+			return 1;
+		}
+		t->ok++;
+		t->pages += s->pages;
+		t->bad += misplaced(va, buf, s->pages, &cert);
+		t->cert += cert;
+		t->allcert += cert == s->pages;
+	}
+	atomic_store(&stop, true);
+	pthread_join(th, NULL);
+	pm_batch_free(b[0]);
+	pm_batch_free(b[1]);
+	pm_close(h);
+	close(fd);
+
+	uint64_t lib_bad = 0, raw_total = 0, shifted_total = 0;
+
+	printf("churn: %lu cycles in %.0f s (%.0f/s); zero page seen in %lu raw entries\n",
+	       (unsigned long)atomic_load(&churns), secs, (double)atomic_load(&churns) / secs,
+	       (unsigned long)huge_zero_seen);
+	for (int si = 0; si < NSHAPES; si++) {
+		printf("raw pread %-10s: %lu reads, %lu shifted\n", shapes[si].name,
+		       (unsigned long)raw_reads[si], (unsigned long)raw_shifted[si]);
+		raw_total += raw_reads[si];
+		shifted_total += raw_shifted[si];
+	}
+	printf("raw pread: %lu misattributed entries in all\n", (unsigned long)raw_bad);
+	for (int m = 0; m < NMETHODS; m++)
+		for (int si = 0; si < NSHAPES; si++) {
+			struct stats *t = &st[m][si];
+
+			printf("%-17s %-10s: %lu calls, %lu ok, %lu -EAGAIN, %lu fully certified, "
+			       "%.1f%% of returned pages certified, %lu misattributed\n",
+			       mname[m], shapes[si].name, (unsigned long)t->calls,
+			       (unsigned long)t->ok, (unsigned long)t->eagain,
+			       (unsigned long)t->allcert,
+			       t->pages ? 100.0 * (double)t->cert / (double)t->pages : 0.0,
+			       (unsigned long)t->bad);
+			lib_bad += t->bad;
+		}
+	if (lib_bad) {
+		printf("FAIL: the library certified %lu misattributed entries\n",
+		       (unsigned long)lib_bad);
+		return 1;
+	}
+	if (ki.walk_retry_fix == PM_FIX_PRESENT) {
+		if (shifted_total) {
+			printf("FAIL: raw reads shifted on a kernel said to have the retry fix\n");
+			return 1;
+		}
+	} else if (!shifted_total) {
+		printf("FAIL: inconclusive: no raw read shifted, so this run proves nothing\n");
+		return 1;
+	}
+	printf("PASS\n");
+	return 0;
+}
