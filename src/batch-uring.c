@@ -12,9 +12,11 @@
  * (twice the SQ) cannot overflow with at most DEPTH in flight, and nothing
  * is in flight when this returns.
  *
- * The guard applies per read as in pm_read: where it is active, a token
- * is taken before the read is planned and after its last chunk completes;
- * a read whose token moved is done again by pm_read, with the full guard.
+ * The guard certifies consecutive reads on one handle together, as the
+ * sync backend does: where it is active, a token is taken before the first
+ * of them is planned and after the whole batch completes; if it moved,
+ * each of them is certified again piece by piece on its own (pm_read's
+ * certifying passes).
  */
 #include "config.h"
 #include "internal.h"
@@ -49,6 +51,8 @@ struct chunk {
 struct state {
 	long res;         /* 0 while fine, else the read's error */
 	bool guard;
+	size_t head;      /* the read holding the token of this read's handle group */
+	bool have_token;  /* (the head) before was taken */
 	struct pm__token before;
 	uint64_t kernel_reads;
 	size_t chunks_left;
@@ -117,18 +121,25 @@ static int plan_all(struct pm_batch *b, struct plan *p, int **files, size_t *nfi
 {
 	const struct pm__kernel *k = pm__kernel();
 
+	bool wanted = pm__guard_wanted(b->read_flags);
+	size_t head = 0;
+
 	for (size_t i = 0; i < b->n; i++) {
 		struct pm__bread *r = &b->r[i];
 		struct state *s = &p->st[i];
 		long e = pm__read_args(r->h, r->start, r->end, r->entries, r->info);
 
+		if (i && r->h != b->r[i - 1].h)
+			head = i;
+		s->head = head;
 		if (!e)
 			e = pm__handle_ready(r->h);
-		if (!e) {
-			s->guard = pm__guard_wanted(b->read_flags);
-			if (s->guard) {
-				pm__prefault(r->entries, (size_t)((r->end - r->start) >> k->page_shift));
-				e = pm__token(r->h, &s->before);
+		if (!e && wanted) {
+			s->guard = true;
+			pm__prefault(r->entries, (size_t)((r->end - r->start) >> k->page_shift));
+			if (!p->st[head].have_token) {
+				e = pm__token(r->h, &p->st[head].before);
+				p->st[head].have_token = !e;
 			}
 		}
 		if (!e) {
@@ -232,22 +243,29 @@ static int execute(struct io_uring *ring, struct plan *p)
 
 static void finish(struct pm_batch *b, struct plan *p)
 {
-	PM_OPTS(pm_read_opts, o, .flags = b->read_flags, .max_retries = b->max_retries);
 	const unsigned shift = pm__kernel()->page_shift;
+	bool cert = false;
 
 	for (size_t i = 0; i < b->n; i++) {
 		struct pm__bread *r = &b->r[i];
 		struct state *s = &p->st[i];
-		struct pm__token after;
 
+		if (s->head == i) {
+			struct pm__token after;
+
+			cert = s->have_token && !pm__token_after(r->h, &after) &&
+			       pm__token_certifies(&s->before, &after);
+		}
 		if (s->res) {
 			*r->result = s->res;
 			continue;
 		}
-		if (s->guard && (pm__token(r->h, &after) || memcmp(&after, &s->before, sizeof(after)))) {
-			/* the target changed under the read (or is gone): pm_read
-			 * reads it again with the full guard */
-			*r->result = pm_read(r->h, r->start, r->end, r->entries, &o, r->info);
+		if (s->guard && !cert) {
+			/* the target changed under the reads (or is gone):
+			 * certify this one piece by piece */
+			*r->result = pm__read_flags(r->h, r->start, r->end, r->entries,
+						    b->read_flags | PM__READ_TRIPPED,
+						    b->max_retries, r->info);
 			continue;
 		}
 		pm__fill_info(r->info, s->guard ? PM_READ_INFO_GUARDED : 0, 0, s->kernel_reads);

@@ -54,14 +54,66 @@ PM_EXPORT int pm_batch_add_read(struct pm_batch *b, struct pm_handle *h, uint64_
 	return 0;
 }
 
+/* Reads [i, j) of the batch, all on one handle, certified together where
+ * the guard is wanted: one token before the first, one after the last, and
+ * only if it moved each read is certified piece by piece on its own. */
+static void run_group(struct pm_batch *b, size_t i, size_t j)
+{
+	struct pm_handle *h = b->r[i].h;
+	struct pm__token before, after;
+	const unsigned shift = pm__kernel()->page_shift;
+
+	bool group = j - i > 1 && pm__guard_wanted(b->read_flags) && !pm__handle_ready(h);
+
+	/* the kernel's copy into a buffer must not fault inside the bracket */
+	for (size_t k = i; group && k < j; k++) {
+		struct pm__bread *r = &b->r[k];
+
+		if (!pm__read_args(r->h, r->start, r->end, r->entries, r->info))
+			pm__prefault(r->entries, (size_t)((r->end - r->start) >> shift));
+	}
+	if (!group || pm__token(h, &before)) {
+		/* alone, unguarded, or no token to be had: each read on its
+		 * own, as pm_read */
+		for (size_t k = i; k < j; k++) {
+			struct pm__bread *r = &b->r[k];
+
+			*r->result = pm__read_flags(r->h, r->start, r->end, r->entries, b->read_flags,
+						    b->max_retries, r->info);
+		}
+		return;
+	}
+	for (size_t k = i; k < j; k++) {
+		struct pm__bread *r = &b->r[k];
+
+		*r->result = pm__read_flags(r->h, r->start, r->end, r->entries,
+					    b->read_flags | PM__READ_UNGUARDED, b->max_retries,
+					    r->info);
+	}
+	if (!pm__token_after(h, &after) && pm__token_certifies(&before, &after)) {
+		for (size_t k = i; k < j; k++)
+			if (b->r[k].result[0] >= 0 && b->r[k].info &&
+			    b->r[k].info->size >= 2 * sizeof(uint64_t))
+				b->r[k].info->flags |= PM_READ_INFO_GUARDED;
+		return;
+	}
+	for (size_t k = i; k < j; k++) {
+		struct pm__bread *r = &b->r[k];
+
+		if (*r->result >= 0)
+			*r->result = pm__read_flags(r->h, r->start, r->end, r->entries,
+						    b->read_flags | PM__READ_TRIPPED,
+						    b->max_retries, r->info);
+	}
+}
+
+/* Consecutive reads on one handle share a certificate. */
 static void run_sync(struct pm_batch *b)
 {
-	PM_OPTS(pm_read_opts, o, .flags = b->read_flags, .max_retries = b->max_retries);
-
-	for (size_t i = 0; i < b->n; i++) {
-		struct pm__bread *r = &b->r[i];
-
-		*r->result = pm_read(r->h, r->start, r->end, r->entries, &o, r->info);
+	for (size_t i = 0, j; i < b->n; i = j) {
+		for (j = i + 1; j < b->n && b->r[j].h == b->r[i].h;)
+			j++;
+		run_group(b, i, j);
 	}
 }
 

@@ -37,7 +37,9 @@
 #include "internal.h"
 
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -98,9 +100,9 @@ int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time)
 	return 0;
 }
 
-int pm__token(struct pm_handle *h, struct pm__token *t)
+int pm__token_own(struct pm_handle *h, struct pm__token *t)
 {
-	char buf[16384]; /* /proc/vmstat is ~5 KiB, its thp_ lines near the end */
+	char buf[4096];
 	const char *p;
 	int r;
 
@@ -124,15 +126,62 @@ int pm__token(struct pm_handle *h, struct pm__token *t)
 		p += 7;
 		t->v[4] = num(&p);
 	}
+	return 0;
+}
+
+uint64_t pm__thp_events(void)
+{
+	char buf[16384]; /* /proc/vmstat is ~5 KiB, its thp_ lines near the end */
+	const char *p;
+	uint64_t sum = 0;
+
 	pthread_once(&vmstat_once, open_vmstat);
 	if (vmstat_fd >= 0 && pm__slurp(vmstat_fd, buf, sizeof(buf), false) == 0) {
 		for (p = buf; (p = strstr(p, "\nthp_")) != NULL;) {
 			p += 5;
 			skip_field(&p);
-			t->v[5] += num(&p);
+			sum += num(&p);
 		}
 	}
-	return 0;
+	return sum;
+}
+
+int pm__token(struct pm_handle *h, struct pm__token *t)
+{
+	int r = pm__token_own(h, t);
+
+	if (!r)
+		t->v[5] = pm__thp_events();
+	return r;
+}
+
+/*
+ * The counters move just after the page-table change they count (a zap
+ * clears the PMD, then frees the deposited table under the same lock), so
+ * a token read just after a read can miss a change the read saw: a vCPU
+ * preempted between the two let a shifted read through in the 6.1 VM.
+ * Before the token that closes a bracket, every change in flight under
+ * the target's mmap lock must have finished: taking that lock for writing
+ * waits for them, which the library can do only for its own process (an
+ * mmap takes it), or when the target is stopped (no thread of it is inside
+ * a fault or madvise then).
+ */
+static void settle(struct pm_handle *h)
+{
+	const size_t len = pm__kernel()->page_size;
+	void *p;
+
+	if (!h->self)
+		return;
+	p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p != MAP_FAILED)
+		munmap(p, len);
+}
+
+int pm__token_after(struct pm_handle *h, struct pm__token *t)
+{
+	settle(h);
+	return pm__token(h, t);
 }
 
 static bool token_eq(const struct pm__token *a, const struct pm__token *b)
@@ -140,24 +189,26 @@ static bool token_eq(const struct pm__token *a, const struct pm__token *b)
 	return !memcmp(a, b, sizeof(*a));
 }
 
+bool pm__token_certifies(const struct pm__token *before, const struct pm__token *after)
+{
+	return token_eq(before, after);
+}
+
 int pm__guard_init(struct pm__guard *g, uint64_t read_flags, uint64_t max_retries)
 {
 	memset(g, 0, sizeof(*g));
-	g->active = pm__guard_wanted(read_flags);
+	g->active = pm__guard_wanted(read_flags) && !(read_flags & PM__READ_UNGUARDED);
+	g->tripped = read_flags & PM__READ_TRIPPED;
 	g->best_effort = read_flags & PM_READ_F_BEST_EFFORT;
 	g->max_retries = max_retries ? max_retries : DEFAULT_RETRIES;
-	if (g->active) {
-		g->scratch = malloc(PM__GUARD_CHUNK * sizeof(uint64_t));
-		if (!g->scratch)
-			return -ENOMEM;
-	}
 	return 0;
 }
 
 void pm__guard_fini(struct pm__guard *g)
 {
-	free(g->scratch);
-	g->scratch = NULL;
+	free(g->todo);
+	free(g->left);
+	g->todo = g->left = NULL;
 }
 
 /* Back off so that the change that disturbed the read can finish: 10 us
@@ -171,82 +222,175 @@ static void backoff(uint64_t attempt)
 		;
 }
 
+/* Append [a, b) to the ranges a pass leaves uncertain, joining it to the
+ * last one when they touch. */
+static int leave(struct pm__guard *g, uint64_t a, uint64_t b)
+{
+	if (g->nleft && g->left[g->nleft - 1].end == a) {
+		g->left[g->nleft - 1].end = b;
+		return 0;
+	}
+	if (g->nleft == g->cap_left) {
+		size_t cap = g->cap_left ? g->cap_left * 2 : 16;
+		struct pm_range *n = realloc(g->left, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		g->left = n;
+		g->cap_left = cap;
+	}
+	g->left[g->nleft++] = (struct pm_range){ a, b };
+	return 0;
+}
+
+/*
+ * A certifying pass reads each piece (at most one PMD) in its own pread.
+ * The kernel's skip is confined to the read that meets it, and a read of
+ * one PMD goes past that PMD only if it skipped: so a piece is wrong only
+ * if a huge PMD it walked vanished while it was read, which moves the
+ * target's counters (a zap: RSS or VmPTE; a zap and refault: faults) or
+ * the system's THP events (a split), checked for the whole pass.
+ */
 int pm__span_read(struct pm__guard *g, struct pm_handle *h, uint64_t va, uint64_t *dst,
 		  size_t n)
 {
-	uint64_t off = (va >> pm__kernel()->page_shift) * 8;
+	const unsigned shift = pm__kernel()->page_shift;
+	const uint64_t pmd = pm__pmd_pages() << shift;
+	uint64_t off = (va >> shift) * 8;
 
-	if (!g->verifying)
+	if (!g->pieces)
 		return pm__pread_full(h->pagemap_fd, dst, n * 8, off, &g->kernel_reads);
-	for (size_t i = 0; i < n; i += PM__GUARD_CHUNK) {
-		size_t m = n - i < PM__GUARD_CHUNK ? n - i : PM__GUARD_CHUNK;
-		int r = pm__pread_full(h->pagemap_fd, g->scratch, m * 8, off + i * 8,
-				       &g->kernel_reads);
+	while (n) {
+		uint64_t to = (va | (pmd - 1)) + 1;
+		size_t m = (size_t)((to - va) >> shift);
+		struct pm__token t;
+		int r;
 
+		if (m > n)
+			m = n;
+		r = pm__pread_full(h->pagemap_fd, dst, m * 8, off, &g->kernel_reads);
 		if (r)
 			return r;
-		if (memcmp(g->scratch, dst + i, m * 8)) {
-			memcpy(dst + i, g->scratch, m * 8);
-			g->changed = true;
+		settle(h);
+		r = pm__token_own(h, &t);
+		if (r)
+			return r;
+		if (!token_eq(&t, &g->last)) {
+			r = leave(g, va, va + ((uint64_t)m << shift));
+			if (r)
+				return r;
+			g->last = t;
 		}
+		va += (uint64_t)m << shift;
+		off += m * 8;
+		dst += m;
+		n -= m;
 	}
 	return 0;
 }
 
 void pm__span_zero(struct pm__guard *g, uint64_t *dst, size_t n)
 {
-	if (g->verifying) {
-		for (size_t i = 0; i < n; i++) {
-			if (dst[i]) {
-				memset(dst, 0, n * 8);
-				g->changed = true;
-				break;
-			}
-		}
-		return;
-	}
+	(void)g;
 	memset(dst, 0, n * 8);
 }
 
-int pm__guarded(struct pm__guard *g, struct pm_handle *h,
-		int (*pass)(void *arg), void *arg)
+static void swap_lists(struct pm__guard *g)
+{
+	struct pm_range *t = g->todo;
+	size_t c = g->cap_todo;
+
+	g->todo = g->left;
+	g->cap_todo = g->cap_left;
+	g->ntodo = g->nleft;
+	g->left = t;
+	g->cap_left = c;
+	g->nleft = 0;
+}
+
+/* One certifying pass over the ranges not yet certified. */
+static int certify(struct pm__guard *g, struct pm_handle *h,
+		   int (*pass)(void *arg, uint64_t from, uint64_t to), void *arg)
+{
+	uint64_t sys0, sys1;
+	int r;
+
+	sys0 = pm__thp_events();
+	r = pm__token_own(h, &g->last);
+	for (size_t i = 0; !r && i < g->ntodo; i++)
+		r = pass(arg, g->todo[i].start, g->todo[i].end);
+	if (r)
+		return r;
+	sys1 = pm__thp_events();
+	if (sys1 != sys0) {
+		/* a THP split somewhere: nothing of this pass is certified */
+		g->nleft = 0;
+		for (size_t i = 0; i < g->ntodo; i++) {
+			r = leave(g, g->todo[i].start, g->todo[i].end);
+			if (r)
+				return r;
+		}
+	}
+	swap_lists(g);
+	return 0;
+}
+
+int pm__guarded(struct pm__guard *g, struct pm_handle *h, uint64_t start, uint64_t end,
+		int (*pass)(void *arg, uint64_t from, uint64_t to), void *arg)
 {
 	struct pm__token before, after;
 	int r;
 
 	if (!g->active)
-		return pass(arg);
-	r = pm__token(h, &before);
-	if (r)
-		return r;
-	r = pass(arg);
-	if (r)
-		return r;
-	r = pm__token(h, &after);
-	if (r)
-		return r;
-	if (token_eq(&before, &after))
-		return 0;
-	g->verifying = true;
-	for (uint64_t attempt = 0;; attempt++) {
-		g->retries++;
-		if (attempt)
-			backoff(attempt - 1);
-		g->changed = false;
+		return pass(arg, start, end);
+	if (!g->tripped) {
 		r = pm__token(h, &before);
-		if (!r)
-			r = pass(arg);
-		if (!r)
-			r = pm__token(h, &after);
 		if (r)
 			return r;
-		if (token_eq(&before, &after) || !g->changed)
+		r = pass(arg, start, end);
+		if (r)
+			return r;
+		r = pm__token_after(h, &after);
+		if (r)
+			return r;
+		if (token_eq(&before, &after))
 			return 0;
-		if (attempt + 1 >= g->max_retries) {
+	}
+	/* the token moved: nothing of that pass is certified; certify piece
+	 * by piece what is read again */
+	g->pieces = true;
+	g->nleft = 0;
+	r = leave(g, start, end);
+	if (r)
+		return r;
+	swap_lists(g);
+	for (uint64_t attempt = 0; g->ntodo; attempt++) {
+		if (attempt >= g->max_retries) {
 			if (!g->best_effort)
 				return -EAGAIN;
 			g->unstable = true;
 			return 0;
 		}
+		if (attempt)
+			backoff(attempt - 1);
+		g->retries++;
+		r = certify(g, h, pass, arg);
+		if (r)
+			return r;
 	}
+	return 0;
+}
+
+void pm__guard_report(const struct pm__guard *g, struct pm_read_info *info)
+{
+	const size_t need = offsetof(struct pm_read_info, uncertain_count) + sizeof(uint64_t);
+	size_t n;
+
+	if (!info || info->size < need)
+		return;
+	n = g->unstable ? g->ntodo : 0;
+	info->uncertain_count = n;
+	if (info->uncertain && info->uncertain_cap)
+		memcpy((void *)(uintptr_t)info->uncertain, g->todo,
+		       (n < info->uncertain_cap ? n : info->uncertain_cap) * sizeof(*g->todo));
 }

@@ -189,16 +189,18 @@ struct pm__token {
 struct pm__guard {
 	bool active;          /* reads must be certified */
 	bool best_effort;
-	bool verifying;       /* the current pass compares instead of filling */
-	bool changed;         /* the current verifying pass found other data */
-	bool unstable;        /* never certified (best effort) */
+	bool pieces;          /* a certifying pass: reads split at PMD boundaries */
+	bool tripped;         /* start with certifying passes */
+	bool unstable;        /* some pieces never certified (best effort) */
 	uint64_t max_retries;
-	uint64_t retries;     /* verifying passes */
+	uint64_t retries;     /* certifying passes */
 	uint64_t kernel_reads;
-	uint64_t *scratch;    /* verification buffer, PM__GUARD_CHUNK entries */
+	struct pm__token last; /* the target's counters after the last piece */
+	int err;              /* a token read failed during a certifying pass */
+	/* the ranges not certified yet, sorted, and those a pass leaves */
+	struct pm_range *todo, *left;
+	size_t ntodo, nleft, cap_todo, cap_left;
 };
-#define PM__GUARD_CHUNK 4096 /* entries compared per verification read (32 KiB) */
-
 /* Whether reads with these PM_READ_* flags must be certified: always
  * without the kernel's retry fix, on request (SNAPSHOT) otherwise. */
 static inline bool pm__guard_wanted(uint64_t read_flags)
@@ -206,24 +208,46 @@ static inline bool pm__guard_wanted(uint64_t read_flags)
 	return pm__kernel()->fix != PM_FIX_PRESENT || (read_flags & PM_READ_F_SNAPSHOT);
 }
 
+/* Internal pm_read flags, for pm_batch, which certifies many reads of one
+ * handle with one token pair: UNGUARDED, read without the guard (the batch
+ * brackets it); TRIPPED, the batch's token moved: certify piece by piece
+ * straight away. */
+#define PM__READ_UNGUARDED (1ULL << 62)
+#define PM__READ_TRIPPED   (1ULL << 63)
 PM_HIDDEN int pm__guard_init(struct pm__guard *g, uint64_t read_flags, uint64_t max_retries);
 PM_HIDDEN void pm__guard_fini(struct pm__guard *g);
 /* v[0] faults, v[1..3] statm size/resident/shared, v[4] VmPTE: the
  * target's own; v[5] the system-wide THP events. */
 PM_HIDDEN int pm__token(struct pm_handle *h, struct pm__token *t);
+/* The token that closes a bracket of reads: taken once every page-table
+ * change that was in flight during them is counted, where that can be
+ * waited for (see guard.c). */
+PM_HIDDEN int pm__token_after(struct pm_handle *h, struct pm__token *t);
+/* The target's part only (v[5] left 0): three procfs reads, no vmstat. */
+PM_HIDDEN int pm__token_own(struct pm_handle *h, struct pm__token *t);
+/* The system-wide part: the sum of /proc/vmstat's thp_* events (0 where
+ * it cannot be read). */
+PM_HIDDEN uint64_t pm__thp_events(void);
 /* From a /proc/PID[/task/TID]/stat fd: minflt + majflt, and (optional)
  * the start time. */
 PM_HIDDEN int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time);
-/* Run @pass (all the kernel reads of one pm_read) under the guard: once
- * when the guard is off or the token did not move, else again in
- * verifying mode until certified. 0, -EAGAIN, or -errno. */
-PM_HIDDEN int pm__guarded(struct pm__guard *g, struct pm_handle *h, int (*pass)(void *arg),
-			  void *arg);
-/* What a pass does with a span it reads and a gap it fills: fill, or
- * (verifying) compare and take the new data. */
+/* Whether reads issued between two tokens are certified by them: 1, 0. */
+PM_HIDDEN bool pm__token_certifies(const struct pm__token *before, const struct pm__token *after);
+/* Run @pass (all the kernel reads of one pm_read over [start, end)) under
+ * the guard: once when the guard is off or the token did not move; else
+ * in certifying passes over the ranges not yet certified, until none is
+ * left or the retries are spent. 0, -EAGAIN, or -errno. */
+PM_HIDDEN int pm__guarded(struct pm__guard *g, struct pm_handle *h, uint64_t start, uint64_t end,
+			  int (*pass)(void *arg, uint64_t from, uint64_t to), void *arg);
+/* What a pass does with a span it reads and a gap it fills: read it whole,
+ * or (certifying) piece by piece, each piece at most one PMD and bracketed
+ * by the target's counters. */
 PM_HIDDEN int pm__span_read(struct pm__guard *g, struct pm_handle *h, uint64_t va,
 			    uint64_t *dst, size_t n);
 PM_HIDDEN void pm__span_zero(struct pm__guard *g, uint64_t *dst, size_t n);
+/* Copy the uncertain ranges into a caller's pm_read_info (count: all of
+ * them, copied: at most its capacity). */
+PM_HIDDEN void pm__guard_report(const struct pm__guard *g, struct pm_read_info *info);
 
 /* ---- the read engine (read.c), for batches ---- */
 
@@ -243,6 +267,10 @@ PM_HIDDEN void pm__fill_info(struct pm_read_info *info, uint64_t flags, uint64_t
 PM_HIDDEN long pm__read(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entries,
 			const struct pm_read_opts *opts, struct pm_read_info *info,
 			struct pm__vcursor *vc);
+/* pm_read with these flags (internal ones allowed). */
+PM_HIDDEN long pm__read_flags(struct pm_handle *h, uint64_t start, uint64_t end,
+			      uint64_t *entries, uint64_t flags, uint64_t max_retries,
+			      struct pm_read_info *info);
 /* Touch every page of an output buffer (see pm_read). */
 PM_HIDDEN void pm__prefault(uint64_t *entries, size_t n);
 

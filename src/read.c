@@ -65,16 +65,17 @@ static void zero(struct rd *rd, uint64_t from, uint64_t to)
 		      (size_t)((to - from) >> rd->shift));
 }
 
-/* One pass over the range: every kernel read pm_read issues. Run again,
- * re-planned, when the guard verifies. */
-static int engine(void *arg)
+/* One pass over [start, end), part of the read: every kernel read pm_read
+ * issues there. Run again, re-planned, over what the guard has not
+ * certified yet. */
+static int engine(void *arg, uint64_t start, uint64_t end)
 {
 	struct rd *rd = arg;
-	const uint64_t ps = 1ULL << rd->shift, start = rd->start, end = rd->end;
+	const uint64_t ps = 1ULL << rd->shift;
 	uint64_t cur = start, pages = (end - start) >> rd->shift;
 
-	/* a pass that verifies looks at the VMAs afresh */
-	if (rd->g && rd->g->verifying)
+	/* a certifying pass looks at the VMAs afresh */
+	if (rd->g && rd->g->pieces)
 		pm__vcursor_forget(rd->vc);
 
 	if (pages <= (rd->vc->use_query ? BLIND_QUERY_PAGES : BLIND_TEXT_PAGES))
@@ -131,6 +132,9 @@ void pm__fill_info(struct pm_read_info *info, uint64_t flags, uint64_t retries,
 
 	if (!info)
 		return;
+	/* the caller's uncertain array, if any */
+	memcpy(&out, info, info->size < sizeof(out) ? info->size : sizeof(out));
+	out.uncertain_count = 0;
 	out.flags = flags;
 	out.retries = retries;
 	out.kernel_reads = kernel_reads;
@@ -154,7 +158,7 @@ int pm__read_plan(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *e
 	rd.entries = entries;
 	rd.vc = &vc;
 	pm__vcursor_init(&vc, h);
-	r = engine(&rd);
+	r = engine(&rd, start, end);
 	pm__vcursor_fini(&vc);
 	return r;
 }
@@ -167,8 +171,29 @@ PM_EXPORT long pm_read(struct pm_handle *h, uint64_t start, uint64_t end, uint64
 
 	if (!h)
 		return pm__ret(-EINVAL);
+	r = pm__opts_check(opts, sizeof(struct pm_read_opts));
+	if (!r && PM__OPT(opts, struct pm_read_opts, flags, 0) &
+			  (PM__READ_UNGUARDED | PM__READ_TRIPPED))
+		r = -EINVAL;
+	if (r)
+		return pm__ret(r);
 	pm__vcursor_init(&vc, h);
 	r = pm__read(h, start, end, entries, opts, info, &vc);
+	pm__vcursor_fini(&vc);
+	return r;
+}
+
+long pm__read_flags(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entries,
+		    uint64_t flags, uint64_t max_retries, struct pm_read_info *info)
+{
+	PM_OPTS(pm_read_opts, o, .flags = flags, .max_retries = max_retries);
+	struct pm__vcursor vc;
+	long r;
+
+	if (!h)
+		return pm__ret(-EINVAL);
+	pm__vcursor_init(&vc, h);
+	r = pm__read(h, start, end, entries, &o, info, &vc);
 	pm__vcursor_fini(&vc);
 	return r;
 }
@@ -177,7 +202,8 @@ long pm__read(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entri
 	      const struct pm_read_opts *opts, struct pm_read_info *info, struct pm__vcursor *vc)
 {
 	const struct pm__kernel *k = pm__kernel();
-	const uint64_t known = PM_READ_F_SNAPSHOT | PM_READ_F_BEST_EFFORT;
+	const uint64_t known = PM_READ_F_SNAPSHOT | PM_READ_F_BEST_EFFORT | PM__READ_UNGUARDED |
+			       PM__READ_TRIPPED;
 	struct pm__guard g;
 	struct rd rd;
 	uint64_t flags;
@@ -210,12 +236,13 @@ long pm__read(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entri
 	 * the system's THP counters when a THP backs the buffer */
 	if (g.active)
 		pm__prefault(entries, (size_t)((end - start) >> k->page_shift));
-	r = pm__guarded(&g, h, engine, &rd);
+	r = pm__guarded(&g, h, start, end, engine, &rd);
 	if (r == 0) {
 		pm__fill_info(info,
 			      (g.active ? PM_READ_INFO_GUARDED : 0) | (g.retries ? PM_READ_INFO_RETRIED : 0) |
 				      (g.unstable ? PM_READ_INFO_UNSTABLE : 0),
 			      g.retries, g.kernel_reads);
+		pm__guard_report(&g, info);
 		r = (long)((end - start) >> k->page_shift);
 	}
 	pm__guard_fini(&g);

@@ -24,7 +24,8 @@ static int maps_watch_fd = -1; /* whole-text loads of this maps fd are counted *
 static int maps_loads, query_calls;
 static off_t flip_off = -1;
 static struct pm_handle *guarded_h; /* whose statm reads the token moves */
-static bool token_moves;
+/* statm reads during which the guard's token moves (UINT64_MAX: always) */
+static uint64_t token_moves;
 static uint64_t statm_reads;
 static bool flipped;
 
@@ -68,14 +69,15 @@ static ssize_t fake_pread(int fd, void *buf, size_t n, off_t off)
 		errno = EIO;
 		return -1;
 	}
-	/* the guard's token: constant, or its VM size moving on every read
-	 * (nothing else on the machine may move it here) */
+	/* the guard's token: constant, or its VM size moving on each of the
+	 * first token_moves reads (nothing else on the machine may move it) */
 	if (guarded_h && fd == guarded_h->statm_fd) {
 		if (off)
 			return 0;
 		statm_reads++;
 		return fake_file(buf, n, "%lu 1 1 0 0 0 0\n",
-				 (unsigned long)(token_moves ? statm_reads : 1));
+				 (unsigned long)(statm_reads < token_moves ? statm_reads
+								       : token_moves + 1));
 	}
 	if (guarded_h && fd == guarded_h->stat_fd)
 		return off ? 0 : fake_file(buf, n, "1 (t) S 0 0 0 0 0 0 5 0 6 0\n%.0lu", 0UL);
@@ -123,7 +125,7 @@ static void setup(void)
 	maps_loads = query_calls = 0;
 	flip_off = -1;
 	guarded_h = NULL;
-	token_moves = false;
+	token_moves = 0;
 	statm_reads = 0;
 	flipped = false;
 }
@@ -335,8 +337,17 @@ static void close_guarded(char *p)
 	munmap(p, 64 * ps);
 }
 
-/* A disturbed first read while the token moves: the verifying passes
- * replace it with the true data (accepted when two passes agree). */
+/* Pieces of the range: its PMD-aligned parts. */
+static uint64_t pmd_pieces(const char *p, size_t n)
+{
+	const uint64_t pmd = ps * (ps / 8);
+
+	return ((uintptr_t)p + n * ps - 1) / pmd - (uintptr_t)p / pmd + 1;
+}
+
+/* A disturbed first read while the token moves: the certifying pass
+ * reads the range again piece by piece, and the token, still now,
+ * certifies every piece. */
 START_TEST(guard_trip_rereads)
 {
 	char *p;
@@ -346,12 +357,12 @@ START_TEST(guard_trip_rereads)
 
 	open_guarded(&p, truth);
 	mode = M_FLIP_ONCE;
-	token_moves = true;
+	token_moves = 2; /* the first pass's two tokens differ */
 	calls = 0;
 	ck_assert_int_eq(read_guarded(p, b, &o, &info), 64);
 	ck_assert_mem_eq(truth, b, sizeof(b));
-	ck_assert_uint_eq(info.retries, 2);
-	ck_assert_uint_eq(info.kernel_reads, 3);
+	ck_assert_uint_eq(info.retries, 1);
+	ck_assert_uint_eq(info.kernel_reads, 1 + pmd_pieces(p, 64));
 	ck_assert(info.flags & PM_READ_INFO_GUARDED);
 	ck_assert(info.flags & PM_READ_INFO_RETRIED);
 	ck_assert(!(info.flags & PM_READ_INFO_UNSTABLE));
@@ -378,22 +389,74 @@ START_TEST(guard_still_token_reads_once)
 }
 END_TEST
 
-/* The token never stills, but two passes agree: accepted. */
-START_TEST(guard_agreeing_passes_accepted)
+/* The token never stills: passes that read the same data certify
+ * nothing (agreement is no evidence against a shift repeated in step).
+ * With BEST_EFFORT the data comes back, the whole range uncertain. */
+START_TEST(guard_agreement_is_not_evidence)
 {
 	char *p;
 	uint64_t truth[64], b[64];
-	PM_OPTS(pm_read_opts, o, .flags = PM_READ_F_SNAPSHOT);
-	PM_OPTS(pm_read_info, info);
+	PM_OPTS(pm_read_opts, o, .flags = PM_READ_F_SNAPSHOT, .max_retries = 3);
+	PM_OPTS(pm_read_opts, be, .flags = PM_READ_F_SNAPSHOT | PM_READ_F_BEST_EFFORT,
+		.max_retries = 3);
+	struct pm_range unc[4];
+	PM_OPTS(pm_read_info, info, .uncertain = (uintptr_t)unc, .uncertain_cap = 4);
 
 	open_guarded(&p, truth);
-	token_moves = true;
-	ck_assert_int_eq(read_guarded(p, b, &o, &info), 64);
+	token_moves = UINT64_MAX;
+	ck_assert_int_eq(read_guarded(p, b, &o, &info), -EAGAIN);
+	ck_assert_int_eq(read_guarded(p, b, &be, &info), 64);
 	ck_assert_mem_eq(truth, b, sizeof(b));
-	ck_assert_uint_eq(info.retries, 1);
-	ck_assert_uint_eq(info.kernel_reads, 2);
-	ck_assert(!(info.flags & PM_READ_INFO_UNSTABLE));
+	ck_assert(info.flags & PM_READ_INFO_UNSTABLE);
+	ck_assert_uint_eq(info.retries, 3);
+	ck_assert_uint_eq(info.uncertain_count, 1);
+	ck_assert_uint_eq(unc[0].start, (uintptr_t)p);
+	ck_assert_uint_eq(unc[0].end, (uintptr_t)p + 64 * ps);
 	close_guarded(p);
+}
+END_TEST
+
+/* The token moves during the first piece of a certifying pass only: the
+ * second piece is certified, and the best-effort read names the first as
+ * the one uncertain range. */
+START_TEST(guard_certifies_piece_by_piece)
+{
+	const uint64_t pmd = ps * (ps / 8);
+	char *r = xmap(NULL, 3 * pmd, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	char *p = (char *)(((uintptr_t)r + pmd - 1) & ~(pmd - 1)) + pmd - 32 * ps;
+	uint64_t truth[64], b[64];
+	PM_OPTS(pm_read_opts, be, .flags = PM_READ_F_SNAPSHOT | PM_READ_F_BEST_EFFORT,
+		.max_retries = 1);
+	struct pm_range unc[4];
+	PM_OPTS(pm_read_info, info, .uncertain = (uintptr_t)unc, .uncertain_cap = 4,
+		.uncertain_count = 9);
+
+	/* 64 pages: the last 32 of one PMD, the first 32 of the next */
+	ck_assert_ptr_eq(mmap(p, 64 * ps, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), p);
+	for (int i = 0; i < 64; i += 3)
+		p[i * ps] = 1;
+	raw_read(getpid(), (uintptr_t)p, (uintptr_t)p + 64 * ps, truth);
+	ck_assert_int_eq(pm_open(0, NULL, &guarded_h), 0);
+	/* statm reads: the first pass's two, the certifying pass's first,
+	 * then one after each piece: moving until after the first piece */
+	token_moves = 4;
+	ck_assert_int_eq(read_guarded(p, b, &be, &info), 64);
+	ck_assert_mem_eq(truth, b, sizeof(b));
+	ck_assert(info.flags & PM_READ_INFO_UNSTABLE);
+	ck_assert_uint_eq(info.uncertain_count, 1);
+	ck_assert_uint_eq(unc[0].start, (uintptr_t)p);
+	ck_assert_uint_eq(unc[0].end, (uintptr_t)p + 32 * ps);
+	/* with one more pass, the first piece is certified too */
+	statm_reads = 0;
+	be.max_retries = 2;
+	ck_assert_int_eq(read_guarded(p, b, &be, &info), 64);
+	ck_assert(!(info.flags & PM_READ_INFO_UNSTABLE));
+	ck_assert_uint_eq(info.uncertain_count, 0);
+	ck_assert_uint_eq(info.retries, 2);
+	pm_close(guarded_h);
+	guarded_h = NULL;
+	munmap(r, 3 * pmd);
 }
 END_TEST
 
@@ -409,7 +472,7 @@ START_TEST(guard_budget_exhausted)
 	PM_OPTS(pm_read_info, info);
 
 	open_guarded(&p, truth);
-	token_moves = true;
+	token_moves = UINT64_MAX;
 	mode = M_FLIP_ALWAYS;
 	info.retries = 77;
 	ck_assert_int_eq(read_guarded(p, b, &o, &info), -EAGAIN);
@@ -450,7 +513,7 @@ START_TEST(soft_dirty_distrusts_uncertified_reads)
 	flip_off = (off_t)((r.start / ps + 10) * 8);
 	ck_assert_int_eq(pm_wtrack_new(guarded_h, &r, 1, &sd, &wt), 0);
 	ck_assert_int_eq(pm_wtrack_collect(wt, r.start, r.end, v, 4, 0, &we), 0);
-	token_moves = true;
+	token_moves = UINT64_MAX;
 	mode = M_FLIP_ALWAYS;
 	ck_assert_int_eq(pm_wtrack_collect(wt, r.start, r.end, v, 4, 0, &we), 1);
 	ck_assert(v[0].start == r.start && v[0].end == r.end);
@@ -522,7 +585,8 @@ int main(void)
 	tcase_add_test(t, emulated_scan_looks_up_a_vma_once);
 	tcase_add_test(t, guard_trip_rereads);
 	tcase_add_test(t, guard_still_token_reads_once);
-	tcase_add_test(t, guard_agreeing_passes_accepted);
+	tcase_add_test(t, guard_agreement_is_not_evidence);
+	tcase_add_test(t, guard_certifies_piece_by_piece);
 	tcase_add_test(t, guard_budget_exhausted);
 	tcase_add_test(t, batch_uring_refused_runs_sync);
 	add_test_if(t, soft_dirty_distrusts_uncertified_reads,

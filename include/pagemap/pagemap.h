@@ -158,6 +158,11 @@ struct pm_read_opts {
 
 struct pm_read_info {
 	uint64_t size, flags, retries, kernel_reads;
+	/* in: where to write the uncertified page ranges, a (uintptr_t) of a
+	 * struct pm_range array of uncertain_cap entries (may be 0). out:
+	 * how many there are (more than uncertain_cap: only the first
+	 * uncertain_cap were written). Only PM_READ_INFO_UNSTABLE data has any. */
+	uint64_t uncertain, uncertain_cap, uncertain_count;
 };
 
 /**
