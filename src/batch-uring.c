@@ -281,6 +281,11 @@ int pm__batch_uring(struct pm_batch *b)
 	size_t nfiles = 0;
 	int r;
 
+	/* stopping targets is per handle group and per thread (ptrace):
+	 * the sync backend does it */
+	if (b->read_flags & PM_READ_F_STOP)
+		return -EOPNOTSUPP;
+
 	if (!ring) {
 		ring = calloc(1, sizeof(*ring));
 		if (!ring)

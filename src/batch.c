@@ -3,6 +3,7 @@
  * choice of backend, and the fallback when io_uring cannot be had. */
 #include "internal.h"
 #include "batch.h"
+#include "stop.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,7 @@
 
 PM_EXPORT int pm_batch_new(const struct pm_batch_opts *opts, struct pm_batch **out)
 {
-	const uint64_t known = PM_READ_F_SNAPSHOT | PM_READ_F_BEST_EFFORT;
+	const uint64_t known = PM_READ_F_SNAPSHOT | PM_READ_F_BEST_EFFORT | PM_READ_F_STOP;
 	struct pm_batch *b;
 	uint64_t backend, flags;
 	int r;
@@ -57,13 +58,13 @@ PM_EXPORT int pm_batch_add_read(struct pm_batch *b, struct pm_handle *h, uint64_
 /* Reads [i, j) of the batch, all on one handle, certified together where
  * the guard is wanted: one token before the first, one after the last, and
  * only if it moved each read is certified piece by piece on its own. */
-static void run_group(struct pm_batch *b, size_t i, size_t j)
+static void run_group(struct pm_batch *b, size_t i, size_t j, uint64_t flags)
 {
 	struct pm_handle *h = b->r[i].h;
 	struct pm__token before, after;
 	const unsigned shift = pm__kernel()->page_shift;
 
-	bool group = j - i > 1 && pm__guard_wanted(b->read_flags) && !pm__handle_ready(h);
+	bool group = j - i > 1 && pm__guard_wanted(flags) && !pm__handle_ready(h);
 
 	/* the kernel's copy into a buffer must not fault inside the bracket */
 	for (size_t k = i; group && k < j; k++) {
@@ -78,7 +79,7 @@ static void run_group(struct pm_batch *b, size_t i, size_t j)
 		for (size_t k = i; k < j; k++) {
 			struct pm__bread *r = &b->r[k];
 
-			*r->result = pm__read_flags(r->h, r->start, r->end, r->entries, b->read_flags,
+			*r->result = pm__read_flags(r->h, r->start, r->end, r->entries, flags,
 						    b->max_retries, r->info);
 		}
 		return;
@@ -87,7 +88,7 @@ static void run_group(struct pm_batch *b, size_t i, size_t j)
 		struct pm__bread *r = &b->r[k];
 
 		*r->result = pm__read_flags(r->h, r->start, r->end, r->entries,
-					    b->read_flags | PM__READ_UNGUARDED, b->max_retries,
+					    flags | PM__READ_UNGUARDED, b->max_retries,
 					    r->info);
 	}
 	if (!pm__token_after(h, &after) && pm__token_certifies(&before, &after)) {
@@ -102,18 +103,32 @@ static void run_group(struct pm_batch *b, size_t i, size_t j)
 
 		if (*r->result >= 0)
 			*r->result = pm__read_flags(r->h, r->start, r->end, r->entries,
-						    b->read_flags | PM__READ_TRIPPED,
+						    flags | PM__READ_TRIPPED,
 						    b->max_retries, r->info);
 	}
 }
 
-/* Consecutive reads on one handle share a certificate. */
+/* Consecutive reads on one handle share a certificate, and with
+ * PM_READ_F_STOP one stop of the target. */
 static void run_sync(struct pm_batch *b)
 {
+	const uint64_t flags = b->read_flags & ~PM_READ_F_STOP;
+
 	for (size_t i = 0, j; i < b->n; i = j) {
+		struct pm__stop *st = NULL;
+		int e = 0;
+
 		for (j = i + 1; j < b->n && b->r[j].h == b->r[i].h;)
 			j++;
-		run_group(b, i, j);
+		if (b->read_flags & PM_READ_F_STOP)
+			e = pm__stop_begin(b->r[i].h, &st);
+		if (e) {
+			for (size_t k = i; k < j; k++)
+				*b->r[k].result = pm__ret(e);
+			continue;
+		}
+		run_group(b, i, j, flags);
+		pm__stop_end(st);
 	}
 }
 

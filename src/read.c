@@ -12,6 +12,7 @@
  * gap only when it is large enough to repay the extra read it splits off.
  */
 #include "internal.h"
+#include "stop.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -202,8 +203,9 @@ long pm__read(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entri
 	      const struct pm_read_opts *opts, struct pm_read_info *info, struct pm__vcursor *vc)
 {
 	const struct pm__kernel *k = pm__kernel();
-	const uint64_t known = PM_READ_F_SNAPSHOT | PM_READ_F_BEST_EFFORT | PM__READ_UNGUARDED |
-			       PM__READ_TRIPPED;
+	const uint64_t known = PM_READ_F_SNAPSHOT | PM_READ_F_BEST_EFFORT | PM_READ_F_STOP |
+			       PM__READ_UNGUARDED | PM__READ_TRIPPED;
+	struct pm__stop *st = NULL;
 	struct pm__guard g;
 	struct rd rd;
 	uint64_t flags;
@@ -236,7 +238,13 @@ long pm__read(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entri
 	 * the system's THP counters when a THP backs the buffer */
 	if (g.active)
 		pm__prefault(entries, (size_t)((end - start) >> k->page_shift));
-	r = pm__guarded(&g, h, start, end, engine, &rd);
+	/* a stopped target faults and zaps nothing itself while it is read
+	 * (another process only: -EPERM for our own) */
+	if (flags & PM_READ_F_STOP)
+		r = pm__stop_begin(h, &st);
+	if (!r)
+		r = pm__guarded(&g, h, start, end, engine, &rd);
+	pm__stop_end(st);
 	if (r == 0) {
 		pm__fill_info(info,
 			      (g.active ? PM_READ_INFO_GUARDED : 0) | (g.retries ? PM_READ_INFO_RETRIED : 0) |

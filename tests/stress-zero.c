@@ -22,7 +22,11 @@
  * pages is reported per shape. Raw reads must show shifts on a kernel without the retry fix,
  * else the run is inconclusive (exit 1).
  *
- * usage: stress-zero [SECONDS]
+ * With "child", the churn runs in a forked child that the test reads from
+ * outside: pm_read and the emulated scan as they are, pm_read and a sync
+ * pm_batch with PM_READ_F_STOP.
+ *
+ * usage: stress-zero [SECONDS [self|child]]
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -34,7 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,7 +57,7 @@ static char *base;
 static uint64_t ps;
 static uint64_t pattern[SLOTS][NPMD / 64];
 static atomic_bool stop;
-static atomic_ulong churns;
+static atomic_ulong *churns; /* shared with a churning child */
 
 static double now(void)
 {
@@ -70,7 +76,7 @@ static void *churn(void *arg)
 		for (size_t i = 0; i < HUGE; i += ps)
 			sum += z[i];
 		madvise((void *)z, HUGE, MADV_DONTNEED);
-		atomic_fetch_add(&churns, 1);
+		atomic_fetch_add(churns, 1);
 	}
 	return (void *)(uintptr_t)sum;
 }
@@ -197,8 +203,11 @@ static const struct shape shapes[] = {
 #define NSHAPES 3
 
 enum { M_READ, M_SYNC, M_URING, M_SCAN, NMETHODS };
-static const char *const mname[NMETHODS] = { "pm_read", "pm_batch sync", "pm_batch io_uring",
-					     "pm_scan emulated" };
+static const char *const self_names[NMETHODS] = { "pm_read", "pm_batch sync",
+						  "pm_batch io_uring", "pm_scan emulated" };
+/* a child target: M_SYNC is a stopping batch, M_URING a stopping pm_read */
+static const char *const child_names[NMETHODS] = { "pm_read", "pm_batch sync STOP",
+						   "pm_read STOP", "pm_scan emulated" };
 
 struct stats {
 	uint64_t calls, ok, eagain, bad, pages, cert, allcert, retries;
@@ -207,6 +216,10 @@ struct stats {
 int main(int argc, char **argv)
 {
 	double secs = argc > 1 ? atof(argv[1]) : 10, t_end;
+	bool child = argc > 2 && !strcmp(argv[2], "child");
+	const char *const *mname = child ? child_names : self_names;
+	char path[64];
+	pid_t pid = 0;
 	static uint64_t buf[MAXPAGES];
 	static struct pm_region regs[MAXPAGES];
 	uint64_t raw_reads[NSHAPES] = { 0 }, raw_shifted[NSHAPES] = { 0 }, raw_bad = 0;
@@ -243,22 +256,44 @@ int main(int argc, char **argv)
 	       (unsigned long)ki.version_minor,
 	       ki.walk_retry_fix == PM_FIX_PRESENT ? "present" : "absent", ki.walk_retry_reason,
 	       thp);
+	churns = mmap(NULL, sizeof(*churns), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+		      -1, 0);
+	if (churns == MAP_FAILED) {
+		perror("mmap");
+		return 1;
+	}
 	layout();
-	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || pm_open(0, NULL, &h)) {
+	if (child) {
+		pid = fork();
+		if (pid == 0) {
+			/* fork copies no page tables of shared mappings */
+			for (int sl = 1; sl < SLOTS; sl += 2)
+				memset(base + sl * HUGE, 1, HUGE);
+			churn(NULL);
+			_exit(0);
+		}
+		/* the sentinels are exclusive to the child once we let go */
+		munmap(base, SLOTS * HUGE);
+		while (pid > 0 && !atomic_load(churns))
+			usleep(1000);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", child ? (int)pid : (int)getpid());
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (pid < 0 || fd < 0 || pm_open(pid, NULL, &h)) {
 		perror("open");
 		return 1;
 	}
 	for (int k = 0; k < 2; k++) {
 		PM_OPTS(pm_batch_opts, bo, .backend = k ? PM_BACKEND_URING : PM_BACKEND_SYNC,
-			.read_flags = PM_READ_F_BEST_EFFORT);
+			.read_flags = PM_READ_F_BEST_EFFORT | (child ? PM_READ_F_STOP : 0));
 
 		if (pm_batch_new(&bo, &b[k])) {
 			perror("pm_batch_new");
 			return 1;
 		}
 	}
-	pthread_create(&th, NULL, churn, NULL);
+	if (!child)
+		pthread_create(&th, NULL, churn, NULL);
 	t_end = now() + secs;
 	for (uint64_t it = 0; now() < t_end; it++) {
 		int si = (int)(it % NSHAPES), m = (int)(it / NSHAPES % NMETHODS);
@@ -291,8 +326,9 @@ int main(int argc, char **argv)
 		}
 
 		t->calls++;
-		if (m == M_READ) {
-			PM_OPTS(pm_read_opts, ro, .flags = PM_READ_F_BEST_EFFORT);
+		if (m == M_READ || (child && m == M_URING)) {
+			PM_OPTS(pm_read_opts, ro, .flags = PM_READ_F_BEST_EFFORT |
+							  (m == M_URING ? PM_READ_F_STOP : 0));
 
 			n = pm_read(h, va, end, buf, &ro, &info);
 		} else if (m == M_SYNC || m == M_URING) {
@@ -346,7 +382,12 @@ int main(int argc, char **argv)
 		t->allcert += cert == s->pages;
 	}
 	atomic_store(&stop, true);
-	pthread_join(th, NULL);
+	if (child) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	} else {
+		pthread_join(th, NULL);
+	}
 	pm_batch_free(b[0]);
 	pm_batch_free(b[1]);
 	pm_close(h);
@@ -355,7 +396,7 @@ int main(int argc, char **argv)
 	uint64_t lib_bad = 0, raw_total = 0, shifted_total = 0;
 
 	printf("churn: %lu cycles in %.0f s (%.0f/s); zero page seen in %lu raw entries\n",
-	       (unsigned long)atomic_load(&churns), secs, (double)atomic_load(&churns) / secs,
+	       (unsigned long)atomic_load(churns), secs, (double)atomic_load(churns) / secs,
 	       (unsigned long)huge_zero_seen);
 	for (int si = 0; si < NSHAPES; si++) {
 		printf("raw pread %-10s: %lu reads, %lu shifted\n", shapes[si].name,

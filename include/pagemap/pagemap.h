@@ -145,6 +145,7 @@ PM_EXPORT void pm_vma_list_free(struct pm_vma_list *l);
 /** pm_read_opts.flags */
 #define PM_READ_F_SNAPSHOT    (1ULL << 0) /* certify on any kernel: no page-table change seen */
 #define PM_READ_F_BEST_EFFORT (1ULL << 1) /* out of retries: return the data flagged UNSTABLE */
+#define PM_READ_F_STOP        (1ULL << 2) /* stop the target (another process) for the read */
 
 /** pm_read_info.flags */
 #define PM_READ_INFO_GUARDED  (1ULL << 0) /* the consistency guard ran */
