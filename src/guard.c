@@ -208,7 +208,8 @@ void pm__guard_fini(struct pm__guard *g)
 {
 	free(g->todo);
 	free(g->left);
-	g->todo = g->left = NULL;
+	free(g->pend);
+	g->todo = g->left = g->pend = NULL;
 }
 
 /* Back off so that the change that disturbed the read can finish: 10 us
@@ -222,24 +223,57 @@ static void backoff(uint64_t attempt)
 		;
 }
 
-/* Append [a, b) to the ranges a pass leaves uncertain, joining it to the
- * last one when they touch. */
-static int leave(struct pm__guard *g, uint64_t a, uint64_t b)
+/* Append [a, b) to a sorted range list, joining it to the last range
+ * when they touch. */
+static int add_range(struct pm_range **l, size_t *n, size_t *cap, uint64_t a, uint64_t b)
 {
-	if (g->nleft && g->left[g->nleft - 1].end == a) {
-		g->left[g->nleft - 1].end = b;
+	if (*n && (*l)[*n - 1].end == a) {
+		(*l)[*n - 1].end = b;
 		return 0;
 	}
-	if (g->nleft == g->cap_left) {
-		size_t cap = g->cap_left ? g->cap_left * 2 : 16;
-		struct pm_range *n = realloc(g->left, cap * sizeof(*n));
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 16;
+		struct pm_range *x = realloc(*l, c * sizeof(*x));
 
-		if (!n)
+		if (!x)
 			return -ENOMEM;
-		g->left = n;
-		g->cap_left = cap;
+		*l = x;
+		*cap = c;
 	}
-	g->left[g->nleft++] = (struct pm_range){ a, b };
+	(*l)[(*n)++] = (struct pm_range){ a, b };
+	return 0;
+}
+
+/* [a, b) stays uncertain after this pass. */
+static int leave(struct pm__guard *g, uint64_t a, uint64_t b)
+{
+	return add_range(&g->left, &g->nleft, &g->cap_left, a, b);
+}
+
+/* Close the bracket around the pieces read since the last token: they are
+ * certified if the target's counters did not move, else left for the next
+ * pass. */
+static int close_bracket(struct pm__guard *g, struct pm_handle *h)
+{
+	struct pm__token t;
+	int r;
+
+	if (!g->npend)
+		return 0;
+	settle(h);
+	r = pm__token_own(h, &t);
+	if (r)
+		return r;
+	if (!token_eq(&t, &g->last)) {
+		for (size_t i = 0; i < g->npend; i++) {
+			r = leave(g, g->pend[i].start, g->pend[i].end);
+			if (r)
+				return r;
+		}
+		g->last = t;
+	}
+	g->npend = 0;
+	g->in_bracket = 0;
 	return 0;
 }
 
@@ -263,24 +297,18 @@ int pm__span_read(struct pm__guard *g, struct pm_handle *h, uint64_t va, uint64_
 	while (n) {
 		uint64_t to = (va | (pmd - 1)) + 1;
 		size_t m = (size_t)((to - va) >> shift);
-		struct pm__token t;
 		int r;
 
 		if (m > n)
 			m = n;
 		r = pm__pread_full(h->pagemap_fd, dst, m * 8, off, &g->kernel_reads);
+		if (!r)
+			r = add_range(&g->pend, &g->npend, &g->cap_pend, va,
+				      va + ((uint64_t)m << shift));
+		if (!r && ++g->in_bracket >= g->bracket)
+			r = close_bracket(g, h);
 		if (r)
 			return r;
-		settle(h);
-		r = pm__token_own(h, &t);
-		if (r)
-			return r;
-		if (!token_eq(&t, &g->last)) {
-			r = leave(g, va, va + ((uint64_t)m << shift));
-			if (r)
-				return r;
-			g->last = t;
-		}
 		va += (uint64_t)m << shift;
 		off += m * 8;
 		dst += m;
@@ -319,6 +347,8 @@ static int certify(struct pm__guard *g, struct pm_handle *h,
 	r = pm__token_own(h, &g->last);
 	for (size_t i = 0; !r && i < g->ntodo; i++)
 		r = pass(arg, g->todo[i].start, g->todo[i].end);
+	if (!r)
+		r = close_bracket(g, h);
 	if (r)
 		return r;
 	sys1 = pm__thp_events();
@@ -373,6 +403,9 @@ int pm__guarded(struct pm__guard *g, struct pm_handle *h, uint64_t start, uint64
 		}
 		if (attempt)
 			backoff(attempt - 1);
+		/* few brackets first (cheap on a quiet target), then smaller
+		 * ones, down to one per piece (a churning target) */
+		g->bracket = attempt < 3 ? (size_t)4096 >> (4 * attempt) : 1;
 		g->retries++;
 		r = certify(g, h, pass, arg);
 		if (r)

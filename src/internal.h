@@ -195,11 +195,12 @@ struct pm__guard {
 	uint64_t max_retries;
 	uint64_t retries;     /* certifying passes */
 	uint64_t kernel_reads;
-	struct pm__token last; /* the target's counters after the last piece */
-	int err;              /* a token read failed during a certifying pass */
+	struct pm__token last; /* the target's counters at the last bracket */
+	size_t bracket;       /* pieces per bracket in this pass */
+	size_t in_bracket;
 	/* the ranges not certified yet, sorted, and those a pass leaves */
-	struct pm_range *todo, *left;
-	size_t ntodo, nleft, cap_todo, cap_left;
+	struct pm_range *todo, *left, *pend; /* pend: read in the open bracket */
+	size_t ntodo, nleft, npend, cap_todo, cap_left, cap_pend;
 };
 /* Whether reads with these PM_READ_* flags must be certified: always
  * without the kernel's retry fix, on request (SNAPSHOT) otherwise. */
