@@ -46,27 +46,21 @@
 
 #include <pagemap/pagemap.h>
 
+#include "stress-layout.h"
+
 #include "internal.h"
 
-#define HUGE (2UL << 20)
-#define NPMD 512
 /* layout, one 2 MiB slot each: THP churn, sentinel, pattern, zero churn, sentinel, pattern */
 #define SLOTS 6
 enum { T_CHURN = 0, T_SENT, T_PAT, Z_CHURN, Z_SENT, Z_PAT };
 
 static char *base;
 static uint64_t ps;
-static uint64_t pattern[2][NPMD / 64];
+static uint64_t pattern[SLOTS][NPMD / 64];
+static const enum stress_slot kinds[SLOTS] = { SLOT_CHURN,   SLOT_SENTINEL, SLOT_PATTERN,
+						SLOT_CHURN,   SLOT_SENTINEL, SLOT_PATTERN };
 static atomic_bool stop;
 static atomic_ulong churns_thp, churns_zero;
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void *churn_thp(void *arg)
 {
@@ -102,44 +96,6 @@ static void *churn_zero(void *arg)
 	return arg;
 }
 
-static void layout(void)
-{
-	char *r = mmap(NULL, (SLOTS + 1) * HUGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uint64_t seed = 0x9e3779b97f4a7c15ULL;
-
-	if (r == MAP_FAILED) {
-		perror("mmap");
-		exit(1);
-	}
-	base = (char *)(((uintptr_t)r + HUGE - 1) & ~(HUGE - 1));
-	for (int s = 0; s < SLOTS; s++) {
-		char *p = base + s * HUGE;
-		bool sent = s == T_SENT || s == Z_SENT, pat = s == T_PAT || s == Z_PAT;
-		int flags = (sent ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | MAP_FIXED;
-
-		if (mmap(p, HUGE, PROT_READ | PROT_WRITE, flags, -1, 0) != p) {
-			perror("mmap slot");
-			exit(1);
-		}
-		madvise(p, HUGE, pat ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
-		if (sent)
-			memset(p, 1, HUGE);
-		if (pat) {
-			uint64_t *bits = pattern[s == Z_PAT];
-
-			for (int i = 0; i < NPMD; i++) {
-				seed ^= seed << 13;
-				seed ^= seed >> 7;
-				seed ^= seed << 17;
-				if (seed & 1) {
-					bits[i / 64] |= 1ULL << (i % 64);
-					p[(uint64_t)i * ps] = 1;
-				}
-			}
-		}
-	}
-}
-
 /* Entries in [va, va + n pages) that their slot can never hold. */
 static uint64_t misplaced(uint64_t va, const uint64_t *e, size_t n)
 {
@@ -163,7 +119,7 @@ static uint64_t misplaced(uint64_t va, const uint64_t *e, size_t n)
 			bad += !(p && f && pm_entry_exclusive(e[i]));
 			break;
 		default: {
-			bool want = pattern[slot == Z_PAT][idx / 64] >> (idx % 64) & 1;
+			bool want = pattern[slot][idx / 64] >> (idx % 64) & 1;
 
 			bad += p != want || f;
 		}
@@ -200,7 +156,7 @@ static uint64_t scan_misplaced(uint64_t va, const struct pm_region *r, long nr, 
 			bad += !(p && f);
 			break;
 		default:
-			bad += p != (bool)(pattern[slot == Z_PAT][idx / 64] >> (idx % 64) & 1) || f;
+			bad += p != (bool)(pattern[slot][idx / 64] >> (idx % 64) & 1) || f;
 		}
 	}
 	return bad;
@@ -261,7 +217,7 @@ int main(int argc, char **argv)
 	fixed = ki.walk_retry_fix == PM_FIX_PRESENT;
 	printf("kernel %lu.%lu, retry fix %s (%s)\n", (unsigned long)ki.version_major,
 	       (unsigned long)ki.version_minor, fixed ? "present" : "absent", ki.walk_retry_reason);
-	layout();
+	base = stress_layout(kinds, SLOTS, pattern);
 	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || pm_open(0, NULL, &h)) {
 		perror("open");
@@ -269,8 +225,8 @@ int main(int argc, char **argv)
 	}
 	pthread_create(&th[0], NULL, churn_thp, NULL);
 	pthread_create(&th[1], NULL, churn_zero, NULL);
-	t_end = now() + secs;
-	for (uint64_t it = 0; now() < t_end; it++) {
+	t_end = stress_now() + secs;
+	for (uint64_t it = 0; stress_now() < t_end; it++) {
 		const struct shape *s = &shapes[it % NSHAPES];
 		uint64_t va = (uintptr_t)base + s->slot * HUGE + s->skip * ps;
 		size_t len = s->pages * 8;

@@ -46,8 +46,8 @@
 
 #include <pagemap/pagemap.h>
 
-#define HUGE (2UL << 20)
-#define NPMD 512
+#include "stress-layout.h"
+
 #define SLOTS 10
 #define CHURN 4 /* sentinels at odd slots, patterns at even ones */
 #define MAXPAGES (SLOTS * NPMD)
@@ -56,16 +56,12 @@
 static char *base;
 static uint64_t ps;
 static uint64_t pattern[SLOTS][NPMD / 64];
+static const enum stress_slot kinds[SLOTS] = {
+	SLOT_PATTERN, SLOT_SENTINEL, SLOT_PATTERN, SLOT_SENTINEL, SLOT_CHURN,
+	SLOT_SENTINEL, SLOT_PATTERN, SLOT_SENTINEL, SLOT_PATTERN, SLOT_SENTINEL,
+};
 static atomic_bool stop;
 static atomic_ulong *churns; /* shared with a churning child */
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void *churn(void *arg)
 {
@@ -79,42 +75,6 @@ static void *churn(void *arg)
 		atomic_fetch_add(churns, 1);
 	}
 	return (void *)(uintptr_t)sum;
-}
-
-static void layout(void)
-{
-	char *r = mmap(NULL, (SLOTS + 1) * HUGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uint64_t seed = 0x9e3779b97f4a7c15ULL;
-
-	if (r == MAP_FAILED) {
-		perror("mmap");
-		exit(1);
-	}
-	base = (char *)(((uintptr_t)r + HUGE - 1) & ~(HUGE - 1));
-	for (int s = 0; s < SLOTS; s++) {
-		char *p = base + s * HUGE;
-		bool sent = s % 2, pat = !sent && s != CHURN;
-		int flags = (sent ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | MAP_FIXED;
-
-		if (mmap(p, HUGE, PROT_READ | PROT_WRITE, flags, -1, 0) != p) {
-			perror("mmap slot");
-			exit(1);
-		}
-		madvise(p, HUGE, pat ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
-		if (sent)
-			memset(p, 1, HUGE);
-		if (pat) {
-			for (int i = 0; i < NPMD; i++) {
-				seed ^= seed << 13;
-				seed ^= seed >> 7;
-				seed ^= seed << 17;
-				if (seed & 1) {
-					pattern[s][i / 64] |= 1ULL << (i % 64);
-					p[(uint64_t)i * ps] = 1;
-				}
-			}
-		}
-	}
 }
 
 /* Whether entry @e (or, for scans, categories @c) can belong to @a. */
@@ -262,7 +222,7 @@ int main(int argc, char **argv)
 		perror("mmap");
 		return 1;
 	}
-	layout();
+	base = stress_layout(kinds, SLOTS, pattern);
 	if (child) {
 		pid = fork();
 		if (pid == 0) {
@@ -297,9 +257,9 @@ int main(int argc, char **argv)
 	/* the first quarter reads raw only: the library's reads slow the
 	 * churn (a self handle's closing token waits for the mmap lock), and
 	 * the run must show that this kernel shifts */
-	t_end = now() + secs;
-	t_raw = now() + secs / 4;
-	for (uint64_t it = 0; now() < t_end; it++) {
+	t_end = stress_now() + secs;
+	t_raw = stress_now() + secs / 4;
+	for (uint64_t it = 0; stress_now() < t_end; it++) {
 		int si = (int)(it % NSHAPES), m = (int)(it / NSHAPES % NMETHODS);
 		const struct shape *s = &shapes[si];
 		uint64_t va = (uintptr_t)base + s->slot * HUGE + s->skip * ps, end;
@@ -329,7 +289,7 @@ int main(int argc, char **argv)
 				huge_zero_seen++;
 		}
 
-		if (now() < t_raw)
+		if (stress_now() < t_raw)
 			continue;
 		t->calls++;
 		if (m == M_READ || (child && m == M_URING)) {

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The memory the shift stress tests lay out around their churned PMDs. */
+#ifndef PM_STRESS_LAYOUT_H
+#define PM_STRESS_LAYOUT_H
+
+#include <stdint.h>
+
+#define HUGE (2UL << 20)
+#define NPMD 512
+
+enum stress_slot {
+	SLOT_CHURN,    /* private, MADV_HUGEPAGE, left to the churn */
+	SLOT_SENTINEL, /* shared anonymous, written: present+file+exclusive */
+	SLOT_PATTERN,  /* private, MADV_NOHUGEPAGE, a pseudo-random presence pattern */
+};
+
+/* Map @n 2 MiB-aligned slots of the kinds given, consecutive; pattern
+ * slot s records its pattern in bits[s] (one bit per page). Returns the
+ * first slot; exits on failure. */
+char *stress_layout(const enum stress_slot *kind, int n, uint64_t (*bits)[NPMD / 64]);
+/* CLOCK_MONOTONIC in seconds. */
+double stress_now(void);
+
+#endif
