@@ -20,19 +20,18 @@
  * every shift, counters plus RSS missed huge-zero-page zaps and splits;
  * VmPTE and thp_split_pmd close those.
  *
- * When the token moved (a "trip": the target faulted, or some process
- * split a THP), the guard re-reads every span chunk by chunk and compares
- * with what it has. The read is accepted when a pass is bracketed by an
- * unchanged token, or when a whole pass read exactly the data of the pass
- * before (a shifted read differs from the true one wherever the shift
- * moved distinguishable entries; where it moved none the data is true).
- * Otherwise it backs off and tries again, up to the retry budget.
+ * When the token moved (a "trip"), nothing of that pass is certified: the
+ * range is read again in certifying passes, every kernel read cut at PMD
+ * boundaries, pieces certified by brackets of tokens that did not move
+ * (many pieces per bracket first, then fewer, down to one). Data that two
+ * passes read alike is not certified by that: under huge-zero-page churn
+ * reader and churner fall into step and two passes can skip the same PMD
+ * the same way (issue 10). What is never certified is reported uncertain
+ * (best effort) or fails the read with -EAGAIN.
  *
- * Residual risk, documented: a remote read-GUP mapping a huge zero page
- * while another huge zero PMD is zapped in the same window cancels in
- * VmPTE and moves nothing else; and two consecutive passes can only both
- * be shifted identically if the same PMD went unstable at the same point
- * of both walks.
+ * Residual risk (doc/accuracy.md): a change whose counter update lags the
+ * PMD change the read saw, in another process not stopped for the read;
+ * counter-cancelling changes that take no lock of the target's mm.
  */
 #include "internal.h"
 
@@ -100,7 +99,8 @@ int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time)
 	return 0;
 }
 
-int pm__token_own(struct pm_handle *h, struct pm__token *t)
+/* The target's part of a token (v[5] left 0). */
+static int token_own(struct pm_handle *h, struct pm__token *t)
 {
 	char buf[4096];
 	const char *p;
@@ -129,7 +129,9 @@ int pm__token_own(struct pm_handle *h, struct pm__token *t)
 	return 0;
 }
 
-uint64_t pm__thp_events(void)
+/* The system-wide part: the sum of /proc/vmstat's thp_* events (0 where it
+ * cannot be read). */
+static uint64_t thp_events(void)
 {
 	char buf[16384]; /* /proc/vmstat is ~5 KiB, its thp_ lines near the end */
 	const char *p;
@@ -148,10 +150,10 @@ uint64_t pm__thp_events(void)
 
 int pm__token(struct pm_handle *h, struct pm__token *t)
 {
-	int r = pm__token_own(h, t);
+	int r = token_own(h, t);
 
 	if (!r)
-		t->v[5] = pm__thp_events();
+		t->v[5] = thp_events();
 	return r;
 }
 
@@ -251,8 +253,7 @@ static int leave(struct pm__guard *g, uint64_t a, uint64_t b)
 }
 
 /* Close the bracket around the pieces read since the last token: they are
- * certified if the target's counters did not move, else left for the next
- * pass. */
+ * certified if the token did not move, else left for the next pass. */
 static int close_bracket(struct pm__guard *g, struct pm_handle *h)
 {
 	struct pm__token t;
@@ -260,8 +261,7 @@ static int close_bracket(struct pm__guard *g, struct pm_handle *h)
 
 	if (!g->npend)
 		return 0;
-	settle(h);
-	r = pm__token_own(h, &t);
+	r = pm__token_after(h, &t);
 	if (r)
 		return r;
 	if (!token_eq(&t, &g->last)) {
@@ -283,7 +283,8 @@ static int close_bracket(struct pm__guard *g, struct pm_handle *h)
  * one PMD goes past that PMD only if it skipped: so a piece is wrong only
  * if a huge PMD it walked vanished while it was read, which moves the
  * target's counters (a zap: RSS or VmPTE; a zap and refault: faults) or
- * the system's THP events (a split), checked for the whole pass.
+ * the system's THP events (a split): a full token closes each bracket of
+ * pieces.
  */
 int pm__span_read(struct pm__guard *g, struct pm_handle *h, uint64_t va, uint64_t *dst,
 		  size_t n)
@@ -340,27 +341,14 @@ static void swap_lists(struct pm__guard *g)
 static int certify(struct pm__guard *g, struct pm_handle *h,
 		   int (*pass)(void *arg, uint64_t from, uint64_t to), void *arg)
 {
-	uint64_t sys0, sys1;
-	int r;
+	int r = pm__token(h, &g->last);
 
-	sys0 = pm__thp_events();
-	r = pm__token_own(h, &g->last);
 	for (size_t i = 0; !r && i < g->ntodo; i++)
 		r = pass(arg, g->todo[i].start, g->todo[i].end);
 	if (!r)
 		r = close_bracket(g, h);
 	if (r)
 		return r;
-	sys1 = pm__thp_events();
-	if (sys1 != sys0) {
-		/* a THP split somewhere: nothing of this pass is certified */
-		g->nleft = 0;
-		for (size_t i = 0; i < g->ntodo; i++) {
-			r = leave(g, g->todo[i].start, g->todo[i].end);
-			if (r)
-				return r;
-		}
-	}
 	swap_lists(g);
 	return 0;
 }

@@ -224,11 +224,6 @@ PM_HIDDEN int pm__token(struct pm_handle *h, struct pm__token *t);
  * change that was in flight during them is counted, where that can be
  * waited for (see guard.c). */
 PM_HIDDEN int pm__token_after(struct pm_handle *h, struct pm__token *t);
-/* The target's part only (v[5] left 0): three procfs reads, no vmstat. */
-PM_HIDDEN int pm__token_own(struct pm_handle *h, struct pm__token *t);
-/* The system-wide part: the sum of /proc/vmstat's thp_* events (0 where
- * it cannot be read). */
-PM_HIDDEN uint64_t pm__thp_events(void);
 /* From a /proc/PID[/task/TID]/stat fd: minflt + majflt, and (optional)
  * the start time. */
 PM_HIDDEN int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time);
