@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The huge-zero-page churn stress test (kernel-facts.md §2, issue 10).
+ * The huge-zero-page churn stress test (issue 10).
  *
  * One thread churns a 2 MiB-aligned THP-eligible slot with no mmap in the
  * loop: it read-faults every 4 KiB page (the first read maps the huge zero
