@@ -4,6 +4,8 @@
 #endif
 #include "stress-layout.h"
 
+#include <pagemap/pagemap.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +50,17 @@ char *stress_layout(const enum stress_slot *kind, int n, uint64_t (*bits)[NPMD /
 		}
 	}
 	return base;
+}
+
+void stress_region_cats(uint64_t va, const struct pm_region *r, long nr, size_t n,
+			uint64_t *cats)
+{
+	const uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
+
+	memset(cats, 0, n * 8);
+	for (long k = 0; k < nr; k++)
+		for (uint64_t a = r[k].start; a < r[k].end; a += ps)
+			cats[(a - va) / ps] = r[k].categories;
 }
 
 double stress_now(void)

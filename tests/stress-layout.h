@@ -3,6 +3,7 @@
 #ifndef PM_STRESS_LAYOUT_H
 #define PM_STRESS_LAYOUT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define HUGE (2UL << 20)
@@ -18,6 +19,19 @@ enum stress_slot {
  * slot s records its pattern in bits[s] (one bit per page). Returns the
  * first slot; exits on failure. */
 char *stress_layout(const enum stress_slot *kind, int n, uint64_t (*bits)[NPMD / 64]);
+/* A read shape: @pages pages from @skip pages into slot @slot. */
+struct shape {
+	const char *name;
+	int slot;
+	uint64_t skip;
+	uint64_t pages;
+};
+
+struct pm_region;
+/* The categories of each of the @n pages from @va, from @nr scan regions
+ * (0 where none covers it), into @cats. */
+void stress_region_cats(uint64_t va, const struct pm_region *r, long nr, size_t n,
+			uint64_t *cats);
 /* CLOCK_MONOTONIC in seconds. */
 double stress_now(void);
 

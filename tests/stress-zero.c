@@ -133,10 +133,7 @@ static uint64_t scan_misplaced(uint64_t va, const struct pm_region *r, long nr, 
 	static uint64_t cats[MAXPAGES];
 	uint64_t bad = 0;
 
-	memset(cats, 0, n * 8);
-	for (long k = 0; k < nr; k++)
-		for (uint64_t a = r[k].start; a < r[k].end; a += ps)
-			cats[(a - va) / ps] = r[k].categories;
+	stress_region_cats(va, r, nr, n, cats);
 	for (size_t i = 0; i < n; i++) {
 		uint64_t a = va + i * ps;
 		bool p = cats[i] & PM_CAT_PRESENT, f = cats[i] & PM_CAT_FILE;
@@ -147,13 +144,6 @@ static uint64_t scan_misplaced(uint64_t va, const struct pm_region *r, long nr, 
 	}
 	return bad;
 }
-
-struct shape {
-	const char *name;
-	int slot;      /* first slot */
-	uint64_t skip; /* pages into it */
-	uint64_t pages;
-};
 
 static const struct shape shapes[] = {
 	{ "one PMD", CHURN, 0, NPMD },
