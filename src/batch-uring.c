@@ -256,6 +256,8 @@ static void finish(struct pm_batch *b, struct plan *p)
 			cert = s->have_token && !pm__token_after(r->h, &after) &&
 			       pm__token_certifies(&s->before, &after);
 		}
+		if (!s->res)
+			s->res = pm__handle_check(r->h);
 		if (s->res) {
 			*r->result = s->res;
 			continue;

@@ -23,44 +23,189 @@ static void register_atfork(void)
 	(void)pthread_atfork(NULL, NULL, on_fork_child);
 }
 
-static void close_fds(struct pm_handle *h)
+/* Close the procfs files; with @pidfd_too, the pidfd as well. */
+static void close_fds(struct pm_handle *h, bool pidfd_too)
 {
-	int *fds[] = { &h->pidfd,   &h->dirfd,   &h->pagemap_fd, &h->maps_fd,
-			&h->stat_fd, &h->statm_fd, &h->status_fd };
+	int *fds[] = { &h->dirfd,   &h->pagemap_fd, &h->maps_fd, &h->stat_fd,
+		       &h->statm_fd, &h->status_fd, &h->pidfd };
+	size_t n = sizeof(fds) / sizeof(fds[0]) - !pidfd_too;
 
-	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+	for (size_t i = 0; i < n; i++) {
 		if (*fds[i] >= 0)
 			close(*fds[i]);
 		*fds[i] = -1;
 	}
 }
 
-/* Open /proc/PID and the files under it, given a pidfd for the process we
- * mean. The directory fd is bound to the struct pid, and the liveness check
- * afterwards proves that the number still named that process when the
- * directory was opened (a zombie keeps its pid, so "alive" is enough). */
-static int open_files(struct pm_handle *h)
-{
-	char path[32];
+/* The fields of /proc/PID/stat (1-based) that the kernel takes from the
+ * task's current address space: code, stack, data, brk, argv, environ.
+ * Exec sets them (at randomised addresses), every task sharing an mm shows
+ * the same, and a task without an mm shows zeros. The procfs files pin the
+ * mm they were opened on, so comparing these with what they were at open
+ * tells whether the handle's process still has that mm: it does not after
+ * exec, nor after exit when a CLONE_VM parent keeps the mm alive. */
+#define IDENT_N 10
+static const unsigned ident_field[IDENT_N] = { 26, 27, 28, 45, 46, 47, 48, 49, 50, 51 };
 
-	snprintf(path, sizeof(path), "/proc/%d", (int)h->pid);
+static int read_ident(int stat_fd, uint64_t id[IDENT_N])
+{
+	char buf[1024], *p;
+	unsigned field = 3, k = 0;
+	bool any = false;
+	ssize_t n;
+
+	do
+		n = pread(stat_fd, buf, sizeof(buf) - 1, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	if (n == 0)
+		return -ESRCH;
+	buf[n] = '\0';
+	p = strrchr(buf, ')'); /* the name in parentheses may hold anything */
+	if (!p || p[1] != ' ')
+		return -EIO;
+	p += 2;
+	if (*p == 'Z' || *p == 'X' || *p == 'x') /* exited: no mm of its own */
+		return -ESRCH;
+	while (k < IDENT_N) {
+		char *sp = strchr(p, ' ');
+
+		if (field == ident_field[k]) {
+			id[k] = strtoull(p, NULL, 10);
+			any |= id[k] != 0;
+			k++;
+		}
+		if (!sp)
+			break;
+		p = sp + 1;
+		field++;
+	}
+	if (k < IDENT_N)
+		return -EIO;
+	return any ? 0 : -ESRCH;
+}
+
+/* The pid a pidfd refers to in the mounted /proc's pid namespace (its
+ * fdinfo counts there): 0, -ESRCH (reaped), or -ENOENT (that namespace
+ * cannot see the process). */
+static int pidfd_pid(int pidfd, pid_t *pid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -EBADF : -errno;
+	do
+		n = read(fd, buf, sizeof(buf) - 1);
+	while (n < 0 && errno == EINTR);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	p = strstr(buf, "\nPid:");
+	if (!p)
+		return -EBADF; /* not a pidfd */
+	n = strtol(p + 5, NULL, 10);
+	*pid = (pid_t)n;
+	return n > 0 ? 0 : n == 0 ? -ENOENT : -ESRCH;
+}
+
+/* Whether the mounted /proc counts pids as this process does. */
+static bool proc_is_ours(void)
+{
+	char buf[32];
+	ssize_t n = readlink("/proc/self", buf, sizeof(buf) - 1);
+
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10) == (long)getpid();
+}
+
+/* The number naming the handle's process in the mounted /proc, which need
+ * not be the caller's pid namespace's (unshare --pid without mounting a
+ * new /proc): the pidfd says which; without one, only a /proc that counts
+ * as the caller does is trusted. */
+static int proc_number(const struct pm_handle *h, pid_t *n)
+{
+	if (h->pidfd >= 0)
+		return pidfd_pid(h->pidfd, n);
+	if (!proc_is_ours())
+		return -EXDEV;
+	*n = h->pid;
+	return 0;
+}
+
+static int open_at(int dirfd, const char *name, int *fd)
+{
+	*fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	return 0;
+}
+
+/* Open /proc/N and the files under it for the process we mean. The
+ * directory fd is bound to the struct pid; the pidfd still naming N after
+ * every open proves N was that process throughout (a number is not reused
+ * before its process is reaped, and a reaped pidfd reads -1). -EAGAIN: the
+ * process exec'd while its files were being opened. */
+static int open_once(struct pm_handle *h)
+{
+	uint64_t before[IDENT_N];
+	char path[32];
+	pid_t n = 0, m = 0;
+	int r = proc_number(h, &n);
+
+	if (r)
+		return r;
+	snprintf(path, sizeof(path), "/proc/%d", (int)n);
 	h->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (h->dirfd < 0)
 		return errno == ENOENT ? -ESRCH : -errno;
-	h->pagemap_fd = openat(h->dirfd, "pagemap", O_RDONLY | O_CLOEXEC);
-	if (h->pagemap_fd < 0)
-		return errno == ENOENT ? -ESRCH : -errno;
-	h->maps_fd = openat(h->dirfd, "maps", O_RDONLY | O_CLOEXEC);
-	if (h->maps_fd < 0)
-		return errno == ENOENT ? -ESRCH : -errno;
-	h->stat_fd = openat(h->dirfd, "stat", O_RDONLY | O_CLOEXEC);
-	h->statm_fd = openat(h->dirfd, "statm", O_RDONLY | O_CLOEXEC);
-	h->status_fd = openat(h->dirfd, "status", O_RDONLY | O_CLOEXEC);
-	if (h->stat_fd < 0 || h->statm_fd < 0 || h->status_fd < 0)
-		return errno == ENOENT ? -ESRCH : -errno;
-	if (h->pidfd >= 0)
-		return pm__pidfd_alive(h->pidfd);
-	return 0;
+	r = open_at(h->dirfd, "stat", &h->stat_fd);
+	if (!r)
+		r = open_at(h->dirfd, "statm", &h->statm_fd);
+	if (!r)
+		r = open_at(h->dirfd, "status", &h->status_fd);
+	if (!r && !h->self)
+		r = read_ident(h->stat_fd, before);
+	if (!r)
+		r = open_at(h->dirfd, "pagemap", &h->pagemap_fd);
+	if (!r)
+		r = open_at(h->dirfd, "maps", &h->maps_fd);
+	if (!r && h->pidfd >= 0 && !(r = pidfd_pid(h->pidfd, &m)) && m != n)
+		r = -ESRCH;
+	if (r || h->self)
+		return r;
+	r = read_ident(h->stat_fd, h->mm_ident);
+	if (r)
+		return r;
+	return memcmp(before, h->mm_ident, sizeof(before)) ? -EAGAIN : 0;
+}
+
+static int open_files(struct pm_handle *h)
+{
+	int r = -EAGAIN;
+
+	for (int i = 0; i < 4 && r == -EAGAIN; i++) {
+		close_fds(h, false);
+		r = open_once(h);
+	}
+	return r;
+}
+
+/* A pidfd, or -1 when the kernel has no pidfd_open (< 5.3) or a filter
+ * refuses it (EPERM: pidfd_open itself checks no permission): the
+ * directory fd alone must do then. */
+static int open_pidfd(pid_t pid)
+{
+	int fd = pm__pidfd_open(pid);
+
+	return fd == -ENOSYS || fd == -EPERM ? -1 : fd;
 }
 
 static int open_self(struct pm_handle *h)
@@ -68,8 +213,8 @@ static int open_self(struct pm_handle *h)
 	int r;
 
 	h->pid = getpid();
-	h->pidfd = pm__pidfd_open(h->pid);
-	if (h->pidfd < 0 && h->pidfd != -ENOSYS)
+	h->pidfd = open_pidfd(h->pid);
+	if (h->pidfd < -1)
 		return h->pidfd;
 	r = open_files(h);
 	if (r == 0)
@@ -97,6 +242,7 @@ static int handle_new(const struct pm_open_opts *opts, struct pm_handle **out,
 	h->stat_fd = h->statm_fd = h->status_fd = -1;
 	h->open_flags = PM__OPT(opts, struct pm_open_opts, flags, 0);
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_mutex_init(&h->maps_lock, NULL);
 	*hp = h;
 	return 0;
 }
@@ -127,37 +273,10 @@ PM_EXPORT int pm_open(pid_t pid, const struct pm_open_opts *opts, struct pm_hand
 		return handle_done(h, open_self(h), out);
 	}
 	h->pid = pid;
-	h->pidfd = pm__pidfd_open(pid);
-	/* without pidfd_open (< 5.3) the dir fd alone must do */
-	if (h->pidfd < 0 && h->pidfd != -ENOSYS)
+	h->pidfd = open_pidfd(pid);
+	if (h->pidfd < -1)
 		return handle_done(h, h->pidfd, out);
 	return handle_done(h, open_files(h), out);
-}
-
-/* The pid a pidfd refers to, from its fdinfo (the only interface that
- * every pidfd kernel has). */
-static int pidfd_pid(int pidfd, pid_t *pid)
-{
-	char path[64], line[128];
-	FILE *f;
-	int r = -EBADF;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
-	f = fopen(path, "re");
-	if (!f)
-		return errno == ENOENT ? -EBADF : -errno;
-	while (fgets(line, sizeof(line), f)) {
-		long v;
-
-		if (sscanf(line, "Pid: %ld", &v) == 1) {
-			/* -1: reaped; 0: not in our pid namespace */
-			r = v > 0 ? 0 : v == 0 ? -ENOENT : -ESRCH;
-			*pid = (pid_t)v;
-			break;
-		}
-	}
-	fclose(f);
-	return r;
 }
 
 PM_EXPORT int pm_open_pidfd(int pidfd, const struct pm_open_opts *opts, struct pm_handle **out)
@@ -190,8 +309,9 @@ PM_EXPORT void pm_close(struct pm_handle *h)
 {
 	if (!h)
 		return;
-	close_fds(h);
+	close_fds(h, true);
 	pthread_mutex_destroy(&h->lock);
+	pthread_mutex_destroy(&h->maps_lock);
 	free(h);
 }
 
@@ -213,9 +333,23 @@ int pm__handle_ready(struct pm_handle *h)
 		return 0;
 	pthread_mutex_lock(&h->lock);
 	if (atomic_load(&h->fork_gen) != atomic_load(&fork_gen)) {
-		close_fds(h);
+		close_fds(h, true);
 		r = open_self(h);
 	}
 	pthread_mutex_unlock(&h->lock);
 	return r;
+}
+
+int pm__handle_check(struct pm_handle *h)
+{
+	uint64_t now[IDENT_N];
+	int r;
+
+	/* a process reads its own memory through files it opened itself */
+	if (h->self)
+		return 0;
+	r = read_ident(h->stat_fd, now);
+	if (r)
+		return r;
+	return memcmp(now, h->mm_ident, sizeof(now)) ? -ESRCH : 0;
 }

@@ -76,7 +76,6 @@ PM_HIDDEN int pm__pread_full(int fd, void *buf, size_t n, uint64_t off, uint64_t
 /* ioctl with EINTR retried; returns the result or -errno. */
 PM_HIDDEN int pm__ioctl(int fd, unsigned long req, void *arg);
 PM_HIDDEN int pm__pidfd_open(pid_t pid);
-PM_HIDDEN int pm__pidfd_alive(int pidfd);
 
 /* ---- kernel facts (probe.c) ---- */
 
@@ -112,11 +111,17 @@ struct pm_handle {
 	pthread_mutex_t lock;      /* serialises re-opening after fork */
 	int pidfd, dirfd, pagemap_fd, maps_fd;
 	int stat_fd, statm_fd, status_fd; /* the guard's counters */
+	pthread_mutex_t maps_lock; /* the maps text is read at file positions */
+	uint64_t mm_ident[10];     /* other processes: the address space opened */
 };
 
 /* Make the handle's fds current (re-open a self handle in a forked child).
  * 0 or -errno. Every public entry point on a handle calls this first. */
 PM_HIDDEN int pm__handle_ready(struct pm_handle *h);
+/* After the kernel answered: 0 if the handle's process still exists, runs
+ * and has the address space its fds were opened on; -ESRCH otherwise. No
+ * data read through a handle is returned before this said 0. */
+PM_HIDDEN int pm__handle_check(struct pm_handle *h);
 
 /* ---- VMAs (vma.c, the list: vma-list.c, its sources: vma-query.c, vma-maps.c) ---- */
 

@@ -49,6 +49,8 @@ PM_EXPORT long pm_scan(struct pm_handle *h, uint64_t start, uint64_t end, struct
 		else
 			r = pm__scan_emulated(h, start, end, &q, &o);
 	}
+	if (r >= 0)
+		r = pm__handle_check(h);
 	if (r < 0)
 		return pm__ret(r);
 	if (walk_end)

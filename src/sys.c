@@ -75,11 +75,3 @@ int pm__pidfd_open(pid_t pid)
 	return r < 0 ? -errno : (int)r;
 }
 
-/* 0 if the process behind the pidfd still exists (EPERM means it does),
- * -ESRCH if it is gone. */
-int pm__pidfd_alive(int pidfd)
-{
-	if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0 || errno == EPERM)
-		return 0;
-	return -errno;
-}

@@ -169,8 +169,13 @@ int pm__maps_list(struct pm_handle *h, struct pm_vma_list *l)
 {
 	char *buf = NULL;
 	size_t len = 0;
-	int r = maps_read(h, &buf, &len);
+	int r;
 
+	/* one reader at a time: the text comes at file positions, and a
+	 * reader at another position makes the kernel walk the list anew */
+	pthread_mutex_lock(&h->maps_lock);
+	r = maps_read(h, &buf, &len);
+	pthread_mutex_unlock(&h->maps_lock);
 	if (r == 0)
 		r = pm__maps_parse(buf, len, pm__kernel()->user_top, l);
 	if (r == 0)

@@ -28,6 +28,8 @@ PM_EXPORT int pm_vmas(struct pm_handle *h, struct pm_vma_list **out)
 		pm__list_release(l);
 		r = pm__maps_list(h, l);
 	}
+	if (r == 0)
+		r = pm__handle_check(h);
 	if (r) {
 		pm_vma_list_free(l);
 		return (int)pm__ret(r);

@@ -249,6 +249,9 @@ PM_EXPORT long pm_wtrack_collect(struct pm_wtrack *wt, uint64_t start, uint64_t 
 			r = pm__wt_uffd_collect(wt, sub, n, &o, flags & PM_WT_COLLECT_RESET);
 		else if (!r)
 			r = pm__wt_sd_collect(wt, sub, n, &o, flags & PM_WT_COLLECT_RESET);
+		/* nothing of another process's memory goes out */
+		if (!r && (r = pm__handle_check(wt->h)) != 0)
+			o.n = 0;
 		op_end(wt);
 	}
 	pthread_mutex_unlock(&wt->lock);
