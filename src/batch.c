@@ -145,7 +145,7 @@ static int auto_choice(const struct pm_batch *b)
 {
 	int best;
 
-	if (!(pm__kernel()->features & PM_FEAT_IO_URING))
+	if (pm__feature(PM_FEAT_IO_URING) != 1)
 		return PM_BACKEND_SYNC;
 	if (b->runs < AUTO_CALIBRATE)
 		return b->runs % 2 ? PM_BACKEND_URING : PM_BACKEND_SYNC;

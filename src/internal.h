@@ -77,29 +77,8 @@ PM_HIDDEN int pm__pread_full(int fd, void *buf, size_t n, uint64_t off, uint64_t
 PM_HIDDEN int pm__ioctl(int fd, unsigned long req, void *arg);
 PM_HIDDEN int pm__pidfd_open(pid_t pid);
 
-/* ---- kernel facts (probe.c) ---- */
-
-struct pm__kernel {
-	uint64_t page_size;
-	unsigned page_shift;
-	uint64_t user_top; /* first address above the user address space */
-	uint64_t version[3];
-	uint64_t features; /* PM_FEAT_* except PFN_VISIBLE */
-	uint64_t scan_categories;
-	int64_t fix;
-	char fix_reason[96];
-};
-/* Probed once, then cached; never NULL. */
-PM_HIDDEN const struct pm__kernel *pm__kernel(void);
-/* Pages a PMD maps (a THP, the huge zero page): a page table holds
- * page_size / 8 entries, so 512 with 4 KiB pages (2 MiB), 8192 with
- * 64 KiB pages on arm64. */
-static inline uint64_t pm__pmd_pages(void)
-{
-	return pm__kernel()->page_size / sizeof(uint64_t);
-}
-/* CPUs this process may run on. */
-PM_HIDDEN int pm__ncpus(void);
+/* ---- kernel facts: probe.h ---- */
+#include "probe.h"
 
 /* ---- handles (handle.c) ---- */
 
@@ -207,13 +186,6 @@ struct pm__guard {
 	struct pm_range *todo, *left, *pend; /* pend: read in the open bracket */
 	size_t ntodo, nleft, npend, cap_todo, cap_left, cap_pend;
 };
-/* Whether reads with these PM_READ_* flags must be certified: always
- * without the kernel's retry fix, on request (SNAPSHOT) otherwise. */
-static inline bool pm__guard_wanted(uint64_t read_flags)
-{
-	return pm__kernel()->fix != PM_FIX_PRESENT || (read_flags & PM_READ_F_SNAPSHOT);
-}
-
 /* Internal pm_read flags, for pm_batch, which certifies many reads of one
  * handle with one token pair: UNGUARDED, read without the guard (the batch
  * brackets it); TRIPPED, the batch's token moved: certify piece by piece

@@ -60,15 +60,15 @@ struct emu {
 
 static int check_supported(uint64_t need, int *kpf)
 {
-	const uint64_t features = pm__kernel()->features;
+	int r;
 
 	*kpf = -1;
 	if (need & (PM_CAT_WPALLOWED | PM_CAT_HUGE | PM_CAT_WRITTEN))
 		return -EOPNOTSUPP;
-	if ((need & PM_CAT_SOFT_DIRTY) && !(features & PM_FEAT_SOFT_DIRTY))
-		return -EOPNOTSUPP;
-	if ((need & PM_CAT_GUARD) && !(features & PM_FEAT_GUARD_REGIONS))
-		return -EOPNOTSUPP;
+	if ((need & PM_CAT_SOFT_DIRTY) && (r = pm__feature(PM_FEAT_SOFT_DIRTY)) != 1)
+		return r < 0 ? r : -EOPNOTSUPP;
+	if ((need & PM_CAT_GUARD) && (r = pm__feature(PM_FEAT_GUARD_REGIONS)) != 1)
+		return r < 0 ? r : -EOPNOTSUPP;
 	if (need & PM_CAT_PFNZERO) {
 		if (pm_has_feature(PM_FEAT_PFN_VISIBLE) != 1)
 			return -EOPNOTSUPP;

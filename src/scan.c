@@ -9,7 +9,6 @@
 PM_EXPORT long pm_scan(struct pm_handle *h, uint64_t start, uint64_t end, struct pm_region *vec,
 		       size_t vec_len, const struct pm_scan_opts *opts, uint64_t *walk_end)
 {
-	const struct pm__kernel *k = pm__kernel();
 	const uint64_t known_flags = PM_SCAN_F_WP_MATCHING | PM_SCAN_F_CHECK_WPASYNC |
 				     PM_SCAN_F_EMULATE;
 	struct pm__scan_req q;
@@ -38,9 +37,14 @@ PM_EXPORT long pm_scan(struct pm_handle *h, uint64_t start, uint64_t end, struct
 
 	pm__out_init(&o, vec, vec_len, q.max_pages);
 	r = -ENOTTY;
-	if (!(q.flags & PM_SCAN_F_EMULATE) && (k->features & PM_FEAT_PAGEMAP_SCAN) &&
-	    !(cats & ~k->scan_categories))
-		r = pm__scan_native(h, start, end, &q, &o);
+	if (!(q.flags & PM_SCAN_F_EMULATE)) {
+		int f = pm__feature(PM_FEAT_PAGEMAP_SCAN);
+
+		if (f < 0)
+			return pm__ret(f); /* not probed yet (no fd free): do not guess */
+		if (f && !(cats & ~pm__scan_categories()))
+			r = pm__scan_native(h, start, end, &q, &o);
+	}
 	if (r == -ENOTTY) {
 		/* no PAGEMAP_SCAN, a category it lacks, or EMULATE; a native
 		 * attempt that found no ioctl wrote nothing */

@@ -447,9 +447,9 @@ static int ctx_init(struct uctx *c, struct pm_handle *h, const struct pm_usage_o
 	c->ps = k->page_size;
 	c->old_mapcount = k->version[0] < 6 || (k->version[0] == 6 && k->version[1] < 15);
 	c->avail = PM_USAGE_SWAP;
-	if (k->features & PM_FEAT_GUARD_REGIONS)
+	if (pm__feature(PM_FEAT_GUARD_REGIONS) == 1)
 		c->avail |= PM_USAGE_GUARD;
-	if ((k->features & PM_FEAT_PAGEMAP_SCAN) && (k->scan_categories & scan_cats) == scan_cats &&
+	if ((pm__scan_categories() & scan_cats) == scan_cats &&
 	    (c->want & (NEED_CLASS | PM_USAGE_ANON_THP))) {
 		c->scan = true;
 		c->avail |= PM_USAGE_ANON_THP | (NEED_CLASS & ~NEED_KPAGE);

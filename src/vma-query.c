@@ -9,7 +9,7 @@
 
 bool pm__use_query(const struct pm_handle *h)
 {
-	return (pm__kernel()->features & PM_FEAT_PROCMAP_QUERY) &&
+	return pm__feature(PM_FEAT_PROCMAP_QUERY) == 1 &&
 	       !(h->open_flags & PM_OPEN_MAPS_TEXT);
 }
 

@@ -401,7 +401,7 @@ int pm__wt_sd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n,
 
 const char *pm__wt_sd_why_not(void)
 {
-	if (!(pm__kernel()->features & PM_FEAT_SOFT_DIRTY))
+	if (pm__feature(PM_FEAT_SOFT_DIRTY) != 1)
 		return "the bit did not survive a clear_refs round trip (needs "
 		       "CONFIG_MEM_SOFT_DIRTY: x86, powerpc, s390)";
 	return NULL;

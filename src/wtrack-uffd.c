@@ -31,18 +31,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int uffd_open(void)
-{
-	long fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-
-	/* vm.unprivileged_userfaultfd=0 still allows user-mode-only faults
-	 * (async write faults are resolved before that distinction matters) */
-	if (fd < 0 && errno == EPERM)
-		fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | PM__UFFD_USER_MODE_ONLY);
-	if (fd < 0)
-		return errno == ENOSYS ? -EOPNOTSUPP : -errno;
-	return (int)fd;
-}
 
 /* A userfaultfd with async write-protection, or -EOPNOTSUPP. */
 static int uffd_new(void)
@@ -51,10 +39,10 @@ static int uffd_new(void)
 		.api = UFFD_API,
 		.features = PM__UFFD_FEATURE_WP_ASYNC | PM__UFFD_FEATURE_WP_UNPOPULATED,
 	};
-	int fd = uffd_open(), r;
+	int fd = pm__uffd_open(O_NONBLOCK), r;
 
 	if (fd < 0)
-		return fd;
+		return fd == -ENOSYS ? -EOPNOTSUPP : fd;
 	r = pm__ioctl(fd, UFFDIO_API, &api);
 	if (r == 0 && !(api.features & PM__UFFD_FEATURE_WP_ASYNC))
 		r = -EINVAL;
@@ -195,13 +183,11 @@ static int zaps_reported(void)
 
 const char *pm__wt_uffd_why_not(const struct pm_handle *h)
 {
-	const uint64_t f = pm__kernel()->features;
-
 	if (!h->self)
 		return "tracks the calling process's own memory only";
-	if (!(f & PM_FEAT_PAGEMAP_SCAN))
+	if (pm__feature(PM_FEAT_PAGEMAP_SCAN) != 1)
 		return "no PAGEMAP_SCAN (Linux 6.7+)";
-	if (!(f & PM_FEAT_UFFD_WP_ASYNC))
+	if (pm__feature(PM_FEAT_UFFD_WP_ASYNC) != 1)
 		return "no WP_ASYNC (Linux 6.7+), or userfaultfd not permitted";
 	switch (zaps_reported()) {
 	case 1:

@@ -10,6 +10,25 @@
  * by PM_OPTS(); NULL options mean defaults. Ranges are half-open, page
  * aligned [start, end). The library never prints, exits or installs signal
  * handlers, and opens every fd O_CLOEXEC.
+ *
+ * Processes, fds and rings. Kernel features are probed at the first call
+ * that needs each one, with short-lived fds; a probe that failed for want
+ * of an fd or memory, or to a signal, is not remembered. Only
+ * pm_kernel_probe(), pm_has_feature(PM_FEAT_SOFT_DIRTY) and the calls that
+ * need soft-dirty (pm_wtrack_new() and pm_wtrack_supported() when they
+ * consider that method, pm_scan() of PM_CAT_SOFT_DIRTY without
+ * PAGEMAP_SCAN) may create a process, once per process, reaped before they
+ * return; no other call creates one. A handle holds 7 fds until
+ * pm_close(); a batch holds an io_uring instance (2 fds and its kernel
+ * workers) from its first io_uring run until pm_batch_free(); a tracker
+ * holds a userfaultfd or a clear_refs fd until pm_wtrack_free().
+ *
+ * Threads. Handles: any number of threads may call pm_read(), pm_scan(),
+ * pm_vmas() and batches on one handle at once (pm_close() only when none
+ * does). VMA lists: immutable, may be read from any thread. Batches: one
+ * thread at a time per batch; different batches may share handles.
+ * Trackers: every call on a tracker is serialised by the tracker. The
+ * kernel probe and pm_has_feature() are thread-safe.
  */
 #ifndef PAGEMAP_PAGEMAP_H
 #define PAGEMAP_PAGEMAP_H
@@ -50,11 +69,21 @@ struct pm_open_opts {
  * The handle is bound to the process that had @p pid when the call ran
  * (pidfd, then /proc/PID through a directory fd, then a liveness check), so
  * pid reuse can never redirect it. A self handle follows fork(): used in a
- * child, it describes the child.
+ * child, it describes the child. Every call that returns data through a
+ * handle on another process checks, after the kernel answered, that the
+ * process still runs with the address space the handle was opened on, and
+ * fails with -ESRCH if it exited (zombie or reaped) or exec'd, even when its
+ * memory lives on in a CLONE_VM parent.
+ *
+ * Where /proc belongs to another pid namespace than the caller's (unshare
+ * --pid without mounting a new /proc), the pidfd tells which /proc entry is
+ * the process; without a pidfd (before Linux 5.3, or pidfd_open refused by
+ * a filter) such a /proc is refused.
  *
  * @return 0, or -EINVAL (pid < 0, out NULL, bad opts), -ESRCH (no such
- * process, or it exited during the open), -EACCES/-EPERM (ptrace read access
- * denied), -ENOMEM, or another errno from the kernel.
+ * process, or it exited or exec'd during the open), -EACCES/-EPERM (ptrace
+ * read access denied), -EXDEV (/proc of another pid namespace and no
+ * pidfd), -ENOMEM, or another errno from the kernel.
  */
 PM_EXPORT int pm_open(pid_t pid, const struct pm_open_opts *opts, struct pm_handle **out);
 
@@ -95,16 +124,22 @@ struct pm_kernel_info {
 
 /**
  * Describe the running kernel. Every feature is probed for real once per
- * process and cached (thread-safe); PM_FEAT_PFN_VISIBLE is re-checked on
- * every call because it depends on the caller's current credentials.
+ * process and cached (thread-safe); the soft-dirty probe runs on a
+ * short-lived child process. PM_FEAT_PFN_VISIBLE is re-checked on every
+ * call because it depends on the caller's current credentials.
  * LIBPAGEMAP_ASSUME_RETRY_FIX=0|1 in the environment at the first call
  * overrides the retry-fix decision.
  *
- * @return 0, or -EINVAL (ki NULL, or ki->size too small / not a multiple of 8).
+ * @return 0, or -EINVAL (ki NULL, or ki->size too small / not a multiple of
+ * 8), or -EMFILE, -ENFILE, -ENOMEM, -EINTR, -EAGAIN (a probe could not run
+ * now; nothing is remembered of it).
  */
 PM_EXPORT int pm_kernel_probe(struct pm_kernel_info *ki);
 
-/** @return 1 if the single PM_FEAT_* bit is available, 0 if not, -EINVAL for anything else. */
+/** Probes that one feature if it is not known yet (a process only for
+ *  PM_FEAT_SOFT_DIRTY). @return 1 if the single PM_FEAT_* bit is available,
+ *  0 if not, -EINVAL for anything else, or a transient errno as
+ *  pm_kernel_probe(). */
 PM_EXPORT int pm_has_feature(uint64_t pm_feat_bit);
 
 /* ---- VMAs -------------------------------------------------------------- */
