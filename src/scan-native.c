@@ -73,7 +73,7 @@ int pm__scan_native(struct pm_handle *h, uint64_t start, uint64_t end,
 		/* Room for the caller's free slots plus one: the extra region
 		 * tells whether the last one continues (merge) or the output
 		 * is complete, without scanning further ahead. */
-		if (!wp && o->vec_len - o->n + 1 < slots)
+		if (!wp && o->vec_len - o->n < slots - 1) /* no +1 overflow at SIZE_MAX */
 			slots = o->vec_len - o->n + 1;
 		/* Write-protecting matches the caller will not see would lose
 		 * them: never scan ahead of the caller's vector or page limit
