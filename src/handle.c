@@ -52,16 +52,10 @@ static int read_ident(int stat_fd, uint64_t id[IDENT_N])
 	char buf[1024], *p;
 	unsigned field = 3, k = 0;
 	bool any = false;
-	ssize_t n;
+	int r = pm__slurp(stat_fd, buf, sizeof(buf), true);
 
-	do
-		n = pread(stat_fd, buf, sizeof(buf) - 1, 0);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return errno == ENOENT ? -ESRCH : -errno;
-	if (n == 0)
-		return -ESRCH;
-	buf[n] = '\0';
+	if (r)
+		return r == -ENOENT ? -ESRCH : r;
 	p = strrchr(buf, ')'); /* the name in parentheses may hold anything */
 	if (!p || p[1] != ' ')
 		return -EIO;
@@ -92,20 +86,17 @@ static int read_ident(int stat_fd, uint64_t id[IDENT_N])
 static int pidfd_pid(int pidfd, pid_t *pid)
 {
 	char path[64], buf[512], *p;
-	ssize_t n;
+	long n;
 	int fd;
 
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? -EBADF : -errno;
-	do
-		n = read(fd, buf, sizeof(buf) - 1);
-	while (n < 0 && errno == EINTR);
+	n = pm__slurp(fd, buf, sizeof(buf), false);
 	close(fd);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
+	if (n)
+		return (int)n;
 	p = strstr(buf, "\nPid:");
 	if (!p)
 		return -EBADF; /* not a pidfd */
