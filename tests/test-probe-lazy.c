@@ -173,6 +173,17 @@ static int newer_kernel(int fd, unsigned long req, void *arg)
 	return real_ioctl(fd, req, arg);
 }
 
+static bool kernel_has_scan(void)
+{
+	struct pm__scan_arg a = { .size = sizeof(a) };
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	bool r = fd >= 0 && real_ioctl(fd, PM__PAGEMAP_SCAN, &a) == 0;
+
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
 START_TEST(unknown_scan_categories_dropped)
 {
 	struct pm_kernel_info ki = { .size = sizeof(ki) };
@@ -188,6 +199,8 @@ START_TEST(unknown_scan_categories_dropped)
 	ck_assert_int_eq(pm_kernel_probe(&ki), 0);
 	pm__sys.ioctl = real_ioctl;
 	ck_assert_uint_eq(ki.scan_categories & ~PM_CAT_ALL, 0);
+	if (!kernel_has_scan())
+		return; /* the injected probe said yes; the kernel cannot scan */
 	/* what pm-dump --scan asks: every category the probe reported */
 	so.return_mask = ki.scan_categories;
 	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
