@@ -131,10 +131,11 @@ static int no_fd_first(void *arg)
 		n++;
 	if (errno != EMFILE)
 		return 129;
-	/* the first use of each feature meets EMFILE */
+	/* the first use of each feature meets EMFILE (or learns without an
+	 * fd that the kernel lacks it: madvise refusing a guard) */
 	for (uint64_t f = PM_FEAT_PAGEMAP_SCAN; f <= PM_FEAT_GUARD_REGIONS; f <<= 1) {
 		r = pm_has_feature(f);
-		if ((FD_FEATURES & f) && r != -EMFILE)
+		if ((FD_FEATURES & f) && r != -EMFILE && r != 0)
 			return 140 + __builtin_ctzll(f);
 	}
 	if (pm_kernel_probe(&ki) != -EMFILE)
