@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "pm-dump.h"
@@ -167,8 +168,10 @@ static void queue_process(struct dump *d, struct queue *q, struct pm_handle *h,
 	struct pm_vma_list *l;
 
 	/* not ours to read, gone, or a kernel thread (no memory) */
-	if (pm_vmas(h, &l) < 0) {
-		p->err = -EACCES;
+	int r = pm_vmas(h, &l);
+
+	if (r < 0) {
+		p->err = r;
 		return;
 	}
 	for (size_t v = 0; v < pm_vma_count(l); v++) {
@@ -229,6 +232,41 @@ static void all_unavailable(struct dump *d)
 	d->h = NULL;
 }
 
+/* How many handles to hold at once (7 fds each): the soft fd limit is
+ * raised to the hard one first, and room is left for the batch's ring and
+ * the process's own fds. */
+static size_t handles_at_once(void)
+{
+	struct rlimit rl;
+	rlim_t n;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return 1;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			(void)getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	n = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 8192 ? 8192 : rl.rlim_cur;
+	n = n > 64 ? (n - 32) / 8 : 1;
+	return n < 256 ? (size_t)n : 256;
+}
+
+/* Read what is queued, then close the handles [from, to). */
+static void flush_handles(struct queue *q, struct pm_handle **hs, size_t from, size_t to)
+{
+	run_round(q);
+	for (size_t i = from; i < to; i++) {
+		pm_close(hs[i]);
+		hs[i] = NULL;
+	}
+}
+
+static bool out_of_fds(int err)
+{
+	return err == -EMFILE || err == -ENFILE;
+}
+
 int all_dump(struct dump *d, const struct pm_kernel_info *ki, uint64_t backend)
 {
 	PM_OPTS(pm_batch_opts, bo, .backend = backend);
@@ -241,7 +279,7 @@ int all_dump(struct dump *d, const struct pm_kernel_info *ki, uint64_t backend)
 	struct out *o = &d->out;
 	struct proc_stats *ps = NULL;
 	struct pm_handle **hs;
-	size_t nps, skipped = 0;
+	size_t nps, skipped = 0, no_fd = 0, cap = handles_at_once(), open_from = 0, nopen = 0;
 	bool tty = isatty(2);
 	int r;
 
@@ -258,23 +296,29 @@ int all_dump(struct dump *d, const struct pm_kernel_info *ki, uint64_t backend)
 		if (tty)
 			fprintf(stderr, "\rpm-dump: %zu/%zu processes", i + 1, nps);
 		read_comm(&ps[i]);
-		if (pm_open(ps[i].pid, NULL, &hs[i]) < 0) {
-			ps[i].err = -EACCES;
-			continue;
+		r = pm_open(ps[i].pid, NULL, &hs[i]);
+		if (r < 0) {
+			ps[i].err = r;
+		} else {
+			queue_process(d, &q, hs[i], &ps[i]);
+			ps[i].u.size = sizeof(ps[i].u);
+			if (!ps[i].err) {
+				r = pm_usage(hs[i], 0, UINT64_MAX & ~(d->page_size - 1), &uo,
+					     &ps[i].u);
+				if (r < 0)
+					ps[i].err = r;
+			}
+			nopen++;
 		}
-		queue_process(d, &q, hs[i], &ps[i]);
-		ps[i].u.size = sizeof(ps[i].u);
-		if (!ps[i].err) {
-			r = pm_usage(hs[i], 0, UINT64_MAX & ~(d->page_size - 1), &uo, &ps[i].u);
-			if (r < 0)
-				ps[i].err = r;
+		if (nopen == cap) {
+			flush_handles(&q, hs, open_from, i + 1);
+			open_from = i + 1;
+			nopen = 0;
 		}
 	}
-	run_round(&q);
+	flush_handles(&q, hs, open_from, nps);
 	if (tty)
 		fprintf(stderr, "\n");
-	for (size_t i = 0; i < nps; i++)
-		pm_close(hs[i]);
 	sort_key = d->sort;
 	qsort(ps, nps, sizeof(*ps), by_key);
 	header(d, ki);
@@ -283,6 +327,10 @@ int all_dump(struct dump *d, const struct pm_kernel_info *ki, uint64_t backend)
 	out_text(o, "%8s %-16s %12s %10s %10s %10s %10s   (KiB)\n", "PID", "Command", "Size", "Rss",
 		 "Pss", "Uss", "Swap");
 	for (size_t i = 0; i < nps; i++) {
+		if (out_of_fds(ps[i].err)) {
+			no_fd++;
+			continue;
+		}
 		if (ps[i].err) {
 			skipped++;
 			continue;
@@ -299,6 +347,8 @@ int all_dump(struct dump *d, const struct pm_kernel_info *ki, uint64_t backend)
 	out_close(o, "\n");
 	out_u64(o, "skipped", "# %" PRIu64 " processes not readable (permission, exited, or no memory)",
 		(uint64_t)skipped);
+	out_u64(o, "skipped_no_fd", "; %" PRIu64 " not read for want of file descriptors",
+		(uint64_t)no_fd);
 	out_str(o, "backend", "; backend %s\n",
 		pm_batch_backend(q.b) == PM_BACKEND_URING ? "uring" : "sync");
 	out_close(o, NULL);
