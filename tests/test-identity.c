@@ -160,18 +160,27 @@ static uint64_t touched_page(void)
 	return (uint64_t)(uintptr_t)p;
 }
 
-START_TEST(clone_vm_child_exits)
+/* A handle on a CLONE_VM child, which sees our page @a while the child
+ * lives (our memory is its memory); then the child is let go. */
+static struct pm_handle *vm_child_open_and_go(struct vmchild *c, bool exec, uint64_t a)
 {
-	uint64_t a = touched_page(), e = 0;
 	struct pm_handle *h;
-	struct vmchild c;
+	uint64_t e = 0;
 
-	vm_child_start(&c, false);
-	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
-	/* while it lives, our memory is its memory */
+	vm_child_start(c, exec);
+	ck_assert_int_eq(pm_open(c->pid, NULL, &h), 0);
 	ck_assert_int_eq(pm_read(h, a, a + ps, &e, NULL, NULL), 1);
 	ck_assert(e & PM_ENTRY_PRESENT);
-	ck_assert_int_eq(write(c.go, "x", 1), 1);
+	ck_assert_int_eq(write(c->go, "x", 1), 1);
+	return h;
+}
+
+START_TEST(clone_vm_child_exits)
+{
+	uint64_t a = touched_page();
+	struct vmchild c;
+	struct pm_handle *h = vm_child_open_and_go(&c, false, a);
+
 	wait_zombie(c.pid);
 	assert_gone(h, a);
 	reap(c.pid);
@@ -182,14 +191,10 @@ END_TEST
 
 START_TEST(clone_vm_child_execs)
 {
-	uint64_t a = touched_page(), e = 0;
-	struct pm_handle *h;
+	uint64_t a = touched_page();
 	struct vmchild c;
+	struct pm_handle *h = vm_child_open_and_go(&c, true, a);
 
-	vm_child_start(&c, true);
-	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
-	ck_assert_int_eq(pm_read(h, a, a + ps, &e, NULL, NULL), 1);
-	ck_assert_int_eq(write(c.go, "x", 1), 1);
 	wait_exec(c.pid);
 	assert_gone(h, a);
 	kill(c.pid, SIGKILL);
