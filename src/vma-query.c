@@ -49,6 +49,10 @@ int pm__query_vma(struct pm_handle *h, uint64_t addr, struct pm_vma *v, char **n
 	}
 	if (r == -ENOENT)
 		return 0;
+	/* a path longer than the kernel prints into its one page: only the
+	 * maps text lists that VMA, so the caller takes the text */
+	if ((r == -ENAMETOOLONG || r == -E2BIG) && name)
+		return -ENOTTY;
 	if (r < 0)
 		return r;
 	if (q.vma_start >= pm__kernel()->user_top)
