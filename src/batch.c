@@ -31,7 +31,8 @@ PM_EXPORT int pm_batch_new(const struct pm_batch_opts *opts, struct pm_batch **o
 	b->backend = backend;
 	b->read_flags = flags;
 	b->max_retries = PM__OPT(opts, struct pm_batch_opts, max_retries, 0);
-	b->used = backend == PM_BACKEND_SYNC ? PM_BACKEND_SYNC : PM_BACKEND_URING;
+	/* what the first run will try: AUTO starts measuring with sync */
+	b->used = backend == PM_BACKEND_URING ? PM_BACKEND_URING : PM_BACKEND_SYNC;
 	*out = b;
 	return 0;
 }
