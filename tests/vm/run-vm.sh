@@ -1,16 +1,23 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# Run one test program inside Debian's 6.1 cloud kernel (no pagemap retry
-# fix, no PAGEMAP_SCAN, no PROCMAP_QUERY, soft-dirty built in) under qemu,
-# and exit with the program's status (77 = skipped).
+# Run one test program inside one of Debian's cloud kernels under qemu, and
+# exit with the program's status (77 = skipped). KLINE picks the kernel:
+#   6.1   Debian 12's linux-image-6.1.0-NN-cloud-amd64-unsigned: no pagemap
+#         retry fix, no PAGEMAP_SCAN, no PROCMAP_QUERY, soft-dirty built in
+#   6.12  Debian 12's linux-image-6.12.N+deb12-cloud-amd64-unsigned (from
+#         bookworm-security): PAGEMAP_SCAN with soft-dirty, PROCMAP_QUERY,
+#         uffd WP_ASYNC, the retry fix
+# The guest sees the line as LIBPAGEMAP_TEST_KLINE (tests/common.h says
+# what each line is expected to answer).
 #
-# usage: run-vm.sh CACHE TEST [ARG...] -- BINARY...
-# CACHE holds the downloaded kernel and the initramfs (rebuilt when a
-# binary is newer). Everything it needs is installed with apt when the
-# caller is root; otherwise a missing piece is a skip with the reason.
+# usage: run-vm.sh KLINE CACHE TEST [ARG...] -- BINARY...
+# CACHE/KLINE holds that kernel (the newest package of its line, downloaded
+# once) and its initramfs (rebuilt when a binary is newer). Everything it
+# needs is installed with apt when the caller is root; otherwise a missing
+# piece is a skip with the reason.
 set -eu
-cache=$1 test=$2
-shift 2
+kline=$1 cache=$2/$1 test=$3
+shift 3
 args=""
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do
 	args="${args:+$args,}$1"
@@ -37,19 +44,27 @@ if [ -n "$missing" ]; then
 		skip "cannot install$missing"
 fi
 
-# The newest Debian 6.1 cloud kernel, downloaded once.
+case "$kline" in
+6.1) pattern='^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$'
+	shown='linux-image-6.1.0-*-cloud-amd64-unsigned' ;;
+6.12) pattern='^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$'
+	shown='linux-image-6.12.*+deb12-cloud-amd64-unsigned' ;;
+*) echo "run-vm.sh: unknown kernel line $kline" >&2
+	exit 2 ;;
+esac
+
+# The newest cloud kernel of the line, downloaded once.
 kernel=$(ls "$cache"/vmlinuz-* 2>/dev/null | head -n 1 || true)
 if [ -z "$kernel" ]; then
 	find_pkg() {
-		apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$' |
-			awk '{ print $1 }' | sort -V | tail -n 1
+		apt-cache search --names-only "$pattern" | awk '{ print $1 }' | sort -V | tail -n 1
 	}
 	pkg=$(find_pkg)
 	if [ -z "$pkg" ]; then
 		apt-get update -qq >/dev/null 2>&1 || true
 		pkg=$(find_pkg)
 	fi
-	[ -n "$pkg" ] || skip "no linux-image-6.1.0-*-cloud-amd64-unsigned in the apt sources"
+	[ -n "$pkg" ] || skip "no $shown in the apt sources"
 	rm -rf "$cache/deb"
 	mkdir -p "$cache/deb"
 	(cd "$cache/deb" && apt-get download "$pkg" >/dev/null 2>&1) || skip "cannot download $pkg"
@@ -85,7 +100,8 @@ mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 t=$(sed -n 's/.* pmtest=\([^ ]*\).*/\1/p' /proc/cmdline)
 a=$(sed -n 's/.* pmargs=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
-export LIBPAGEMAP_TEST_KCONFIG=/kconfig CK_DEFAULT_TIMEOUT=600
+LIBPAGEMAP_TEST_KLINE=$(sed -n 's/.* pmkline=\([^ ]*\).*/\1/p' /proc/cmdline)
+export LIBPAGEMAP_TEST_KLINE LIBPAGEMAP_TEST_KCONFIG=/kconfig CK_DEFAULT_TIMEOUT=600
 cd /t
 ./"$t" $a
 echo "PMVM-RESULT $?"
@@ -107,7 +123,7 @@ trap 'rm -f "$out"' EXIT
 # shellcheck disable=SC2086
 timeout -k 5 280 qemu-system-x86_64 -nographic -no-reboot -nodefaults -serial stdio \
 	-smp 2 -m 3G $accel -kernel "$kernel" -initrd "$initrd" \
-	-append "console=ttyS0 panic=-1 quiet pmtest=$test pmargs=${args:-,}" \
+	-append "console=ttyS0 panic=-1 quiet pmkline=$kline pmtest=$test pmargs=${args:-,}" \
 	> "$out" 2>&1 < /dev/null || true
 tr -d '\r' < "$out" | grep -v '^PMVM-RESULT' || true
 rc=$(tr -d '\r' < "$out" | sed -n 's/^PMVM-RESULT \([0-9]*\)$/\1/p' | tail -n 1)
