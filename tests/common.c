@@ -123,6 +123,65 @@ void *make_thp(void)
 	return a;
 }
 
+static const struct kline klines[] = {
+	{ "6.1", 6, 1, PM_FEAT_SOFT_DIRTY | PM_FEAT_PFN_VISIBLE,
+	  PM_FEAT_PAGEMAP_SCAN | PM_FEAT_PROCMAP_QUERY | PM_FEAT_UFFD_WP_ASYNC |
+		  PM_FEAT_GUARD_REGIONS | PM_FEAT_WALK_RETRY_FIX,
+	  0, PM_FIX_ABSENT },
+	/* soft-dirty in PAGEMAP_SCAN since 6.8; guard regions in pagemap since 6.15 */
+	{ "6.12", 6, 12,
+	  PM_FEAT_PAGEMAP_SCAN | PM_FEAT_PROCMAP_QUERY | PM_FEAT_SOFT_DIRTY |
+		  PM_FEAT_UFFD_WP_ASYNC | PM_FEAT_PFN_VISIBLE | PM_FEAT_WALK_RETRY_FIX,
+	  PM_FEAT_GUARD_REGIONS, PM_CAT_ALL & ~PM_CAT_GUARD, PM_FIX_PRESENT },
+};
+
+const struct kline *kline(void)
+{
+	const char *name = getenv("LIBPAGEMAP_TEST_KLINE");
+
+	if (!name || !*name)
+		return NULL;
+	for (size_t i = 0; i < sizeof(klines) / sizeof(klines[0]); i++)
+		if (!strcmp(klines[i].name, name))
+			return &klines[i];
+	fprintf(stderr, "LIBPAGEMAP_TEST_KLINE=%s: no such kernel line in tests/common.c\n", name);
+	exit(1);
+}
+
+static const char *feature_name(uint64_t feat)
+{
+	static const char *const names[] = { "PAGEMAP_SCAN", "PROCMAP_QUERY", "soft-dirty",
+					     "uffd WP_ASYNC", "io_uring", "visible PFNs",
+					     "guard regions in pagemap", "the pagemap retry fix" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (feat == 1ULL << i)
+			return names[i];
+	return "?";
+}
+
+bool expect_feature(uint64_t feat)
+{
+	const struct kline *k = kline();
+
+	if (k && ((k->features | k->absent) & feat))
+		return k->features & feat;
+	return pm_has_feature(feat) == 1; /* as the kernel answers */
+}
+
+const char *lacks(uint64_t feat)
+{
+	static char why[8][96];
+	const struct kline *k = kline();
+	int i = __builtin_ctzll(feat) % 8;
+
+	if (k && !((k->features | k->absent) & feat))
+		k = NULL;
+	snprintf(why[i], sizeof(why[i]), "%s%s has no %s", k ? "kernel line " : "this kernel",
+		 k ? k->name : "", feature_name(feat));
+	return why[i];
+}
+
 uint64_t rnd(uint64_t *s)
 {
 	/* splitmix64 */

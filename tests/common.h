@@ -38,6 +38,23 @@ bool thp_possible(void);
 /* Whether a read fault on private anonymous memory maps the shared zero
  * page (some hypervisor kernels turn it off: pvm_no_zero_page=1). */
 bool zero_page_possible(void);
+/* The VM suite's kernel line (LIBPAGEMAP_TEST_KLINE: "6.1" or "6.12"), or
+ * NULL outside it. Each line states what its kernel must answer. */
+struct kline {
+	const char *name;
+	uint64_t major, minor;
+	uint64_t features;        /* PM_FEAT_* it must have */
+	uint64_t absent;          /* PM_FEAT_* it must not have */
+	uint64_t scan_categories; /* PM_CAT_* its PAGEMAP_SCAN accepts */
+	int64_t walk_retry_fix;   /* PM_FIX_* */
+};
+const struct kline *kline(void);
+/* Whether the kernel is expected to have PM_FEAT_* @feat: on a VM kernel
+ * line, what the line must have (so a kernel lacking it fails the tests
+ * needing it rather than skipping them); elsewhere what the probe found. */
+bool expect_feature(uint64_t feat);
+/* Why a test needing @feat is left out: "<kernel> has no <feature>". */
+const char *lacks(uint64_t feat);
 /* Adds @test to @t if this kernel or machine @can run it, else prints
  * "SKIP name: why" and leaves it out. */
 void add_test_if(TCase *t, const TTest *test, bool can, const char *why);

@@ -335,12 +335,12 @@ int main(void)
 	tcase_add_test(t, decode_exclusive_after_fork);
 	tcase_add_test(t, decode_pfn_hidden_unprivileged);
 	add_test_if(t, decode_thp, thp_possible(), "THP is disabled on this machine");
-	add_test_if(t, decode_guard, pm_has_feature(PM_FEAT_GUARD_REGIONS) == 1,
-		    "kernel has no guard regions in pagemap");
-	add_test_if(t, decode_soft_dirty, pm_has_feature(PM_FEAT_SOFT_DIRTY) == 1,
-		    "kernel without soft-dirty (VM suite has it)");
-	add_test_if(t, decode_uffd_wp, pm_has_feature(PM_FEAT_UFFD_WP_ASYNC) == 1,
-		    "no userfaultfd WP_UNPOPULATED");
+	add_test_if(t, decode_guard, expect_feature(PM_FEAT_GUARD_REGIONS),
+		    lacks(PM_FEAT_GUARD_REGIONS));
+	add_test_if(t, decode_soft_dirty, expect_feature(PM_FEAT_SOFT_DIRTY),
+		    lacks(PM_FEAT_SOFT_DIRTY));
+	add_test_if(t, decode_uffd_wp, expect_feature(PM_FEAT_UFFD_WP_ASYNC),
+		    lacks(PM_FEAT_UFFD_WP_ASYNC));
 	suite_add_tcase(s, t);
 	return run_suite(s);
 }

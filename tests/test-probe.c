@@ -65,6 +65,41 @@ START_TEST(probe_matches_kernel)
 }
 END_TEST
 
+/* The VM suite's kernel lines, each against what it must answer: 6.1
+ * emulates scans, guards every read, has soft-dirty; 6.12 scans natively
+ * with soft-dirty, queries VMAs, has the retry fix and so reads unguarded
+ * by default. */
+START_TEST(probe_matches_kernel_line)
+{
+	const struct kline *k = kline();
+	PM_OPTS(pm_kernel_info, ki);
+	PM_OPTS(pm_read_info, info);
+	struct pm_handle *h;
+	uint64_t e, a = (uintptr_t)&e & ~(ps - 1);
+
+	ck_assert_int_eq(pm_kernel_probe(&ki), 0);
+	ck_assert_uint_eq(ki.version_major, k->major);
+	ck_assert_uint_eq(ki.version_minor, k->minor);
+	for (uint64_t b = 1; b <= PM_FEAT_WALK_RETRY_FIX; b <<= 1) {
+		if (k->features & b)
+			ck_assert_msg(ki.features & b, "%s: feature %#lx missing", k->name,
+				      (unsigned long)b);
+		if (k->absent & b)
+			ck_assert_msg(!(ki.features & b), "%s: feature %#lx present", k->name,
+				      (unsigned long)b);
+	}
+	ck_assert_uint_eq(ki.scan_categories, k->scan_categories);
+	ck_assert_int_eq(ki.walk_retry_fix, k->walk_retry_fix);
+	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
+	ck_assert_int_eq(pm_read(h, a, a + ps, &e, NULL, &info), 1);
+	ck_assert_int_eq(!!(info.flags & PM_READ_INFO_GUARDED), k->walk_retry_fix != PM_FIX_PRESENT);
+	pm_close(h);
+	fprintf(stderr, "kernel line %s: features %#lx, scan categories %#lx, retry fix %s (%s)\n",
+		k->name, (unsigned long)ki.features, (unsigned long)ki.scan_categories,
+		ki.walk_retry_fix == PM_FIX_PRESENT ? "present" : "absent", ki.walk_retry_reason);
+}
+END_TEST
+
 /* Soft-dirty by behaviour, compared with the kernel's config where the
  * test can see it: /proc/config.gz, or the file LIBPAGEMAP_TEST_KCONFIG
  * names (the VM suite passes the config of the kernel it boots). */
@@ -234,6 +269,7 @@ int main(int argc, char **argv)
 	s = suite_create("probe");
 	t = tcase_create("probe");
 	tcase_add_test(t, probe_matches_kernel);
+	add_test_if(t, probe_matches_kernel_line, kline() != NULL, "not in the VM suite");
 	tcase_add_test(t, probe_soft_dirty_matches_config);
 	tcase_add_test(t, probe_uffd_and_guard_match_kernel);
 	tcase_add_test(t, probe_bad_arguments);

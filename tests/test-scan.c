@@ -339,8 +339,8 @@ START_TEST(scan_differential_huge)
 		ck_assert_int_eq(pm_scan(h, c.shared[3], c.shared[4], v, 4, &oe, &we), 4);
 		ck_assert_uint_eq(v[1].start, c.shared[3] + (1ULL << 28));
 		ck_assert_uint_eq(we, v[3].end + ((1ULL << 28) - ps));
-		if (pm_has_feature(PM_FEAT_PAGEMAP_SCAN) == 1) {
-			/* native HUGE: exactly the THP */
+		if (expect_feature(PM_FEAT_PAGEMAP_SCAN)) {
+			/* native HUGE (6.12, not 6.1): exactly the THP */
 			ck_assert_int_eq(pm_scan(h, c.shared[0], c.shared[1], v, 4, &o, &we), 1);
 			ck_assert(v[0].categories & PM_CAT_HUGE);
 			ck_assert_uint_eq(v[0].start, c.shared[0]);
@@ -710,6 +710,65 @@ START_TEST(scan_wp_only_never_sends_an_empty_vector)
 }
 END_TEST
 
+/* Which path a default pm_scan takes, counted at the ioctl: native where
+ * the kernel has PAGEMAP_SCAN (6.12), emulated where not (6.1); with
+ * PM_CAT_SOFT_DIRTY native on 6.12, emulated on 6.1, refused without
+ * soft-dirty (the host). */
+static int scan_ioctls_ok;
+
+static int count_scans(int fd, unsigned long req, void *arg)
+{
+	int r = real_ioctl(fd, req, arg);
+
+	scan_ioctls_ok += req == PM__PAGEMAP_SCAN && r >= 0;
+	return r;
+}
+
+START_TEST(scan_path_matches_kernel)
+{
+	const struct kline *k = kline();
+	bool native = expect_feature(PM_FEAT_PAGEMAP_SCAN), sd = expect_feature(PM_FEAT_SOFT_DIRTY);
+	char *p = xmap(NULL, 16 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	uint64_t a = (uintptr_t)p;
+	PM_OPTS(pm_scan_opts, o, .category_mask = PM_CAT_PRESENT, .return_mask = PM_CAT_PRESENT);
+	PM_OPTS(pm_scan_opts, osd, .category_mask = PM_CAT_SOFT_DIRTY,
+		.return_mask = PM_CAT_SOFT_DIRTY);
+	struct pm_region v[4];
+	struct pm_handle *h;
+	long r;
+
+	p[3 * ps] = 1;
+	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
+	(void)pm__kernel();
+	real_ioctl = pm__sys.ioctl;
+	pm__sys.ioctl = count_scans;
+	scan_ioctls_ok = 0;
+	ck_assert_int_eq(pm_scan(h, a, a + 16 * ps, v, 4, &o, NULL), 1);
+	ck_assert_int_eq(scan_ioctls_ok > 0, native);
+	scan_ioctls_ok = 0;
+	r = pm_scan(h, a, a + 16 * ps, v, 4, &osd, NULL);
+	pm__sys.ioctl = real_ioctl;
+	if (sd) {
+		/* a new VMA reads soft-dirty whole */
+		ck_assert_int_eq(r, 1);
+		ck_assert_uint_eq(v[0].start, a);
+		ck_assert_uint_eq(v[0].end, a + 16 * ps);
+		ck_assert_int_eq(scan_ioctls_ok > 0, native);
+	} else if (native) {
+		/* a PAGEMAP_SCAN that accepts the category on a kernel
+		 * without soft-dirty (the host): its answer, nothing dirty */
+		ck_assert_int_eq(r, 0);
+	} else {
+		ck_assert_int_eq(r, -EOPNOTSUPP);
+	}
+	fprintf(stderr, "pm_scan on %s: %s, soft-dirty %s\n", k ? k->name : "this kernel",
+		native ? "native" : "emulated",
+		!sd ? (native ? "never set (native)" : "refused") : native ? "native" : "emulated");
+	pm_close(h);
+	munmap(p, 16 * ps);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("scan");
@@ -718,24 +777,28 @@ int main(void)
 
 	test_init();
 	both = CATS_BOTH;
-	if (pm_has_feature(PM_FEAT_PFN_VISIBLE) != 1 || access("/proc/kpageflags", R_OK))
+	if (!expect_feature(PM_FEAT_PFN_VISIBLE) || access("/proc/kpageflags", R_OK))
 		both &= ~PM_CAT_PFNZERO;
-	if (pm_has_feature(PM_FEAT_GUARD_REGIONS) != 1)
+	if (!expect_feature(PM_FEAT_GUARD_REGIONS)) {
 		both &= ~PM_CAT_GUARD;
+		fprintf(stderr, "SKIP GUARD in the differential scans: %s\n",
+			lacks(PM_FEAT_GUARD_REGIONS));
+	}
 	tcase_set_timeout(t, 300);
 	/* without PAGEMAP_SCAN (6.1) the default path is the emulation too */
 	tcase_add_test(t, scan_differential_mixed);
 	tcase_add_test(t, scan_vec_len_invariance);
 	tcase_add_test(t, scan_enotty_emulates);
-	add_test_if(t, scan_kernel_bookkeeping, pm_has_feature(PM_FEAT_PAGEMAP_SCAN) == 1,
-		    "kernel without PAGEMAP_SCAN");
+	tcase_add_test(t, scan_path_matches_kernel);
+	add_test_if(t, scan_kernel_bookkeeping, expect_feature(PM_FEAT_PAGEMAP_SCAN),
+		    lacks(PM_FEAT_PAGEMAP_SCAN));
 	add_test_if(t, scan_differential_huge, thp_possible(), "THP is disabled on this machine");
 	tcase_add_test(t, scan_bad_arguments);
 	tcase_add_test(t, scan_differential_self);
-	uffd = pm_has_feature(PM_FEAT_UFFD_WP_ASYNC) == 1 && pm_has_feature(PM_FEAT_PAGEMAP_SCAN) == 1;
-	add_test_if(t, scan_uffd_written, uffd, "no uffd WP_ASYNC or PAGEMAP_SCAN");
+	uffd = expect_feature(PM_FEAT_UFFD_WP_ASYNC) && expect_feature(PM_FEAT_PAGEMAP_SCAN);
+	add_test_if(t, scan_uffd_written, uffd, lacks(PM_FEAT_UFFD_WP_ASYNC));
 	add_test_if(t, scan_wp_only_never_sends_an_empty_vector, uffd,
-		    "no uffd WP_ASYNC or PAGEMAP_SCAN");
+		    lacks(PM_FEAT_UFFD_WP_ASYNC));
 	suite_add_tcase(s, t);
 	return run_suite(s);
 }

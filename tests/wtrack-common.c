@@ -11,9 +11,9 @@ bool have_uffd, have_sd;
 void wtrack_test_init(void)
 {
 	test_init();
-	have_uffd = pm_has_feature(PM_FEAT_UFFD_WP_ASYNC) == 1 &&
-		    pm_has_feature(PM_FEAT_PAGEMAP_SCAN) == 1;
-	have_sd = pm_has_feature(PM_FEAT_SOFT_DIRTY) == 1;
+	/* uffd: 6.12 and the host; soft-dirty: 6.1 and 6.12 */
+	have_uffd = expect_feature(PM_FEAT_UFFD_WP_ASYNC) && expect_feature(PM_FEAT_PAGEMAP_SCAN);
+	have_sd = expect_feature(PM_FEAT_SOFT_DIRTY);
 }
 
 void collect_all(struct pm_wtrack *wt, uint64_t a, size_t n, uint64_t flags, size_t vec_len,
