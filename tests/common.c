@@ -182,6 +182,29 @@ const char *lacks(uint64_t feat)
 	return why[i];
 }
 
+uint64_t kpageflags(uint64_t pfn)
+{
+	uint64_t f = 0;
+	int fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, &f, 8, (off_t)(pfn * 8)), 8);
+	close(fd);
+	return f;
+}
+
+void touch_random(char *p, size_t pages, uint64_t *seed, unsigned kinds)
+{
+	for (size_t i = 0; i < pages; i++) {
+		uint64_t r = rnd(seed) % kinds;
+
+		if (r == 0)
+			p[i * ps] = 1;
+		else if (r == 1)
+			(void)*(volatile char *)(p + i * ps);
+	}
+}
+
 uint64_t rnd(uint64_t *s)
 {
 	/* splitmix64 */

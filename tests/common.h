@@ -61,6 +61,11 @@ void add_test_if(TCase *t, const TTest *test, bool can, const char *why);
 /* Runs the suite: 0 all passed, 1 a failure, 77 (skipped) when it ran
  * nothing because every test was left out. */
 int run_suite(Suite *s);
+/* /proc/kpageflags of @pfn, or abort the test */
+uint64_t kpageflags(uint64_t pfn);
+/* Pages of p: written (1 in @kinds), read-faulted (1 in @kinds), else
+ * untouched, by the PRNG. */
+void touch_random(char *p, size_t pages, uint64_t *seed, unsigned kinds);
 /* Deterministic PRNG */
 uint64_t rnd(uint64_t *state);
 

@@ -41,17 +41,6 @@ static void entries(const void *p, size_t n, uint64_t *out)
 	pm_close(h);
 }
 
-static uint64_t kpageflags(uint64_t pfn)
-{
-	uint64_t f = 0;
-	int fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
-
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(pread(fd, &f, 8, (off_t)(pfn * 8)), 8);
-	close(fd);
-	return f;
-}
-
 static bool pfns(void)
 {
 	return pm_has_feature(PM_FEAT_PFN_VISIBLE) == 1;

@@ -39,14 +39,7 @@ static void build_mixed(void *arg, uint64_t *sh)
 	/* private anon: written, read-only-faulted (zero page), untouched */
 	xmap(p, 2048 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1);
 	madvise(p, 2048 * ps, MADV_NOHUGEPAGE);
-	for (uint64_t i = 0; i < 2048; i++) {
-		uint64_t r = rnd(&seed) % 4;
-
-		if (r == 0)
-			p[i * ps] = 1;
-		else if (r == 1)
-			(void)*(volatile char *)(p + i * ps);
-	}
+	touch_random(p, 2048, &seed, 4);
 	/* guard pages inside it */
 	madvise(p + 100 * ps, 3 * ps, 102);
 	madvise(p + 1000 * ps, 1 * ps, 102);
@@ -356,14 +349,7 @@ START_TEST(scan_differential_self)
 	struct ref r;
 
 	madvise(p, n * ps, MADV_NOHUGEPAGE);
-	for (size_t i = 0; i < n; i++) {
-		uint64_t k = rnd(&seed) % 3;
-
-		if (k == 0)
-			p[i * ps] = 1;
-		else if (k == 1)
-			(void)*(volatile char *)(p + i * ps);
-	}
+	touch_random(p, n, &seed, 3);
 	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
 	ref_build(h, s0, e0, &r);
 	for (uint64_t mask = 0; mask <= both; mask = ((mask | ~both) + 1) & both) {

@@ -4,8 +4,9 @@
  * and emulated pm_scan with PM_CAT_SOFT_DIRTY against a reference from raw
  * entries, PFNZERO on the huge zero page (fixed in 6.12.37), soft-dirty
  * write tracking racing a writer thread in another process and in the
- * caller, and PM_WT_AUTO's choice when both methods work. The scan
- * differential runs on 6.1 as well (emulated scans only).
+ * caller, PM_WT_AUTO's choice when both methods work, and pm-dump's
+ * soft-dirty column. The scan differential and pm-dump run on 6.1 as well
+ * (emulated scans only).
  */
 #include "common.h"
 #include "scan-ref.h"
@@ -22,17 +23,6 @@
 
 #define KPF_COMPOUND_HEAD 15
 #define KPF_ZERO_PAGE     24
-
-static uint64_t kpageflags(uint64_t pfn)
-{
-	uint64_t f = 0;
-	int fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
-
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(pread(fd, &f, 8, (off_t)(pfn * 8)), 8);
-	close(fd);
-	return f;
-}
 
 static void clear_soft_dirty(void)
 {
@@ -73,14 +63,7 @@ static void build_sd_layout(void *arg, uint64_t *sh)
 
 	xmap(anon, 512 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1);
 	madvise(anon, 512 * ps, MADV_NOHUGEPAGE);
-	for (uint64_t i = 0; i < 512; i++) {
-		uint64_t r = rnd(&seed) % 3;
-
-		if (r == 0)
-			anon[i * ps] = 1;
-		else if (r == 1)
-			(void)*(volatile char *)(anon + i * ps);
-	}
+	touch_random(anon, 512, &seed, 3);
 	xmap(thp, 3 * HUGE_SZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1);
 	madvise(thp, 3 * HUGE_SZ, MADV_HUGEPAGE);
 	memset(thp, 1, 2 * HUGE_SZ);
@@ -151,6 +134,61 @@ START_TEST(sd_scan_differential)
 	differential(c.pid, c.shared[0], c.shared[1], cats, 3);
 	/* mid-THP and mid-VMA edges */
 	differential(c.pid, c.shared[2] + 100 * ps, c.shared[3] + 7 * ps, cats, 3);
+	child_stop(&c);
+}
+END_TEST
+
+/* ---- pm-dump's soft-dirty column ---- */
+
+static const char *pm_dump; /* argv[1]: the pm-dump to check */
+
+/* pm-dump --pages on the soft-dirty layout: its D column (the fifth flag
+ * letter) is bit 55 of a raw pagemap read of the same page, for every
+ * page, and every page of the range has a row. */
+START_TEST(sd_pm_dump_column)
+{
+	struct child c;
+	uint64_t *before, *after, s, e, n, rows = 0, dirty = 0;
+	char cmd[512], line[256];
+	FILE *f;
+
+	child_start(&c, build_sd_layout, (void *)5);
+	s = c.shared[0];
+	e = c.shared[1];
+	n = (e - s) / ps;
+	before = calloc(n, 8);
+	after = calloc(n, 8);
+	raw_read(c.pid, s, e, before);
+	snprintf(cmd, sizeof(cmd), "%s --pid %d --pages --range %" PRIx64 "-%" PRIx64, pm_dump,
+		 (int)c.pid, s, e);
+	f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		uint64_t addr, entry;
+		char flags[16];
+
+		if (line[0] == '#' || sscanf(line, "%" SCNx64 " %" SCNx64 " %15s", &addr, &entry,
+					     flags) != 3)
+			continue;
+		ck_assert_msg(addr >= s && addr < e && strlen(flags) == 7, "row: %s", line);
+		ck_assert_msg((flags[4] == 'D') == pm_entry_soft_dirty(before[(addr - s) / ps]),
+			      "page %#" PRIx64 ": pm-dump says %s, pagemap %#" PRIx64, addr, flags,
+			      before[(addr - s) / ps]);
+		ck_assert_uint_eq(entry, before[(addr - s) / ps]);
+		dirty += flags[4] == 'D';
+		rows++;
+	}
+	ck_assert_int_eq(pclose(f), 0);
+	/* an idle child: the reference did not move under pm-dump */
+	raw_read(c.pid, s, e, after);
+	ck_assert_mem_eq(before, after, n * 8);
+	ck_assert_uint_eq(rows, n);
+	fprintf(stderr, "pm-dump: %" PRIu64 " pages, %" PRIu64 " soft-dirty, as pagemap says\n",
+		rows, dirty);
+	ck_assert_uint_gt(dirty, 0);
+	ck_assert_uint_lt(dirty, rows);
+	free(before);
+	free(after);
 	child_stop(&c);
 }
 END_TEST
@@ -414,13 +452,14 @@ START_TEST(sd_auto_choice)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
 	Suite *s = suite_create("softdirty");
 	TCase *t = tcase_create("softdirty");
 	bool sd, scan;
 
 	test_init();
+	pm_dump = argc > 1 ? argv[1] : NULL;
 	sd = expect_feature(PM_FEAT_SOFT_DIRTY);
 	scan = expect_feature(PM_FEAT_PAGEMAP_SCAN);
 	tcase_set_timeout(t, 600);
@@ -436,6 +475,8 @@ int main(void)
 		    !scan ? lacks(PM_FEAT_PAGEMAP_SCAN)
 		    : !expect_feature(PM_FEAT_PFN_VISIBLE) ? lacks(PM_FEAT_PFN_VISIBLE)
 							: "a read fault maps no huge zero page here");
+	add_test_if(t, sd_pm_dump_column, sd && pm_dump,
+		    !sd ? lacks(PM_FEAT_SOFT_DIRTY) : "no pm-dump given (argv[1])");
 	add_test_if(t, sd_auto_choice, sd && scan && expect_feature(PM_FEAT_UFFD_WP_ASYNC),
 		    !sd ? lacks(PM_FEAT_SOFT_DIRTY)
 		    : !scan ? lacks(PM_FEAT_PAGEMAP_SCAN) : lacks(PM_FEAT_UFFD_WP_ASYNC));
