@@ -121,7 +121,7 @@ fi
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 # shellcheck disable=SC2086
-timeout -k 5 280 qemu-system-x86_64 -nographic -no-reboot -nodefaults -serial stdio \
+timeout -k 5 560 qemu-system-x86_64 -nographic -no-reboot -nodefaults -serial stdio \
 	-smp 2 -m 3G $accel -kernel "$kernel" -initrd "$initrd" \
 	-append "console=ttyS0 panic=-1 quiet pmkline=$kline pmtest=$test pmargs=${args:-,}" \
 	> "$out" 2>&1 < /dev/null || true
