@@ -72,7 +72,8 @@ static int read_ident(int stat_fd, uint64_t id[IDENT_N])
 
 		if (field == ident_field[k]) {
 			id[k] = strtoull(p, NULL, 10);
-			any |= id[k] != 0;
+			/* hidden, the code range reads 1 1, the rest 0 */
+			any |= k >= 2 && id[k] != 0;
 			k++;
 		}
 		if (!sp)
@@ -82,7 +83,10 @@ static int read_ident(int stat_fd, uint64_t id[IDENT_N])
 	}
 	if (k < IDENT_N)
 		return -EIO;
-	return any ? 0 : -ESRCH;
+	/* a live process shows these fields only to a caller that may ptrace
+	 * it (checked at each read, with the reader's current credentials);
+	 * a process without an mm has none either */
+	return any ? 0 : -EPERM;
 }
 
 /* The pid a pidfd refers to in the mounted /proc's pid namespace (its
@@ -167,8 +171,9 @@ static int open_once(struct pm_handle *h)
 		r = open_at(h->dirfd, "statm", &h->statm_fd);
 	if (!r)
 		r = open_at(h->dirfd, "status", &h->status_fd);
-	if (!r && !h->self)
-		r = read_ident(h->stat_fd, before);
+	/* hidden fields: the pagemap open says why (EACCES, EPERM) */
+	if (!r && !h->self && (r = read_ident(h->stat_fd, before)) == -EPERM)
+		r = 0;
 	if (!r)
 		r = open_at(h->dirfd, "pagemap", &h->pagemap_fd);
 	if (!r)
@@ -179,7 +184,7 @@ static int open_once(struct pm_handle *h)
 		return r;
 	r = read_ident(h->stat_fd, h->mm_ident);
 	if (r)
-		return r;
+		return r == -EPERM ? -ESRCH : r; /* may ptrace it, yet no mm: a kernel thread */
 	return memcmp(before, h->mm_ident, sizeof(before)) ? -EAGAIN : 0;
 }
 

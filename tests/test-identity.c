@@ -6,6 +6,7 @@
 #include "sandbox.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <sched.h>
@@ -224,6 +225,42 @@ START_TEST(zombie)
 	reap(c.pid);
 	assert_gone(h, a);
 	pm_close(h);
+	munmap(c.shared, ps * 16);
+}
+END_TEST
+
+/* A caller that loses the right to inspect the process after opening
+ * (a daemon dropping privileges) cannot have the process's identity shown
+ * any more (the kernel hides the fields the check reads): -EPERM, not the
+ * -ESRCH that says the process is gone. */
+START_TEST(caller_drops_privileges)
+{
+	struct pm_handle *h;
+	struct child c;
+	pid_t pid;
+	int st;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "SKIP caller_drops_privileges: needs root\n");
+		return;
+	}
+	child_start(&c, build_nothing, NULL);
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		uint64_t e;
+		long r;
+
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
+			_exit(3);
+		r = pm_read(h, c.shared[0], c.shared[0] + ps, &e, NULL, NULL);
+		_exit(r == -EPERM ? 0 : r == -ESRCH ? 4 : 5);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
+	pm_close(h);
+	child_stop(&c);
 	munmap(c.shared, ps * 16);
 }
 END_TEST
@@ -464,6 +501,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, clone_vm_child_exits);
 	tcase_add_test(tc, clone_vm_child_execs);
 	tcase_add_test(tc, zombie);
+	tcase_add_test(tc, caller_drops_privileges);
 	tcase_add_test(tc, reaped_and_reused);
 	tcase_add_test(tc, exec_after_open);
 	tcase_add_test(tc, pidfd_open_refused);
