@@ -114,7 +114,11 @@ static int fake_ioctl_notty(int fd, unsigned long req, void *arg)
 
 static void setup(void)
 {
-	(void)pm__kernel(); /* probe before faults are injected */
+	/* every feature probed before faults are injected: probes run at
+	 * first use, and a faked read would make one look absent */
+	PM_OPTS(pm_kernel_info, ki);
+
+	(void)pm_kernel_probe(&ki);
 	real_pread = pm__sys.pread;
 	real_ioctl = pm__sys.ioctl;
 	pm__sys.pread = fake_pread;
