@@ -173,7 +173,7 @@ static const struct shape shapes[] = {
 
 int main(int argc, char **argv)
 {
-	double secs = argc > 1 ? atof(argv[1]) : 10, t_end;
+	double secs = argc > 1 ? atof(argv[1]) : 10, t_end, lib_time = 0;
 	int raw_per_lib = argc > 2 ? atoi(argv[2]) : 4;
 	uint64_t shape_shifts[8] = { 0 };
 	uint64_t raw_reads = 0, raw_shifted = 0, raw_bad = 0, raw_moved = 0, missed = 0;
@@ -224,9 +224,13 @@ int main(int argc, char **argv)
 		uint64_t bad;
 		long n;
 
-		/* the guard makes a library read slower than a raw one: give the
-		 * raw reads as many chances to meet a zap */
-		for (int k = 0; k < raw_per_lib; k++) {
+		/* the guard makes a library read slower than a raw one (under
+		 * churn, much slower: it re-reads piece by piece until a still
+		 * token brackets each piece): the raw reads get at least the
+		 * library's time, so they meet as many zaps */
+		double t_raw = stress_now();
+
+		for (int k = 0; k < raw_per_lib || stress_now() - t_raw < lib_time; k++) {
 			/* every other raw read is bracketed by the token (whose
 			 * procfs reads are slow under TCG); the others only count */
 			bool bracket = k % 2 == 0, moved = false;
@@ -250,6 +254,7 @@ int main(int argc, char **argv)
 			missed += bracket && bad > 0 && !moved;
 			shape_shifts[it % NSHAPES] += bad > 0;
 		}
+		lib_time = stress_now();
 		n = pm_read(h, va, va + s->pages * ps, buf, NULL, &info);
 		lib_reads++;
 		if (n == -EAGAIN) {
@@ -280,6 +285,7 @@ int main(int argc, char **argv)
 				scan_bad += scan_misplaced(va, regs, n, s->pages);
 			}
 		}
+		lib_time = stress_now() - lib_time;
 		if (fixed && it % 4 == 0) {
 			n = pm_read(h, va, va + s->pages * ps, buf, &snap, &info);
 			snap_reads++;
@@ -338,8 +344,11 @@ int main(int argc, char **argv)
 		       (unsigned long)lib_bad);
 		return 1;
 	}
-	if (lib_ok * 10 < lib_reads) {
-		printf("FAIL: fewer than 10%% of library reads succeeded\n");
+	/* availability under this churn is reported, not asserted: a read is
+	 * certified only when a still token brackets each piece, and these
+	 * churn threads live in the reading process itself (doc/accuracy.md) */
+	if (!lib_ok && fixed) {
+		printf("FAIL: no library read succeeded on a fixed kernel\n");
 		return 1;
 	}
 	if (fixed) {
