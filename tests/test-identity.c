@@ -134,7 +134,9 @@ static void assert_gone(struct pm_handle *h, uint64_t a)
 	struct pm_vma_list *l = NULL;
 	struct pm_region reg[4];
 	uint64_t e[16], we = 0, top = self_top();
-	long r[7];
+	struct pm_usage u = { .size = sizeof(u) };
+	PM_OPTS(pm_usage_opts, scan_fields, .fields = PM_USAGE_ZERO | PM_USAGE_GUARD);
+	long r[8];
 
 	r[0] = pm_read(h, a, a + ps, e, NULL, NULL);
 	r[1] = pm_read(h, a, a + 16 * ps, e, NULL, NULL);
@@ -145,11 +147,13 @@ static void assert_gone(struct pm_handle *h, uint64_t a)
 		r[4] = pm_scan(h, 0, top, reg, 4, &nat, &we);
 	r[5] = batch_read(h, a, PM_BACKEND_SYNC);
 	r[6] = batch_read(h, a, PM_BACKEND_URING);
+	/* fields PAGEMAP_SCAN answers alone, where the kernel has it */
+	r[7] = pm_usage(h, 0, top, &scan_fields, &u);
 	ck_assert_msg(r[0] == -ESRCH && r[1] == -ESRCH && r[2] == -ESRCH && r[3] == -ESRCH &&
-			      r[4] == -ESRCH && r[5] == -ESRCH && r[6] == -ESRCH,
+			      r[4] == -ESRCH && r[5] == -ESRCH && r[6] == -ESRCH && r[7] == -ESRCH,
 		      "read %ld, read16 %ld, vmas %ld, emulated scan %ld, native scan %ld, "
-		      "sync batch %ld, io_uring batch %ld",
-		      r[0], r[1], r[2], r[3], r[4], r[5], r[6]);
+		      "sync batch %ld, io_uring batch %ld, usage %ld",
+		      r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
 	ck_assert_ptr_null(l);
 }
 
