@@ -252,20 +252,31 @@ START_TEST(stop_target_exits)
 {
 	for (int k = 0; k < 10; k++) {
 		struct pm_handle *h;
-		int st, r = 0, n = 0;
-		pid_t pid = fork();
+		int st, r = 0, n = 0, go[2];
+		pid_t pid;
+		char c = 0;
 
+		/* The child exits a few ms after the handle is open, not after
+		 * it started: a slow VM may take longer than that to open. */
+		ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+		pid = fork();
 		ck_assert_int_ge(pid, 0);
 		if (pid == 0) {
 			pthread_t th;
 
+			close(go[1]);
 			for (int i = 0; i < 4; i++)
 				if (pthread_create(&th, NULL, spin, NULL))
 					_exit(1);
+			if (read(go[0], &c, 1) != 1)
+				_exit(1);
 			usleep(2000 + 1000 * (useconds_t)k);
 			_exit(7);
 		}
+		close(go[0]);
 		h = open_target(pid);
+		ck_assert_int_eq(write(go[1], &c, 1), 1);
+		close(go[1]);
 		while (r == 0) {
 			struct pm__stop *s;
 
