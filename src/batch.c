@@ -56,80 +56,186 @@ PM_EXPORT int pm_batch_add_read(struct pm_batch *b, struct pm_handle *h, uint64_
 	return 0;
 }
 
-/* Reads [i, j) of the batch, all on one handle, certified together where
- * the guard is wanted: one token before the first, one after the last, and
- * only if it moved each read is certified piece by piece on its own. */
-static void run_group(struct pm_batch *b, size_t i, size_t j, uint64_t flags)
+void pm__batch_begin(struct pm_batch *b, struct pm__bstate *st, size_t i, struct pm__bgroup *g)
 {
 	struct pm_handle *h = b->r[i].h;
-	struct pm__token before, after;
 	const unsigned shift = pm__kernel()->page_shift;
+	const bool wanted = pm__guard_wanted(b->read_flags);
+	int ready = pm__handle_ready(h);
+	bool any = false;
+	size_t j;
 
-	bool group = j - i > 1 && pm__guard_wanted(flags) && !pm__handle_ready(h);
+	for (j = i; j < b->n && b->r[j].h == h; j++) {
+		struct pm__bread *r = &b->r[j];
+		struct pm__bstate *s = &st[j];
 
-	/* the kernel's copy into a buffer must not fault inside the bracket */
-	for (size_t k = i; group && k < j; k++) {
-		struct pm__bread *r = &b->r[k];
-
-		if (!pm__read_args(r->h, r->start, r->end, r->entries, r->info))
+		memset(s, 0, sizeof(*s));
+		s->res = pm__read_args(r->h, r->start, r->end, r->entries, r->info);
+		if (!s->res)
+			s->res = ready;
+		if (s->res)
+			continue;
+		/* the caller's uncertain array, if any, for a certifying read */
+		if (r->info)
+			memcpy(&s->info, r->info,
+			       r->info->size < sizeof(s->info) ? r->info->size : sizeof(s->info));
+		s->info.size = sizeof(s->info);
+		/* the kernel's copy into a buffer must not fault inside the
+		 * bracket */
+		if (wanted) {
+			s->guard = true;
 			pm__prefault(r->entries, (size_t)((r->end - r->start) >> shift));
-	}
-	if (!group || pm__token(h, &before)) {
-		/* alone, unguarded, or no token to be had: each read on its
-		 * own, as pm_read */
-		for (size_t k = i; k < j; k++) {
-			struct pm__bread *r = &b->r[k];
-
-			*r->result = pm__read_flags(r->h, r->start, r->end, r->entries, flags,
-						    b->max_retries, r->info);
+			any = true;
 		}
-		return;
 	}
-	for (size_t k = i; k < j; k++) {
-		struct pm__bread *r = &b->r[k];
+	g->i = i;
+	g->j = j;
+	g->have_token = any && !pm__token(h, &g->before);
+}
 
-		*r->result = pm__read_flags(r->h, r->start, r->end, r->entries,
-					    flags | PM__READ_UNGUARDED, b->max_retries,
-					    r->info);
-	}
-	if (!pm__token_after(h, &after) && pm__token_certifies(&before, &after)) {
-		for (size_t k = i; k < j; k++)
-			if (b->r[k].result[0] >= 0 && b->r[k].info &&
-			    b->r[k].info->size >= 2 * sizeof(uint64_t))
-				b->r[k].info->flags |= PM_READ_INFO_GUARDED;
-		return;
-	}
-	for (size_t k = i; k < j; k++) {
-		struct pm__bread *r = &b->r[k];
+void pm__batch_end(struct pm_batch *b, struct pm__bstate *st, const struct pm__bgroup *g)
+{
+	struct pm_handle *h = b->r[g->i].h;
+	struct pm__token after;
+	bool cert = g->have_token && !pm__token_after(h, &after) &&
+		    pm__token_certifies(&g->before, &after);
 
-		if (*r->result >= 0)
-			*r->result = pm__read_flags(r->h, r->start, r->end, r->entries,
-						    flags | PM__READ_TRIPPED,
-						    b->max_retries, r->info);
+	for (size_t k = g->i; k < g->j; k++) {
+		struct pm__bread *r = &b->r[k];
+		struct pm__bstate *s = &st[k];
+		uint64_t first = s->info.kernel_reads;
+		long res;
+
+		if (s->res)
+			continue;
+		if (!s->guard || cert) {
+			s->info.flags = s->guard ? PM_READ_INFO_GUARDED : 0;
+			continue;
+		}
+		/* the target changed under the reads (or is gone): read this
+		 * one again, certifying piece by piece; its info counts every
+		 * read issued for it */
+		res = pm__read_flags(r->h, r->start, r->end, r->entries,
+				     (b->read_flags & ~PM_READ_F_STOP) | PM__READ_TRIPPED,
+				     b->max_retries, &s->info);
+		if (res < 0)
+			s->res = res;
+		else
+			s->info.kernel_reads += first;
 	}
 }
 
-/* Consecutive reads on one handle share a certificate, and with
- * PM_READ_F_STOP one stop of the target. */
-static void run_sync(struct pm_batch *b)
+int pm__batch_chunks(uint64_t va, uint64_t *dst, size_t n,
+		     int (*fn)(void *arg, uint64_t off, char *dst, size_t len), void *arg)
 {
-	const uint64_t flags = b->read_flags & ~PM_READ_F_STOP;
+	uint64_t off = (va >> pm__kernel()->page_shift) * 8;
+	size_t len = n * 8;
+	char *d = (char *)dst;
 
+	while (len) {
+		size_t l = len < PM__BATCH_CHUNK ? len : PM__BATCH_CHUNK;
+		int r = fn(arg, off, d, l);
+
+		if (r)
+			return r;
+		off += l;
+		d += l;
+		len -= l;
+	}
+	return 0;
+}
+
+struct sync_read {
+	int fd;
+	struct pm__bstate *s;
+};
+
+static int sync_chunk(void *arg, uint64_t off, char *dst, size_t len)
+{
+	struct sync_read *sr = arg;
+
+	return pm__pread_full(sr->fd, dst, len, off, &sr->s->info.kernel_reads);
+}
+
+static int sync_span(void *arg, uint64_t va, uint64_t *dst, size_t n)
+{
+	return pm__batch_chunks(va, dst, n, sync_chunk, arg);
+}
+
+/* Group by group; with PM_READ_F_STOP one stop of the target per group. */
+static void run_sync(struct pm_batch *b, struct pm__bstate *st)
+{
 	for (size_t i = 0, j; i < b->n; i = j) {
-		struct pm__stop *st = NULL;
+		struct pm__stop *st_stop = NULL;
+		struct pm__bgroup g;
 		int e = 0;
 
-		for (j = i + 1; j < b->n && b->r[j].h == b->r[i].h;)
-			j++;
 		if (b->read_flags & PM_READ_F_STOP)
-			e = pm__stop_begin(b->r[i].h, &st);
+			e = pm__stop_begin(b->r[i].h, &st_stop);
 		if (e) {
-			for (size_t k = i; k < j; k++)
-				*b->r[k].result = pm__ret(e);
+			for (j = i; j < b->n && b->r[j].h == b->r[i].h; j++)
+				st[j] = (struct pm__bstate){ .res = e };
 			continue;
 		}
-		run_group(b, i, j, flags);
-		pm__stop_end(st);
+		pm__batch_begin(b, st, i, &g);
+		j = g.j;
+		for (size_t k = i; k < j; k++) {
+			struct pm__bread *r = &b->r[k];
+			struct sync_read sr = { r->h->pagemap_fd, &st[k] };
+
+			if (!st[k].res)
+				st[k].res = pm__read_plan(r->h, r->start, r->end, r->entries,
+							  sync_span, &sr);
+		}
+		pm__batch_end(b, st, &g);
+		pm__stop_end(st_stop);
+	}
+}
+
+static int by_handle(const void *a, const void *b)
+{
+	const struct pm__bread *x = *(const struct pm__bread *const *)a;
+	const struct pm__bread *y = *(const struct pm__bread *const *)b;
+
+	if (x->h != y->h)
+		return (uintptr_t)x->h < (uintptr_t)y->h ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+/* Every read answered: the identity check, once per handle, after all of
+ * that handle's reads (pm_read's rule: no data is returned before the
+ * check said the answers describe the handle's process); then the
+ * results and infos. @heads: room for a pointer per read. */
+static void finish(struct pm_batch *b, struct pm__bstate *st, struct pm__bread **heads)
+{
+	const unsigned shift = pm__kernel()->page_shift;
+	size_t nh = 0;
+
+	for (size_t i = 0; i < b->n; i++)
+		if (!st[i].res && (!nh || heads[nh - 1]->h != b->r[i].h))
+			heads[nh++] = &b->r[i];
+	qsort(heads, nh, sizeof(*heads), by_handle);
+	for (size_t a = 0, z; a < nh; a = z) {
+		int e = pm__handle_check(heads[a]->h);
+
+		for (z = a + 1; z < nh && heads[z]->h == heads[a]->h;)
+			z++;
+		for (size_t g = a; e && g < z; g++)
+			for (size_t k = (size_t)(heads[g] - b->r); k < b->n && b->r[k].h == heads[a]->h;
+			     k++)
+				if (!st[k].res)
+					st[k].res = e;
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		struct pm__bread *r = &b->r[i];
+
+		if (st[i].res) {
+			*r->result = st[i].res;
+			continue;
+		}
+		if (r->info)
+			pm__out_copy(r->info, &st[i].info, sizeof(st[i].info));
+		*r->result = (long)((r->end - r->start) >> shift);
 	}
 }
 
@@ -176,25 +282,40 @@ static uint64_t batch_pages(const struct pm_batch *b)
 
 PM_EXPORT int pm_batch_run(struct pm_batch *b)
 {
+	struct pm__bstate *st;
+	struct pm__bread **heads;
 	int want, r = -EOPNOTSUPP;
+	bool lost = false;
 	double t0, per_page;
 
 	if (!b)
 		return (int)pm__ret(-EINVAL);
+	st = malloc((b->n ? b->n : 1) * sizeof(*st));
+	heads = malloc((b->n ? b->n : 1) * sizeof(*heads));
+	if (!st || !heads) {
+		free(st);
+		free(heads);
+		return (int)pm__ret(-ENOMEM);
+	}
 	want = b->backend == PM_BACKEND_AUTO ? auto_choice(b) : (int)b->backend;
 	t0 = now_ns();
 	if (want == PM_BACKEND_URING)
-		r = pm__batch_uring(b);
+		r = pm__batch_uring(b, st, &lost);
 	if (r == 0) {
 		b->used = PM_BACKEND_URING;
-	} else if (r == -ENOMEM) {
+	} else if (r == -ENOMEM || lost) {
+		free(st);
+		free(heads);
 		return (int)pm__ret(r);
 	} else {
 		/* not chosen, not built in, or refused (ENOSYS, EPERM from
 		 * io_uring_disabled or seccomp): the same reads, sync */
-		run_sync(b);
+		run_sync(b, st);
 		b->used = PM_BACKEND_SYNC;
 	}
+	finish(b, st, heads);
+	free(st);
+	free(heads);
 	per_page = (now_ns() - t0) / (double)batch_pages(b);
 	if (b->used == PM_BACKEND_URING)
 		b->ns_uring = b->ns_uring ? (b->ns_uring + per_page) / 2 : per_page;
