@@ -34,7 +34,21 @@ static int uring_init(unsigned entries, void *ring, unsigned flags)
 	return io_uring_queue_init(entries, ring, flags);
 }
 
-int (*pm__uring_init)(unsigned entries, void *ring, unsigned flags) = uring_init;
+static int uring_submit_and_wait(void *ring, unsigned wait_nr)
+{
+	return io_uring_submit_and_wait(ring, wait_nr);
+}
+
+static int uring_wait_cqe(void *ring, void *cqe)
+{
+	return io_uring_wait_cqe(ring, cqe);
+}
+
+struct pm__uringops pm__uring_sys = {
+	.init = uring_init,
+	.submit_and_wait = uring_submit_and_wait,
+	.wait_cqe = uring_wait_cqe,
+};
 
 #define DEPTH 64
 #define MAX_RESUBMITS 64
@@ -136,7 +150,7 @@ static void drain(struct io_uring *ring, size_t flying)
 	struct io_uring_cqe *cqe;
 
 	while (flying) {
-		if (io_uring_wait_cqe(ring, &cqe) == 0) {
+		if (pm__uring_sys.wait_cqe(ring, &cqe) == 0) {
 			io_uring_cqe_seen(ring, cqe);
 			flying--;
 		}
@@ -177,7 +191,7 @@ static int execute(struct io_uring *ring, struct plan *p)
 		if (!queued && !flying)
 			break;
 		do
-			r = io_uring_submit_and_wait(ring, 1);
+			r = pm__uring_sys.submit_and_wait(ring, 1);
 		while (r == -EINTR);
 		if (r < 0) {
 			drain(ring, flying);
@@ -239,7 +253,7 @@ int pm__batch_uring(struct pm_batch *b, struct pm__bstate *st, bool *lost)
 		ring = calloc(1, sizeof(*ring));
 		if (!ring)
 			return -ENOMEM;
-		r = pm__uring_init(DEPTH, ring, 0);
+		r = pm__uring_sys.init(DEPTH, ring, 0);
 		if (r < 0) {
 			free(ring);
 			return r;
@@ -274,7 +288,7 @@ void pm__batch_uring_free(struct pm_batch *b)
 
 #else
 
-int (*pm__uring_init)(unsigned entries, void *ring, unsigned flags);
+struct pm__uringops pm__uring_sys;
 
 int pm__batch_uring(struct pm_batch *b, struct pm__bstate *st, bool *lost)
 {

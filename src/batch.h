@@ -66,9 +66,16 @@ PM_HIDDEN int pm__batch_chunks(uint64_t va, uint64_t *dst, size_t n,
  * wait for them kept failing), and the run fails with that errno. */
 PM_HIDDEN int pm__batch_uring(struct pm_batch *b, struct pm__bstate *st, bool *lost);
 PM_HIDDEN void pm__batch_uring_free(struct pm_batch *b);
-/* io_uring_queue_init (ring is a struct io_uring): 0 or -errno. A pointer
- * so that tests can refuse io_uring as a kernel or a sandbox does (NULL
- * when built without liburing: never called). */
-PM_HIDDEN extern int (*pm__uring_init)(unsigned entries, void *ring, unsigned flags);
+/* The io_uring calls (ring: a struct io_uring; cqe: a struct io_uring_cqe
+ * **), 0 (or the count submitted) or -errno: a table, as pm__sys, so that
+ * tests can refuse io_uring as a kernel or a sandbox does and make
+ * submitting or waiting fail as no kernel here does (all NULL when built
+ * without liburing: never called). */
+struct pm__uringops {
+	int (*init)(unsigned entries, void *ring, unsigned flags);
+	int (*submit_and_wait)(void *ring, unsigned wait_nr);
+	int (*wait_cqe)(void *ring, void *cqe);
+};
+PM_HIDDEN extern struct pm__uringops pm__uring_sys;
 
 #endif
