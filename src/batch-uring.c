@@ -25,6 +25,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #if HAVE_LIBURING
 #include <liburing.h>
@@ -143,25 +144,45 @@ static int plan_all(struct pm_batch *b, struct plan *p, struct pm__bgroup *g, si
 	return 0;
 }
 
-/* Wait for every submitted read: the caller's buffers must not be written
- * after we return. */
-static void drain(struct io_uring *ring, size_t flying)
+/* Waits for every submitted read: the caller's buffers must not be
+ * written after we return. 0; or, after a wait failed DRAIN_FAILS times in
+ * a row (backing off 10 us doubling to 1 ms; -EINTR is waited out), that
+ * errno, reads maybe still in flight. */
+#define DRAIN_FAILS 32
+
+static int drain(struct io_uring *ring, size_t flying)
 {
 	struct io_uring_cqe *cqe;
+	unsigned fails = 0;
 
 	while (flying) {
-		if (pm__uring_sys.wait_cqe(ring, &cqe) == 0) {
+		int r = pm__uring_sys.wait_cqe(ring, &cqe);
+
+		if (r == 0) {
 			io_uring_cqe_seen(ring, cqe);
 			flying--;
+			fails = 0;
+		} else if (r != -EINTR) {
+			struct timespec ts = { 0, 10000L << (fails < 7 ? fails : 7) };
+
+			if (++fails == DRAIN_FAILS)
+				return r;
+			if (ts.tv_nsec > 1000000L)
+				ts.tv_nsec = 1000000L;
+			nanosleep(&ts, NULL);
 		}
 	}
+	return 0;
 }
 
-/* Submit and reap until every chunk is done; never leaves one in flight.
+/* Submit and reap until every chunk is done. On a submit error, waits for
+ * what is in flight and returns the error: the ring still holds the
+ * requests the kernel did not take, and must not be used again. *lost:
+ * the wait failed too, reads may still be in flight.
  * A read's kernel_reads counts its completions as the sync backend counts
  * its preads: not the -EINTR (-EAGAIN, -ECANCELED) ones, which are issued
  * again. */
-static int execute(struct io_uring *ring, struct plan *p)
+static int execute(struct io_uring *ring, struct plan *p, bool *lost)
 {
 	size_t *retry = malloc(DEPTH * sizeof(*retry)), nretry = 0, next = 0;
 	size_t queued = 0, flying = 0;
@@ -194,9 +215,11 @@ static int execute(struct io_uring *ring, struct plan *p)
 			r = pm__uring_sys.submit_and_wait(ring, 1);
 		while (r == -EINTR);
 		if (r < 0) {
-			drain(ring, flying);
+			int e = drain(ring, flying);
+
+			*lost = e != 0;
 			free(retry);
-			return r;
+			return e ? e : r;
 		}
 		flying += (size_t)r;
 		queued -= (size_t)r;
@@ -266,8 +289,11 @@ int pm__batch_uring(struct pm_batch *b, struct pm__bstate *st, bool *lost)
 	if (!r && nfiles)
 		r = io_uring_register_files(ring, files, (unsigned)nfiles);
 	if (!r) {
-		r = execute(ring, &p);
-		io_uring_unregister_files(ring);
+		r = execute(ring, &p, lost);
+		if (r && r != -ENOMEM)
+			pm__batch_uring_free(b); /* requests may be left in it */
+		else
+			io_uring_unregister_files(ring);
 	}
 	for (size_t i = 0; !r && i < ng; i++)
 		pm__batch_end(b, st, &g[i]);

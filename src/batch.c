@@ -303,7 +303,16 @@ PM_EXPORT int pm_batch_run(struct pm_batch *b)
 		r = pm__batch_uring(b, st, &lost);
 	if (r == 0) {
 		b->used = PM_BACKEND_URING;
-	} else if (r == -ENOMEM || lost) {
+	} else if (r == -ENOMEM) {
+		free(st);
+		free(heads);
+		return (int)pm__ret(r);
+	} else if (lost) {
+		/* the buffers may yet be written: no read is answered */
+		for (size_t i = 0; i < b->n; i++)
+			*b->r[i].result = r;
+		b->used = PM_BACKEND_URING;
+		b->n = 0;
 		free(st);
 		free(heads);
 		return (int)pm__ret(r);
