@@ -211,18 +211,22 @@ static void finish(struct pm_batch *b, struct pm__bstate *st, struct pm__bread *
 	const unsigned shift = pm__kernel()->page_shift;
 	size_t nh = 0;
 
+	/* the first read of each group, groups of one handle together */
 	for (size_t i = 0; i < b->n; i++)
-		if (!st[i].res && (!nh || heads[nh - 1]->h != b->r[i].h))
+		if (!i || b->r[i - 1].h != b->r[i].h)
 			heads[nh++] = &b->r[i];
 	qsort(heads, nh, sizeof(*heads), by_handle);
 	for (size_t a = 0, z; a < nh; a = z) {
-		int e = pm__handle_check(heads[a]->h);
+		struct pm_handle *h = heads[a]->h;
+		bool answered = false;
+		int e;
 
-		for (z = a + 1; z < nh && heads[z]->h == heads[a]->h;)
-			z++;
+		for (z = a; z < nh && heads[z]->h == h; z++)
+			for (size_t k = (size_t)(heads[z] - b->r); k < b->n && b->r[k].h == h; k++)
+				answered |= !st[k].res;
+		e = answered ? pm__handle_check(h) : 0;
 		for (size_t g = a; e && g < z; g++)
-			for (size_t k = (size_t)(heads[g] - b->r); k < b->n && b->r[k].h == heads[a]->h;
-			     k++)
+			for (size_t k = (size_t)(heads[g] - b->r); k < b->n && b->r[k].h == h; k++)
 				if (!st[k].res)
 					st[k].res = e;
 	}

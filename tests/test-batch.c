@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sched.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -349,6 +351,64 @@ START_TEST(batch_infos_same_on_both_backends)
 }
 END_TEST
 
+/* The identity check covers every read of a handle, wherever its reads
+ * sit in the batch: a CLONE_VM child that exited leaves fds that read our
+ * own memory, which only the check refuses. Its reads come before and
+ * after reads of another process that all fail. */
+static int vm_child(void *arg)
+{
+	char ch;
+
+	/* shares our memory and TLS: raw system calls only */
+	syscall(SYS_read, *(int *)arg, &ch, 1);
+	syscall(SYS_exit, 0);
+	return 0;
+}
+
+START_TEST(batch_identity_every_read)
+{
+	char *stack = xmap(NULL, 64 * 1024, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	char *p = xmap(NULL, 16 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	uint64_t a = (uintptr_t)p, e[3][16];
+	struct pm_handle *gone, *other;
+	struct child c;
+	int go[2];
+	pid_t pid;
+
+	memset(p, 1, 16 * ps);
+	child_start(&c, build, (void *)1);
+	ck_assert_int_eq(pm_open(c.pid, NULL, &other), 0);
+	ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+	pid = clone(vm_child, stack + 64 * 1024, CLONE_VM | SIGCHLD, &go[0]);
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(pm_open(pid, NULL, &gone), 0);
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	for (uint64_t be = PM_BACKEND_URING; be <= PM_BACKEND_SYNC; be++) {
+		PM_OPTS(pm_batch_opts, o, .backend = be);
+		struct pm_batch *b;
+		long res[3] = { 0 };
+
+		ck_assert_int_eq(pm_batch_new(&o, &b), 0);
+		ck_assert_int_eq(pm_batch_add_read(b, gone, a, a + 16 * ps, e[0], NULL, &res[0]), 0);
+		ck_assert_int_eq(pm_batch_add_read(b, other, a + 1, a + ps, e[1], NULL, &res[1]), 0);
+		ck_assert_int_eq(pm_batch_add_read(b, gone, a, a + 16 * ps, e[2], NULL, &res[2]), 0);
+		ck_assert_int_eq(pm_batch_run(b), 0);
+		ck_assert_int_eq(res[0], -ESRCH);
+		ck_assert_int_eq(res[1], -EINVAL);
+		ck_assert_int_eq(res[2], -ESRCH);
+		pm_batch_free(b);
+	}
+	pm_close(gone);
+	pm_close(other);
+	child_stop(&c);
+	close(go[0]);
+	close(go[1]);
+	munmap(p, 16 * ps);
+	munmap(stack, 64 * 1024);
+}
+END_TEST
+
 START_TEST(batch_bad_arguments)
 {
 	struct pm_batch *b = NULL;
@@ -459,6 +519,7 @@ int main(void)
 	tcase_add_test(t, batch_exit_mid_run);
 	tcase_add_test(t, batch_uring_disabled_falls_back);
 	tcase_add_test(t, batch_bad_arguments);
+	tcase_add_test(t, batch_identity_every_read);
 	add_test_if(t, batch_infos_same_on_both_backends, pm_has_feature(PM_FEAT_IO_URING) == 1,
 		    "no io_uring here: one backend only");
 	suite_add_tcase(s, t);
