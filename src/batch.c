@@ -7,7 +7,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 PM_EXPORT int pm_batch_new(const struct pm_batch_opts *opts, struct pm_batch **out)
 {
@@ -31,7 +30,7 @@ PM_EXPORT int pm_batch_new(const struct pm_batch_opts *opts, struct pm_batch **o
 	b->backend = backend;
 	b->read_flags = flags;
 	b->max_retries = PM__OPT(opts, struct pm_batch_opts, max_retries, 0);
-	/* what the first run will try: AUTO starts measuring with sync */
+	/* what the first run will try */
 	b->used = backend == PM_BACKEND_URING ? PM_BACKEND_URING : PM_BACKEND_SYNC;
 	*out = b;
 	return 0;
@@ -243,54 +242,19 @@ static void finish(struct pm_batch *b, struct pm__bstate *st, struct pm__bread *
 	}
 }
 
-/* AUTO follows measurements, its own: io_uring punts every procfs read to
- * an io-wq worker, so whether it wins depends on the machine (on the 2-CPU
- * development machine it lost every shape: bench/bench-batch.c). A batch's
- * first four runs alternate sync and io_uring, each timed per page (the
- * first of each is cold); later runs take io_uring only where it was at
- * least 5% faster, and every 16th run measures the other one again. */
-#define AUTO_CALIBRATE 4
-#define AUTO_REMEASURE 16
-
-static int auto_choice(const struct pm_batch *b)
-{
-	int best;
-
-	if (pm__feature(PM_FEAT_IO_URING) != 1)
-		return PM_BACKEND_SYNC;
-	if (b->runs < AUTO_CALIBRATE)
-		return b->runs % 2 ? PM_BACKEND_URING : PM_BACKEND_SYNC;
-	best = b->ns_uring < b->ns_sync * 0.95 ? PM_BACKEND_URING : PM_BACKEND_SYNC;
-	if (b->runs % AUTO_REMEASURE == 0)
-		return best == PM_BACKEND_URING ? PM_BACKEND_SYNC : PM_BACKEND_URING;
-	return best;
-}
-
-static double now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static uint64_t batch_pages(const struct pm_batch *b)
-{
-	uint64_t pages = 0;
-
-	for (size_t i = 0; i < b->n; i++)
-		if (b->r[i].end > b->r[i].start)
-			pages += (b->r[i].end - b->r[i].start) >> pm__kernel()->page_shift;
-	return pages ? pages : 1;
-}
-
+/* AUTO runs sync. io_uring punts every procfs read to an io-wq worker,
+ * and on every shape measured (1 to 200 processes, 8 MiB to 1 GiB reads,
+ * 10,000 ranges, 10,000 small VMAs: bench/bench-batch.c, doc/batch.md) it
+ * was slower than sync or within the noise; timing a batch's own runs to
+ * choose picked the slower backend as often as not, since the noise of a
+ * shared machine is larger than the difference. PM_BACKEND_URING asks
+ * for io_uring. */
 PM_EXPORT int pm_batch_run(struct pm_batch *b)
 {
 	struct pm__bstate *st;
 	struct pm__bread **heads;
-	int want, r = -EOPNOTSUPP;
+	int r = -EOPNOTSUPP;
 	bool lost = false;
-	double t0, per_page;
 
 	if (!b)
 		return (int)pm__ret(-EINVAL);
@@ -301,9 +265,7 @@ PM_EXPORT int pm_batch_run(struct pm_batch *b)
 		free(heads);
 		return (int)pm__ret(-ENOMEM);
 	}
-	want = b->backend == PM_BACKEND_AUTO ? auto_choice(b) : (int)b->backend;
-	t0 = now_ns();
-	if (want == PM_BACKEND_URING)
+	if (b->backend == PM_BACKEND_URING)
 		r = pm__batch_uring(b, st, &lost);
 	if (r == 0) {
 		b->used = PM_BACKEND_URING;
@@ -329,12 +291,6 @@ PM_EXPORT int pm_batch_run(struct pm_batch *b)
 	finish(b, st, heads);
 	free(st);
 	free(heads);
-	per_page = (now_ns() - t0) / (double)batch_pages(b);
-	if (b->used == PM_BACKEND_URING)
-		b->ns_uring = b->ns_uring ? (b->ns_uring + per_page) / 2 : per_page;
-	else if (want == PM_BACKEND_SYNC)
-		b->ns_sync = b->ns_sync ? (b->ns_sync + per_page) / 2 : per_page;
-	b->runs++;
 	b->n = 0;
 	return 0;
 }

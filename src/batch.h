@@ -34,9 +34,6 @@ struct pm_batch {
 	void *ring;         /* the io_uring, kept across runs: its io-wq workers too */
 	int used;           /* PM_BACKEND_URING or _SYNC */
 	uint64_t read_flags, max_retries;
-	/* AUTO: measured cost per page of each backend on this batch's runs */
-	double ns_sync, ns_uring;
-	uint64_t runs;
 	struct pm__bread *r;
 	size_t n, cap;
 };

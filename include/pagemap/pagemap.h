@@ -366,7 +366,7 @@ PM_EXPORT long pm_scan(struct pm_handle *h, uint64_t start, uint64_t end, struct
 
 /* ---- Batched reads ------------------------------------------------------ */
 
-#define PM_BACKEND_AUTO  0 /* io_uring where it is measured to win, else sync */
+#define PM_BACKEND_AUTO  0 /* the backend measured faster: sync on every shape (doc/batch.md) */
 #define PM_BACKEND_URING 1 /* io_uring (falls back to sync where unavailable) */
 #define PM_BACKEND_SYNC  2 /* pread */
 
