@@ -75,13 +75,30 @@ static bool all_bytes(const void *p, int c, size_t n)
 	return true;
 }
 
+/* The run after a failed one, on the same batch: io_uring, right, and the
+ * failed run's buffer (@old, @len bytes, now the caller's for something
+ * else) left alone. */
+static void next_run_right(struct pm_batch *b, struct pm_handle *h, uint64_t a,
+			   const uint64_t *want, uint64_t *got, void *old, size_t len)
+{
+	long res = 0;
+
+	memset(old, 0xa5, len);
+	ck_assert_int_eq(pm_batch_add_read(b, h, a, a + PAGES * ps, got, NULL, &res), 0);
+	ck_assert_int_eq(pm_batch_run(b), 0);
+	ck_assert_int_eq(pm_batch_backend(b), PM_BACKEND_URING);
+	ck_assert_int_eq(res, PAGES);
+	ck_assert_mem_eq(want, got, PAGES * 8);
+	ck_assert_msg(all_bytes(old, 0xa5, len), "the next run wrote the failed run's buffers");
+}
+
 /* (a) A submit that fails leaves its queued requests in the kept ring: the
  * next run must not submit them into this run's buffers. */
 START_TEST(submit_error_leaves_nothing_queued)
 {
 	PM_OPTS(pm_batch_opts, o, .backend = PM_BACKEND_URING);
 	uint64_t *want = malloc(PAGES * 8), *old = malloc(PAGES * 8), *got = malloc(PAGES * 8);
-	long res[PAGES], res2 = 0;
+	long res[PAGES];
 	struct pm_handle *h;
 	struct pm_batch *b;
 	struct child c;
@@ -103,16 +120,7 @@ START_TEST(submit_error_leaves_nothing_queued)
 	for (int i = 0; i < PAGES; i++)
 		ck_assert_int_eq(res[i], 1);
 	ck_assert_mem_eq(want, old, PAGES * 8);
-	/* the caller reuses the first run's buffers for something else */
-	memset(old, 0xa5, PAGES * 8);
-	ck_assert_int_eq(pm_batch_add_read(b, h, c.shared[0], c.shared[0] + PAGES * ps, got, NULL,
-					   &res2),
-			 0);
-	ck_assert_int_eq(pm_batch_run(b), 0);
-	ck_assert_int_eq(pm_batch_backend(b), PM_BACKEND_URING);
-	ck_assert_int_eq(res2, PAGES);
-	ck_assert_mem_eq(want, got, PAGES * 8);
-	ck_assert_msg(all_bytes(old, 0xa5, PAGES * 8), "the second run wrote the first's buffers");
+	next_run_right(b, h, c.shared[0], want, got, old, PAGES * 8);
 	pm_batch_free(b);
 	pm_close(h);
 	child_stop(&c);
@@ -133,7 +141,7 @@ START_TEST(wait_error_ends_the_run)
 	struct pm_handle *h;
 	struct pm_batch *b;
 	struct child c;
-	long res = 0, res2 = 0;
+	long res = 0;
 	int r = 0;
 
 	child_start(&c, build, NULL);
@@ -160,15 +168,7 @@ START_TEST(wait_error_ends_the_run)
 	ck_assert_int_gt(wait_calls, 0);
 	/* what the kernel still had in flight lands in buf, not later */
 	usleep(100000);
-	memset(buf, 0xa5, n * 8);
-	ck_assert_int_eq(pm_batch_add_read(b, h, c.shared[0], c.shared[0] + PAGES * ps, got, NULL,
-					   &res2),
-			 0);
-	ck_assert_int_eq(pm_batch_run(b), 0);
-	ck_assert_int_eq(pm_batch_backend(b), PM_BACKEND_URING);
-	ck_assert_int_eq(res2, PAGES);
-	ck_assert_mem_eq(want, got, PAGES * 8);
-	ck_assert_msg(all_bytes(buf, 0xa5, n * 8), "the second run wrote the first's buffer");
+	next_run_right(b, h, c.shared[0], want, got, buf, n * 8);
 	pm_batch_free(b);
 	pm_close(h);
 	child_stop(&c);
