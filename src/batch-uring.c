@@ -11,7 +11,9 @@
  * is continued, -EINTR/-EAGAIN/-ECANCELED are resubmitted (bounded), 0 is
  * the target's exit (-ESRCH), anything else fails that read only. The CQ
  * (twice the SQ) cannot overflow with at most DEPTH in flight, and nothing
- * is in flight when this returns.
+ * is in flight when this returns (unless waiting for it kept failing: the
+ * run then fails, see drain). A failed submit discards the ring: requests
+ * the kernel did not take stay in it.
  *
  * Groups of consecutive reads on one handle are opened and closed by the
  * code the sync backend uses (pm__batch_begin, pm__batch_end): where the
