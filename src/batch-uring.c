@@ -3,20 +3,23 @@
  * The io_uring backend of pm_batch.
  *
  * Every read is planned exactly as pm_read plans it (gaps zero-filled,
- * small mappings joined); its spans are cut into chunks so that several
- * io-wq workers can share a large one (procfs reads are never async:
- * io_uring punts each to a worker). Chunks go out in waves of at most
+ * small mappings joined); its spans are cut into the chunks the sync
+ * backend reads too (pm__batch_chunks), so that several io-wq workers can
+ * share a large one (procfs reads are never async: io_uring punts each to
+ * a worker). Chunks go out in waves of at most
  * DEPTH, on registered files; every completion is checked: a short read
  * is continued, -EINTR/-EAGAIN/-ECANCELED are resubmitted (bounded), 0 is
  * the target's exit (-ESRCH), anything else fails that read only. The CQ
  * (twice the SQ) cannot overflow with at most DEPTH in flight, and nothing
- * is in flight when this returns.
+ * is in flight when this returns (unless waiting for it kept failing: the
+ * run then fails, see drain). A failed submit discards the ring: requests
+ * the kernel did not take stay in it.
  *
- * The guard certifies consecutive reads on one handle together, as the
- * sync backend does: where it is active, a token is taken before the first
- * of them is planned and after the whole batch completes; if it moved,
- * each of them is certified again piece by piece on its own (pm_read's
- * certifying passes).
+ * Groups of consecutive reads on one handle are opened and closed by the
+ * code the sync backend uses (pm__batch_begin, pm__batch_end): where the
+ * guard is active, a token is taken before the group is planned and after
+ * the whole batch completes; if it moved, each of its reads is certified
+ * again piece by piece on its own (pm_read's certifying passes).
  */
 #include "config.h"
 #include "internal.h"
@@ -24,6 +27,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #if HAVE_LIBURING
 #include <liburing.h>
@@ -33,10 +37,23 @@ static int uring_init(unsigned entries, void *ring, unsigned flags)
 	return io_uring_queue_init(entries, ring, flags);
 }
 
-int (*pm__uring_init)(unsigned entries, void *ring, unsigned flags) = uring_init;
+static int uring_submit_and_wait(void *ring, unsigned wait_nr)
+{
+	return io_uring_submit_and_wait(ring, wait_nr);
+}
+
+static int uring_wait_cqe(void *ring, void *cqe)
+{
+	return io_uring_wait_cqe(ring, cqe);
+}
+
+struct pm__uringops pm__uring_sys = {
+	.init = uring_init,
+	.submit_and_wait = uring_submit_and_wait,
+	.wait_cqe = uring_wait_cqe,
+};
 
 #define DEPTH 64
-#define CHUNK_BYTES (1UL << 20) /* 128 Ki entries: 512 MiB of address space */
 #define MAX_RESUBMITS 64
 
 struct chunk {
@@ -48,49 +65,34 @@ struct chunk {
 	uint32_t resubmits;
 };
 
-struct state {
-	long res;         /* 0 while fine, else the read's error */
-	bool guard;
-	size_t head;      /* the read holding the token of this read's handle group */
-	bool have_token;  /* (the head) before was taken */
-	struct pm__token before;
-	uint64_t kernel_reads;
-	size_t chunks_left;
-};
-
 struct plan {
 	struct chunk *c;
 	size_t n, cap;
 	uint32_t read;
 	int file;
-	struct state *st;
+	struct pm__bstate *st;
 };
 
-static int add_chunk(void *arg, uint64_t va, uint64_t *dst, size_t n)
+static int add_chunk(void *arg, uint64_t off, char *dst, size_t len)
 {
 	struct plan *p = arg;
-	uint64_t off = (va >> pm__kernel()->page_shift) * 8;
-	size_t len = n * 8;
 
-	while (len) {
-		size_t l = len < CHUNK_BYTES ? len : CHUNK_BYTES;
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 256;
+		struct chunk *c = realloc(p->c, cap * sizeof(*c));
 
-		if (p->n == p->cap) {
-			size_t cap = p->cap ? p->cap * 2 : 256;
-			struct chunk *c = realloc(p->c, cap * sizeof(*c));
-
-			if (!c)
-				return -ENOMEM;
-			p->c = c;
-			p->cap = cap;
-		}
-		p->c[p->n++] = (struct chunk){ p->read, p->file, off, (char *)dst, l, 0 };
-		p->st[p->read].chunks_left++;
-		off += l;
-		dst = (uint64_t *)((char *)dst + l);
-		len -= l;
+		if (!c)
+			return -ENOMEM;
+		p->c = c;
+		p->cap = cap;
 	}
+	p->c[p->n++] = (struct chunk){ p->read, p->file, off, dst, len, 0 };
 	return 0;
+}
+
+static int add_span(void *arg, uint64_t va, uint64_t *dst, size_t n)
+{
+	return pm__batch_chunks(va, dst, n, add_chunk, arg);
 }
 
 /* The registered-file index of fd, adding it. */
@@ -109,68 +111,80 @@ static int file_index(int **files, size_t *nfiles, int fd)
 	return (int)(*nfiles)++;
 }
 
-static void chunk_done(struct state *s, struct chunk *c, long err)
+static void chunk_done(struct pm__bstate *s, struct chunk *c, long err)
 {
 	if (err && !s->res)
 		s->res = err;
-	s->chunks_left--;
 	c->len = 0;
 }
 
-static int plan_all(struct pm_batch *b, struct plan *p, int **files, size_t *nfiles)
+/* Open every group and plan its reads into chunks. */
+static int plan_all(struct pm_batch *b, struct plan *p, struct pm__bgroup *g, size_t *ng,
+		    int **files, size_t *nfiles)
 {
-	const struct pm__kernel *k = pm__kernel();
+	for (size_t i = 0; i < b->n; i = g[(*ng)++].j) {
+		pm__batch_begin(b, p->st, i, &g[*ng]);
+		p->file = -1;
+		for (size_t k = i; k < g[*ng].j; k++) {
+			struct pm__bread *r = &b->r[k];
+			struct pm__bstate *s = &p->st[k];
+			long e;
 
-	bool wanted = pm__guard_wanted(b->read_flags);
-	size_t head = 0;
-
-	for (size_t i = 0; i < b->n; i++) {
-		struct pm__bread *r = &b->r[i];
-		struct state *s = &p->st[i];
-		long e = pm__read_args(r->h, r->start, r->end, r->entries, r->info);
-
-		if (i && r->h != b->r[i - 1].h)
-			head = i;
-		s->head = head;
-		if (!e)
-			e = pm__handle_ready(r->h);
-		if (!e && wanted) {
-			s->guard = true;
-			pm__prefault(r->entries, (size_t)((r->end - r->start) >> k->page_shift));
-			if (!p->st[head].have_token) {
-				e = pm__token(r->h, &p->st[head].before);
-				p->st[head].have_token = !e;
-			}
+			if (s->res)
+				continue;
+			if (p->file < 0)
+				p->file = file_index(files, nfiles, r->h->pagemap_fd);
+			if (p->file < 0)
+				return p->file;
+			p->read = (uint32_t)k;
+			e = pm__read_plan(r->h, r->start, r->end, r->entries, add_span, p);
+			if (e == -ENOMEM)
+				return -ENOMEM;
+			s->res = e;
 		}
-		if (!e) {
-			p->read = (uint32_t)i;
-			p->file = file_index(files, nfiles, r->h->pagemap_fd);
-			e = p->file < 0 ? p->file : pm__read_plan(r->h, r->start, r->end, r->entries,
-								  add_chunk, p);
-		}
-		if (e == -ENOMEM)
-			return -ENOMEM;
-		s->res = e;
 	}
 	return 0;
 }
 
-/* Wait for every submitted read: the caller's buffers must not be written
- * after we return. */
-static void drain(struct io_uring *ring, size_t flying)
+/* Waits for every submitted read: the caller's buffers must not be
+ * written after we return. 0; or, after a wait failed DRAIN_FAILS times in
+ * a row (backing off 10 us doubling to 1 ms; -EINTR is waited out), that
+ * errno, reads maybe still in flight. */
+#define DRAIN_FAILS 32
+
+static int drain(struct io_uring *ring, size_t flying)
 {
 	struct io_uring_cqe *cqe;
+	unsigned fails = 0;
 
 	while (flying) {
-		if (io_uring_wait_cqe(ring, &cqe) == 0) {
+		int r = pm__uring_sys.wait_cqe(ring, &cqe);
+
+		if (r == 0) {
 			io_uring_cqe_seen(ring, cqe);
 			flying--;
+			fails = 0;
+		} else if (r != -EINTR) {
+			struct timespec ts = { 0, 10000L << (fails < 7 ? fails : 7) };
+
+			if (++fails == DRAIN_FAILS)
+				return r;
+			if (ts.tv_nsec > 1000000L)
+				ts.tv_nsec = 1000000L;
+			nanosleep(&ts, NULL);
 		}
 	}
+	return 0;
 }
 
-/* Submit and reap until every chunk is done; never leaves one in flight. */
-static int execute(struct io_uring *ring, struct plan *p)
+/* Submit and reap until every chunk is done. On a submit error, waits for
+ * what is in flight and returns the error: the ring still holds the
+ * requests the kernel did not take, and must not be used again. *lost:
+ * the wait failed too, reads may still be in flight.
+ * A read's kernel_reads counts its completions as the sync backend counts
+ * its preads: not the -EINTR (-EAGAIN, -ECANCELED) ones, which are issued
+ * again. */
+static int execute(struct io_uring *ring, struct plan *p, bool *lost)
 {
 	size_t *retry = malloc(DEPTH * sizeof(*retry)), nretry = 0, next = 0;
 	size_t queued = 0, flying = 0;
@@ -200,24 +214,31 @@ static int execute(struct io_uring *ring, struct plan *p)
 		if (!queued && !flying)
 			break;
 		do
-			r = io_uring_submit_and_wait(ring, 1);
+			r = pm__uring_sys.submit_and_wait(ring, 1);
 		while (r == -EINTR);
 		if (r < 0) {
-			drain(ring, flying);
+			int e = drain(ring, flying);
+
+			*lost = e != 0;
 			free(retry);
-			return r;
+			return e ? e : r;
 		}
 		flying += (size_t)r;
 		queued -= (size_t)r;
 		io_uring_for_each_cqe(ring, head, cqe) {
 			size_t i = (size_t)io_uring_cqe_get_data64(cqe);
 			struct chunk *c = &p->c[i];
-			struct state *s = &p->st[c->read];
+			struct pm__bstate *s = &p->st[c->read];
 			int res = cqe->res;
 
 			seen++;
 			flying--;
-			s->kernel_reads++;
+			if ((res == -EINTR || res == -EAGAIN || res == -ECANCELED) &&
+			    c->resubmits++ < MAX_RESUBMITS) {
+				retry[nretry++] = i;
+				continue;
+			}
+			s->info.kernel_reads++;
 			if (res > 0) {
 				c->dst += res;
 				c->off += (uint64_t)res;
@@ -228,9 +249,6 @@ static int execute(struct io_uring *ring, struct plan *p)
 					chunk_done(s, c, 0);
 			} else if (res == 0) {
 				chunk_done(s, c, -ESRCH); /* pagemap EOF: the target is gone */
-			} else if ((res == -EINTR || res == -EAGAIN || res == -ECANCELED) &&
-				   c->resubmits++ < MAX_RESUBMITS) {
-				retry[nretry++] = i;
 			} else {
 				chunk_done(s, c, res);
 			}
@@ -241,48 +259,16 @@ static int execute(struct io_uring *ring, struct plan *p)
 	return 0;
 }
 
-static void finish(struct pm_batch *b, struct plan *p)
-{
-	const unsigned shift = pm__kernel()->page_shift;
-	bool cert = false;
-
-	for (size_t i = 0; i < b->n; i++) {
-		struct pm__bread *r = &b->r[i];
-		struct state *s = &p->st[i];
-
-		if (s->head == i) {
-			struct pm__token after;
-
-			cert = s->have_token && !pm__token_after(r->h, &after) &&
-			       pm__token_certifies(&s->before, &after);
-		}
-		if (!s->res)
-			s->res = pm__handle_check(r->h);
-		if (s->res) {
-			*r->result = s->res;
-			continue;
-		}
-		if (s->guard && !cert) {
-			/* the target changed under the reads (or is gone):
-			 * certify this one piece by piece */
-			*r->result = pm__read_flags(r->h, r->start, r->end, r->entries,
-						    b->read_flags | PM__READ_TRIPPED,
-						    b->max_retries, r->info);
-			continue;
-		}
-		pm__fill_info(r->info, s->guard ? PM_READ_INFO_GUARDED : 0, 0, s->kernel_reads);
-		*r->result = (long)((r->end - r->start) >> shift);
-	}
-}
-
-int pm__batch_uring(struct pm_batch *b)
+int pm__batch_uring(struct pm_batch *b, struct pm__bstate *st, bool *lost)
 {
 	struct plan p = { 0 };
 	struct io_uring *ring = b->ring;
+	struct pm__bgroup *g;
 	int *files = NULL;
-	size_t nfiles = 0;
+	size_t nfiles = 0, ng = 0;
 	int r;
 
+	*lost = false;
 	/* stopping targets is per handle group and per thread (ptrace):
 	 * the sync backend does it */
 	if (b->read_flags & PM_READ_F_STOP)
@@ -292,26 +278,30 @@ int pm__batch_uring(struct pm_batch *b)
 		ring = calloc(1, sizeof(*ring));
 		if (!ring)
 			return -ENOMEM;
-		r = pm__uring_init(DEPTH, ring, 0);
+		r = pm__uring_sys.init(DEPTH, ring, 0);
 		if (r < 0) {
 			free(ring);
 			return r;
 		}
 		b->ring = ring;
 	}
-	p.st = calloc(b->n ? b->n : 1, sizeof(*p.st));
-	r = p.st ? plan_all(b, &p, &files, &nfiles) : -ENOMEM;
+	p.st = st;
+	g = malloc((b->n ? b->n : 1) * sizeof(*g));
+	r = g ? plan_all(b, &p, g, &ng, &files, &nfiles) : -ENOMEM;
 	if (!r && nfiles)
 		r = io_uring_register_files(ring, files, (unsigned)nfiles);
 	if (!r) {
-		r = execute(ring, &p);
-		io_uring_unregister_files(ring);
+		r = execute(ring, &p, lost);
+		if (r && r != -ENOMEM)
+			pm__batch_uring_free(b); /* requests may be left in it */
+		else
+			io_uring_unregister_files(ring);
 	}
-	if (!r)
-		finish(b, &p);
+	for (size_t i = 0; !r && i < ng; i++)
+		pm__batch_end(b, st, &g[i]);
+	free(g);
 	free(files);
 	free(p.c);
-	free(p.st);
 	return r;
 }
 
@@ -326,11 +316,13 @@ void pm__batch_uring_free(struct pm_batch *b)
 
 #else
 
-int (*pm__uring_init)(unsigned entries, void *ring, unsigned flags);
+struct pm__uringops pm__uring_sys;
 
-int pm__batch_uring(struct pm_batch *b)
+int pm__batch_uring(struct pm_batch *b, struct pm__bstate *st, bool *lost)
 {
 	(void)b;
+	(void)st;
+	*lost = false;
 	return -EOPNOTSUPP; /* built without liburing: pm_batch runs sync */
 }
 

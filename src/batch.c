@@ -7,7 +7,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 PM_EXPORT int pm_batch_new(const struct pm_batch_opts *opts, struct pm_batch **out)
 {
@@ -31,7 +30,7 @@ PM_EXPORT int pm_batch_new(const struct pm_batch_opts *opts, struct pm_batch **o
 	b->backend = backend;
 	b->read_flags = flags;
 	b->max_retries = PM__OPT(opts, struct pm_batch_opts, max_retries, 0);
-	/* what the first run will try: AUTO starts measuring with sync */
+	/* what the first run will try */
 	b->used = backend == PM_BACKEND_URING ? PM_BACKEND_URING : PM_BACKEND_SYNC;
 	*out = b;
 	return 0;
@@ -56,151 +55,242 @@ PM_EXPORT int pm_batch_add_read(struct pm_batch *b, struct pm_handle *h, uint64_
 	return 0;
 }
 
-/* Reads [i, j) of the batch, all on one handle, certified together where
- * the guard is wanted: one token before the first, one after the last, and
- * only if it moved each read is certified piece by piece on its own. */
-static void run_group(struct pm_batch *b, size_t i, size_t j, uint64_t flags)
+void pm__batch_begin(struct pm_batch *b, struct pm__bstate *st, size_t i, struct pm__bgroup *g)
 {
 	struct pm_handle *h = b->r[i].h;
-	struct pm__token before, after;
 	const unsigned shift = pm__kernel()->page_shift;
+	const bool wanted = pm__guard_wanted(b->read_flags);
+	int ready = pm__handle_ready(h);
+	bool any = false;
+	size_t j;
 
-	bool group = j - i > 1 && pm__guard_wanted(flags) && !pm__handle_ready(h);
+	for (j = i; j < b->n && b->r[j].h == h; j++) {
+		struct pm__bread *r = &b->r[j];
+		struct pm__bstate *s = &st[j];
 
-	/* the kernel's copy into a buffer must not fault inside the bracket */
-	for (size_t k = i; group && k < j; k++) {
-		struct pm__bread *r = &b->r[k];
-
-		if (!pm__read_args(r->h, r->start, r->end, r->entries, r->info))
+		memset(s, 0, sizeof(*s));
+		s->res = pm__read_args(r->h, r->start, r->end, r->entries, r->info);
+		if (!s->res)
+			s->res = ready;
+		if (s->res)
+			continue;
+		/* the caller's uncertain array, if any, for a certifying read */
+		if (r->info)
+			memcpy(&s->info, r->info,
+			       r->info->size < sizeof(s->info) ? r->info->size : sizeof(s->info));
+		s->info.size = sizeof(s->info);
+		/* the kernel's copy into a buffer must not fault inside the
+		 * bracket */
+		if (wanted) {
+			s->guard = true;
 			pm__prefault(r->entries, (size_t)((r->end - r->start) >> shift));
-	}
-	if (!group || pm__token(h, &before)) {
-		/* alone, unguarded, or no token to be had: each read on its
-		 * own, as pm_read */
-		for (size_t k = i; k < j; k++) {
-			struct pm__bread *r = &b->r[k];
-
-			*r->result = pm__read_flags(r->h, r->start, r->end, r->entries, flags,
-						    b->max_retries, r->info);
+			any = true;
 		}
-		return;
 	}
-	for (size_t k = i; k < j; k++) {
-		struct pm__bread *r = &b->r[k];
-
-		*r->result = pm__read_flags(r->h, r->start, r->end, r->entries,
-					    flags | PM__READ_UNGUARDED, b->max_retries,
-					    r->info);
-	}
-	if (!pm__token_after(h, &after) && pm__token_certifies(&before, &after)) {
-		for (size_t k = i; k < j; k++)
-			if (b->r[k].result[0] >= 0 && b->r[k].info &&
-			    b->r[k].info->size >= 2 * sizeof(uint64_t))
-				b->r[k].info->flags |= PM_READ_INFO_GUARDED;
-		return;
-	}
-	for (size_t k = i; k < j; k++) {
-		struct pm__bread *r = &b->r[k];
-
-		if (*r->result >= 0)
-			*r->result = pm__read_flags(r->h, r->start, r->end, r->entries,
-						    flags | PM__READ_TRIPPED,
-						    b->max_retries, r->info);
-	}
+	g->i = i;
+	g->j = j;
+	g->have_token = any && !pm__token(h, &g->before);
 }
 
-/* Consecutive reads on one handle share a certificate, and with
- * PM_READ_F_STOP one stop of the target. */
-static void run_sync(struct pm_batch *b)
+void pm__batch_end(struct pm_batch *b, struct pm__bstate *st, const struct pm__bgroup *g)
 {
-	const uint64_t flags = b->read_flags & ~PM_READ_F_STOP;
+	struct pm_handle *h = b->r[g->i].h;
+	struct pm__token after;
+	bool cert = g->have_token && !pm__token_after(h, &after) &&
+		    pm__token_certifies(&g->before, &after);
 
-	for (size_t i = 0, j; i < b->n; i = j) {
-		struct pm__stop *st = NULL;
-		int e = 0;
+	for (size_t k = g->i; k < g->j; k++) {
+		struct pm__bread *r = &b->r[k];
+		struct pm__bstate *s = &st[k];
+		uint64_t first = s->info.kernel_reads;
+		long res;
 
-		for (j = i + 1; j < b->n && b->r[j].h == b->r[i].h;)
-			j++;
-		if (b->read_flags & PM_READ_F_STOP)
-			e = pm__stop_begin(b->r[i].h, &st);
-		if (e) {
-			for (size_t k = i; k < j; k++)
-				*b->r[k].result = pm__ret(e);
+		if (s->res)
+			continue;
+		if (!s->guard || cert) {
+			s->info.flags = s->guard ? PM_READ_INFO_GUARDED : 0;
 			continue;
 		}
-		run_group(b, i, j, flags);
-		pm__stop_end(st);
+		/* the target changed under the reads (or is gone): read this
+		 * one again, certifying piece by piece; its info counts every
+		 * read issued for it */
+		res = pm__read_flags(r->h, r->start, r->end, r->entries,
+				     (b->read_flags & ~PM_READ_F_STOP) | PM__READ_TRIPPED,
+				     b->max_retries, &s->info);
+		if (res < 0)
+			s->res = res;
+		else
+			s->info.kernel_reads += first;
 	}
 }
 
-/* AUTO follows measurements, its own: io_uring punts every procfs read to
- * an io-wq worker, so whether it wins depends on the machine (on the 2-CPU
- * development machine it lost every shape: bench/bench-batch.c). A batch's
- * first four runs alternate sync and io_uring, each timed per page (the
- * first of each is cold); later runs take io_uring only where it was at
- * least 5% faster, and every 16th run measures the other one again. */
-#define AUTO_CALIBRATE 4
-#define AUTO_REMEASURE 16
-
-static int auto_choice(const struct pm_batch *b)
+int pm__batch_chunks(uint64_t va, uint64_t *dst, size_t n,
+		     int (*fn)(void *arg, uint64_t off, char *dst, size_t len), void *arg)
 {
-	int best;
+	uint64_t off = (va >> pm__kernel()->page_shift) * 8;
+	size_t len = n * 8;
+	char *d = (char *)dst;
 
-	if (pm__feature(PM_FEAT_IO_URING) != 1)
-		return PM_BACKEND_SYNC;
-	if (b->runs < AUTO_CALIBRATE)
-		return b->runs % 2 ? PM_BACKEND_URING : PM_BACKEND_SYNC;
-	best = b->ns_uring < b->ns_sync * 0.95 ? PM_BACKEND_URING : PM_BACKEND_SYNC;
-	if (b->runs % AUTO_REMEASURE == 0)
-		return best == PM_BACKEND_URING ? PM_BACKEND_SYNC : PM_BACKEND_URING;
-	return best;
+	while (len) {
+		size_t l = len < PM__BATCH_CHUNK ? len : PM__BATCH_CHUNK;
+		int r = fn(arg, off, d, l);
+
+		if (r)
+			return r;
+		off += l;
+		d += l;
+		len -= l;
+	}
+	return 0;
 }
 
-static double now_ns(void)
-{
-	struct timespec ts;
+struct sync_read {
+	int fd;
+	struct pm__bstate *s;
+};
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+static int sync_chunk(void *arg, uint64_t off, char *dst, size_t len)
+{
+	struct sync_read *sr = arg;
+
+	return pm__pread_full(sr->fd, dst, len, off, &sr->s->info.kernel_reads);
 }
 
-static uint64_t batch_pages(const struct pm_batch *b)
+static int sync_span(void *arg, uint64_t va, uint64_t *dst, size_t n)
 {
-	uint64_t pages = 0;
+	return pm__batch_chunks(va, dst, n, sync_chunk, arg);
+}
 
+/* Group by group; with PM_READ_F_STOP one stop of the target per group. */
+static void run_sync(struct pm_batch *b, struct pm__bstate *st)
+{
+	for (size_t i = 0, j; i < b->n; i = j) {
+		struct pm__stop *st_stop = NULL;
+		struct pm__bgroup g;
+		int e = 0;
+
+		if (b->read_flags & PM_READ_F_STOP)
+			e = pm__stop_begin(b->r[i].h, &st_stop);
+		if (e) {
+			for (j = i; j < b->n && b->r[j].h == b->r[i].h; j++)
+				st[j] = (struct pm__bstate){ .res = e };
+			continue;
+		}
+		pm__batch_begin(b, st, i, &g);
+		j = g.j;
+		for (size_t k = i; k < j; k++) {
+			struct pm__bread *r = &b->r[k];
+			struct sync_read sr = { r->h->pagemap_fd, &st[k] };
+
+			if (!st[k].res)
+				st[k].res = pm__read_plan(r->h, r->start, r->end, r->entries,
+							  sync_span, &sr);
+		}
+		pm__batch_end(b, st, &g);
+		pm__stop_end(st_stop);
+	}
+}
+
+static int by_handle(const void *a, const void *b)
+{
+	const struct pm__bread *x = *(const struct pm__bread *const *)a;
+	const struct pm__bread *y = *(const struct pm__bread *const *)b;
+
+	if (x->h != y->h)
+		return (uintptr_t)x->h < (uintptr_t)y->h ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+/* Every read answered: the identity check, once per handle, after all of
+ * that handle's reads (pm_read's rule: no data is returned before the
+ * check said the answers describe the handle's process); then the
+ * results and infos. @heads: room for a pointer per read. */
+static void finish(struct pm_batch *b, struct pm__bstate *st, struct pm__bread **heads)
+{
+	const unsigned shift = pm__kernel()->page_shift;
+	size_t nh = 0;
+
+	/* the first read of each group, groups of one handle together */
 	for (size_t i = 0; i < b->n; i++)
-		if (b->r[i].end > b->r[i].start)
-			pages += (b->r[i].end - b->r[i].start) >> pm__kernel()->page_shift;
-	return pages ? pages : 1;
+		if (!i || b->r[i - 1].h != b->r[i].h)
+			heads[nh++] = &b->r[i];
+	qsort(heads, nh, sizeof(*heads), by_handle);
+	for (size_t a = 0, z; a < nh; a = z) {
+		struct pm_handle *h = heads[a]->h;
+		bool answered = false;
+		int e;
+
+		for (z = a; z < nh && heads[z]->h == h; z++)
+			for (size_t k = (size_t)(heads[z] - b->r); k < b->n && b->r[k].h == h; k++)
+				answered |= !st[k].res;
+		e = answered ? pm__handle_check(h) : 0;
+		for (size_t g = a; e && g < z; g++)
+			for (size_t k = (size_t)(heads[g] - b->r); k < b->n && b->r[k].h == h; k++)
+				if (!st[k].res)
+					st[k].res = e;
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		struct pm__bread *r = &b->r[i];
+
+		if (st[i].res) {
+			*r->result = st[i].res;
+			continue;
+		}
+		if (r->info)
+			pm__out_copy(r->info, &st[i].info, sizeof(st[i].info));
+		*r->result = (long)((r->end - r->start) >> shift);
+	}
 }
 
+/* AUTO runs sync. io_uring punts every procfs read to an io-wq worker,
+ * and on every shape measured (1 to 200 processes, 8 MiB to 1 GiB reads,
+ * 10,000 ranges, 10,000 small VMAs: bench/bench-batch.c, doc/batch.md) it
+ * was slower than sync or within the noise; timing a batch's own runs to
+ * choose picked the slower backend as often as not, since the noise of a
+ * shared machine is larger than the difference. PM_BACKEND_URING asks
+ * for io_uring. */
 PM_EXPORT int pm_batch_run(struct pm_batch *b)
 {
-	int want, r = -EOPNOTSUPP;
-	double t0, per_page;
+	struct pm__bstate *st;
+	struct pm__bread **heads;
+	int r = -EOPNOTSUPP;
+	bool lost = false;
 
 	if (!b)
 		return (int)pm__ret(-EINVAL);
-	want = b->backend == PM_BACKEND_AUTO ? auto_choice(b) : (int)b->backend;
-	t0 = now_ns();
-	if (want == PM_BACKEND_URING)
-		r = pm__batch_uring(b);
+	st = malloc((b->n ? b->n : 1) * sizeof(*st));
+	heads = malloc((b->n ? b->n : 1) * sizeof(*heads));
+	if (!st || !heads) {
+		free(st);
+		free(heads);
+		return (int)pm__ret(-ENOMEM);
+	}
+	if (b->backend == PM_BACKEND_URING)
+		r = pm__batch_uring(b, st, &lost);
 	if (r == 0) {
 		b->used = PM_BACKEND_URING;
 	} else if (r == -ENOMEM) {
+		free(st);
+		free(heads);
+		return (int)pm__ret(r);
+	} else if (lost) {
+		/* the buffers may yet be written: no read is answered */
+		for (size_t i = 0; i < b->n; i++)
+			*b->r[i].result = r;
+		b->used = PM_BACKEND_URING;
+		b->n = 0;
+		free(st);
+		free(heads);
 		return (int)pm__ret(r);
 	} else {
 		/* not chosen, not built in, or refused (ENOSYS, EPERM from
 		 * io_uring_disabled or seccomp): the same reads, sync */
-		run_sync(b);
+		run_sync(b, st);
 		b->used = PM_BACKEND_SYNC;
 	}
-	per_page = (now_ns() - t0) / (double)batch_pages(b);
-	if (b->used == PM_BACKEND_URING)
-		b->ns_uring = b->ns_uring ? (b->ns_uring + per_page) / 2 : per_page;
-	else if (want == PM_BACKEND_SYNC)
-		b->ns_sync = b->ns_sync ? (b->ns_sync + per_page) / 2 : per_page;
-	b->runs++;
+	finish(b, st, heads);
+	free(st);
+	free(heads);
 	b->n = 0;
 	return 0;
 }

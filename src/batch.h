@@ -13,25 +13,66 @@ struct pm__bread {
 	long *result;
 };
 
+/* A queued read during a run: the same bookkeeping on both backends, so
+ * that their results and infos are the same. */
+struct pm__bstate {
+	long res;                 /* 0 while fine, else the read's error */
+	bool guard;               /* certified by its group's token pair */
+	struct pm_read_info info; /* what the caller's info receives */
+};
+
+/* Consecutive reads [i, j) on one handle: one token pair certifies them
+ * where the guard is wanted. */
+struct pm__bgroup {
+	size_t i, j;
+	bool have_token;
+	struct pm__token before;
+};
+
 struct pm_batch {
 	uint64_t backend;   /* asked for */
 	void *ring;         /* the io_uring, kept across runs: its io-wq workers too */
 	int used;           /* PM_BACKEND_URING or _SYNC */
 	uint64_t read_flags, max_retries;
-	/* AUTO: measured cost per page of each backend on this batch's runs */
-	double ns_sync, ns_uring;
-	uint64_t runs;
 	struct pm__bread *r;
 	size_t n, cap;
 };
 
-/* Run the reads with io_uring. -ENOSYS/-EPERM/-EOPNOTSUPP: io_uring is not
- * to be had (nothing was read; the caller runs them sync). */
-PM_HIDDEN int pm__batch_uring(struct pm_batch *b);
+/* Open the group of reads starting at @i: check each read's arguments and
+ * its handle, prefault the buffers and take the token where the guard is
+ * wanted. Sets g->i and g->j. */
+PM_HIDDEN void pm__batch_begin(struct pm_batch *b, struct pm__bstate *st, size_t i,
+			       struct pm__bgroup *g);
+/* Close a group whose reads were all answered: certify them with the
+ * token after, or read each again, certifying, as pm_read does. */
+PM_HIDDEN void pm__batch_end(struct pm_batch *b, struct pm__bstate *st,
+			     const struct pm__bgroup *g);
+/* The kernel reads of a span that a batch read asks for: chunks of at
+ * most PM__BATCH_CHUNK bytes of entries, the same on both backends (so
+ * that io_uring's workers can share a large span, and kernel_reads is
+ * the same). @fn gets the file offset, destination and length. */
+#define PM__BATCH_CHUNK (1UL << 20) /* 128 Ki entries: 512 MiB of address space */
+PM_HIDDEN int pm__batch_chunks(uint64_t va, uint64_t *dst, size_t n,
+			       int (*fn)(void *arg, uint64_t off, char *dst, size_t len),
+			       void *arg);
+
+/* Run the reads with io_uring: 0, every read answered in @st; else
+ * nothing is in flight and the caller runs them sync (-ENOSYS, -EPERM,
+ * -EOPNOTSUPP: io_uring is not to be had; another errno: the ring failed
+ * and was discarded) -- unless *@lost: reads may still be in flight (the
+ * wait for them kept failing), and the run fails with that errno. */
+PM_HIDDEN int pm__batch_uring(struct pm_batch *b, struct pm__bstate *st, bool *lost);
 PM_HIDDEN void pm__batch_uring_free(struct pm_batch *b);
-/* io_uring_queue_init (ring is a struct io_uring): 0 or -errno. A pointer
- * so that tests can refuse io_uring as a kernel or a sandbox does (NULL
- * when built without liburing: never called). */
-PM_HIDDEN extern int (*pm__uring_init)(unsigned entries, void *ring, unsigned flags);
+/* The io_uring calls (ring: a struct io_uring; cqe: a struct io_uring_cqe
+ * **), 0 (or the count submitted) or -errno: a table, as pm__sys, so that
+ * tests can refuse io_uring as a kernel or a sandbox does and make
+ * submitting or waiting fail as no kernel here does (all NULL when built
+ * without liburing: never called). */
+struct pm__uringops {
+	int (*init)(unsigned entries, void *ring, unsigned flags);
+	int (*submit_and_wait)(void *ring, unsigned wait_nr);
+	int (*wait_cqe)(void *ring, void *cqe);
+};
+PM_HIDDEN extern struct pm__uringops pm__uring_sys;
 
 #endif

@@ -551,14 +551,14 @@ static int refuse_uring(unsigned entries, void *ring, unsigned flags)
 START_TEST(batch_uring_refused_runs_sync)
 {
 	static const int errs[] = { ENOSYS, EPERM };
-	int (*real_init)(unsigned, void *, unsigned) = pm__uring_init;
+	int (*real_init)(unsigned, void *, unsigned) = pm__uring_sys.init;
 	char *p = layout(256);
 	uint64_t want[256], got[256];
 	struct pm_handle *h;
 
 	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
 	ck_assert_int_eq(pm_read(h, (uintptr_t)p, (uintptr_t)p + 256 * ps, want, NULL, NULL), 256);
-	pm__uring_init = refuse_uring;
+	pm__uring_sys.init = refuse_uring;
 	for (size_t i = 0; i < 2; i++) {
 		PM_OPTS(pm_batch_opts, o, .backend = PM_BACKEND_URING);
 		struct pm_batch *b;
@@ -575,7 +575,7 @@ START_TEST(batch_uring_refused_runs_sync)
 		ck_assert_mem_eq(want, got, sizeof(want));
 		pm_batch_free(b);
 	}
-	pm__uring_init = real_init;
+	pm__uring_sys.init = real_init;
 	pm_close(h);
 	munmap(p, 256 * ps);
 }

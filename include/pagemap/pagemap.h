@@ -366,7 +366,7 @@ PM_EXPORT long pm_scan(struct pm_handle *h, uint64_t start, uint64_t end, struct
 
 /* ---- Batched reads ------------------------------------------------------ */
 
-#define PM_BACKEND_AUTO  0 /* io_uring where it is measured to win, else sync */
+#define PM_BACKEND_AUTO  0 /* the backend measured faster: sync on every shape (doc/batch.md) */
 #define PM_BACKEND_URING 1 /* io_uring (falls back to sync where unavailable) */
 #define PM_BACKEND_SYNC  2 /* pread */
 
@@ -395,7 +395,10 @@ PM_EXPORT int pm_batch_add_read(struct pm_batch *b, struct pm_handle *h, uint64_
 
 /** Run every queued read, then empty the queue. The entries, infos and
  *  results are the same on every backend. Nothing is left in flight when
- *  it returns. @return 0, or -EINVAL (NULL), -ENOMEM. */
+ *  it returns, but for the last error below. @return 0, or -EINVAL (NULL),
+ *  -ENOMEM (nothing run, the queue kept), or the errno of an io_uring wait
+ *  that kept failing while reads were in flight (every result has it; the
+ *  kernel may still write their buffers until it finishes them). */
 PM_EXPORT int pm_batch_run(struct pm_batch *b);
 
 /** PM_BACKEND_URING or PM_BACKEND_SYNC: what the last run used (before a
