@@ -92,6 +92,7 @@ struct pm_handle {
 	int stat_fd, statm_fd, status_fd; /* the guard's counters */
 	pthread_mutex_t maps_lock; /* the maps text is read at file positions */
 	uint64_t mm_ident[10];     /* other processes: the address space opened */
+	_Atomic int stops;         /* stops of every thread in place (stop.c) */
 };
 
 /* Make the handle's fds current (re-open a self handle in a forked child).
@@ -198,8 +199,8 @@ PM_HIDDEN void pm__guard_fini(struct pm__guard *g);
  * target's own; v[5] the system-wide THP events. */
 PM_HIDDEN int pm__token(struct pm_handle *h, struct pm__token *t);
 /* The token that closes a bracket of reads: taken once every page-table
- * change that was in flight during them is counted, where that can be
- * waited for (see guard.c). */
+ * change that was in flight during them is counted (see guard.c). 0, 1
+ * when that cannot be waited for (the bracket is not certified), -errno. */
 PM_HIDDEN int pm__token_after(struct pm_handle *h, struct pm__token *t);
 /* From a /proc/PID[/task/TID]/stat fd: minflt + majflt, and (optional)
  * the start time. */
