@@ -87,18 +87,14 @@ static void skip_field(const char **p)
 		(*p)++;
 }
 
-int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time)
+/* minflt + majflt and the start time from the text of a stat file. */
+static int stat_fields(const char *buf, uint64_t *faults, uint64_t *start_time)
 {
-	char buf[1024];
-	const char *p;
-	int r = pm__slurp(stat_fd, buf, sizeof(buf), true);
-
-	if (r)
-		return r;
 	/* after the last ')': state ppid pgrp session tty tpgid flags minflt
 	 * cminflt majflt cmajflt utime stime cutime cstime priority nice
 	 * num_threads itrealvalue starttime */
-	p = strrchr(buf, ')');
+	const char *p = strrchr(buf, ')');
+
 	if (!p)
 		return -EIO;
 	p++;
@@ -114,6 +110,14 @@ int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time)
 	return 0;
 }
 
+int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time)
+{
+	char buf[1024];
+	int r = pm__slurp(stat_fd, buf, sizeof(buf), true);
+
+	return r ? r : stat_fields(buf, faults, start_time);
+}
+
 /* The target's part of a token (v[5] left 0). */
 static int token_own(struct pm_handle *h, struct pm__token *t)
 {
@@ -122,9 +126,14 @@ static int token_own(struct pm_handle *h, struct pm__token *t)
 	int r;
 
 	memset(t, 0, sizeof(*t));
-	r = pm__stat_fields(h->stat_fd, &t->v[0], NULL);
+	r = pm__slurp(h->stat_fd, buf, sizeof(buf), true);
+	if (!r)
+		r = stat_fields(buf, &t->v[0], NULL);
 	if (r)
 		return r;
+	/* the same text says whether the process is still the one opened:
+	 * the identity check after the reads needs no read of its own */
+	t->ident = pm__handle_check_stat(h, buf);
 	/* statm: size resident shared */
 	r = pm__slurp(h->statm_fd, buf, sizeof(buf), true);
 	if (r)
@@ -221,7 +230,22 @@ int pm__token_after(struct pm_handle *h, struct pm__token *t)
 
 static bool token_eq(const struct pm__token *a, const struct pm__token *b)
 {
-	return !memcmp(a, b, sizeof(*a));
+	return !memcmp(a->v, b->v, sizeof(a->v));
+}
+
+/* A token read after everything the call returns: its identity check
+ * stands for the call's. */
+static void token_closes(struct pm__guard *g, const struct pm__token *t)
+{
+	g->ident = t->ident;
+	g->ident_fresh = true;
+}
+
+int pm__guard_check(const struct pm__guard *g, struct pm_handle *h)
+{
+	if (g->active && g->ident_fresh && g->ident != 1)
+		return g->ident;
+	return pm__handle_check(h);
 }
 
 bool pm__token_certifies(const struct pm__token *before, const struct pm__token *after)
@@ -321,6 +345,7 @@ static int close_bracket(struct pm__guard *g, struct pm_handle *h)
 		}
 		g->last = t;
 	}
+	token_closes(g, &t);
 	g->npend = 0;
 	g->in_bracket = 0;
 	return 0;
@@ -342,6 +367,7 @@ int pm__span_read(struct pm__guard *g, struct pm_handle *h, uint64_t va, uint64_
 	const uint64_t pmd = pm__pmd_pages() << shift;
 	uint64_t off = (va >> shift) * 8;
 
+	g->ident_fresh = false;
 	if (!g->pieces)
 		return pm__pread_full(h->pagemap_fd, dst, n * 8, off, &g->kernel_reads);
 	while (n) {
@@ -369,7 +395,7 @@ int pm__span_read(struct pm__guard *g, struct pm_handle *h, uint64_t va, uint64_
 
 void pm__span_zero(struct pm__guard *g, uint64_t *dst, size_t n)
 {
-	(void)g;
+	g->ident_fresh = false; /* a gap the VMAs read since the last token show */
 	memset(dst, 0, n * 8);
 }
 
@@ -420,8 +446,10 @@ int pm__guarded(struct pm__guard *g, struct pm_handle *h, uint64_t start, uint64
 		r = pm__token_after(h, &after);
 		if (r < 0)
 			return r;
-		if (!r && token_eq(&before, &after))
+		if (!r && token_eq(&before, &after)) {
+			token_closes(g, &after);
 			return 0;
+		}
 	}
 	/* the token moved: nothing of that pass is certified; certify piece
 	 * by piece what is read again */

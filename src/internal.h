@@ -102,6 +102,9 @@ PM_HIDDEN int pm__handle_ready(struct pm_handle *h);
  * and has the address space its fds were opened on; -ESRCH otherwise. No
  * data read through a handle is returned before this said 0. */
 PM_HIDDEN int pm__handle_check(struct pm_handle *h);
+/* The same from the text of /proc/PID/stat read after the kernel answered
+ * (a guard token's): 0, -errno, or 1 when the text is not a stat line. */
+PM_HIDDEN int pm__handle_check_stat(struct pm_handle *h, const char *stat);
 
 /* ---- VMAs (vma.c, the list: vma-list.c, its sources: vma-query.c, vma-maps.c) ---- */
 
@@ -169,6 +172,7 @@ PM_HIDDEN void pm__vcursor_forget(struct pm__vcursor *c);
  * system-wide THP events. */
 struct pm__token {
 	uint64_t v[6];
+	int ident; /* pm__handle_check_stat() of the stat text read for v[0] */
 };
 
 struct pm__guard {
@@ -181,6 +185,8 @@ struct pm__guard {
 	uint64_t retries;     /* certifying passes */
 	uint64_t kernel_reads;
 	struct pm__token last; /* the target's counters at the last bracket */
+	int ident;            /* the identity check of the last token taken... */
+	bool ident_fresh;     /* ...when no data was read or filled in after it */
 	size_t bracket;       /* pieces per bracket in this pass */
 	size_t in_bracket;
 	/* the ranges not certified yet, sorted, and those a pass leaves */
@@ -219,6 +225,9 @@ PM_HIDDEN int pm__guarded(struct pm__guard *g, struct pm_handle *h, uint64_t sta
 PM_HIDDEN int pm__span_read(struct pm__guard *g, struct pm_handle *h, uint64_t va,
 			    uint64_t *dst, size_t n);
 PM_HIDDEN void pm__span_zero(struct pm__guard *g, uint64_t *dst, size_t n);
+/* pm__handle_check() for the data of a pm__guarded() call: the answer of
+ * its last token, when that was read after all of the data. */
+PM_HIDDEN int pm__guard_check(const struct pm__guard *g, struct pm_handle *h);
 /* Copy the uncertain ranges into a caller's pm_read_info (count: all of
  * them, copied: at most its capacity). */
 PM_HIDDEN void pm__guard_report(const struct pm__guard *g, struct pm_read_info *info);
