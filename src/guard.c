@@ -87,24 +87,32 @@ static void skip_field(const char **p)
 		(*p)++;
 }
 
-/* minflt + majflt and the start time from the text of a stat file. */
-static int stat_fields(const char *buf, uint64_t *faults, uint64_t *start_time)
+/* From the text of a stat file: minflt + majflt, and (optional) the start
+ * time and whether the process has one thread, not running. */
+static int stat_fields(const char *buf, uint64_t *faults, uint64_t *start_time, bool *asleep)
 {
 	/* after the last ')': state ppid pgrp session tty tpgid flags minflt
 	 * cminflt majflt cmajflt utime stime cutime cstime priority nice
 	 * num_threads itrealvalue starttime */
 	const char *p = strrchr(buf, ')');
+	bool running;
 
-	if (!p)
+	if (!p || p[1] != ' ')
 		return -EIO;
+	running = p[2] == 'R';
 	p++;
 	for (int i = 0; i < 7; i++)
 		skip_field(&p);
 	*faults = num(&p);
 	skip_field(&p);
 	*faults += num(&p);
-	for (int i = 0; i < 9; i++)
+	for (int i = 0; i < 7; i++)
 		skip_field(&p);
+	if (asleep)
+		*asleep = !running && num(&p) == 1;
+	else
+		skip_field(&p);
+	skip_field(&p);
 	if (start_time)
 		*start_time = num(&p);
 	return 0;
@@ -115,7 +123,7 @@ int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time)
 	char buf[1024];
 	int r = pm__slurp(stat_fd, buf, sizeof(buf), true);
 
-	return r ? r : stat_fields(buf, faults, start_time);
+	return r ? r : stat_fields(buf, faults, start_time, NULL);
 }
 
 /* The target's part of a token (v[5] left 0). */
@@ -128,7 +136,7 @@ static int token_own(struct pm_handle *h, struct pm__token *t)
 	memset(t, 0, sizeof(*t));
 	r = pm__slurp(h->stat_fd, buf, sizeof(buf), true);
 	if (!r)
-		r = stat_fields(buf, &t->v[0], NULL);
+		r = stat_fields(buf, &t->v[0], NULL, &t->asleep);
 	if (r)
 		return r;
 	/* the same text says whether the process is still the one opened:
@@ -221,10 +229,22 @@ static int settle(struct pm_handle *h)
 	return atomic_load(&h->stops) ? 0 : 1;
 }
 
+/*
+ * Another process seen with one thread, not running, needs no wait: that
+ * thread is not inside a fault or a zap (a task in a spinlock section, or
+ * between a fault's unlock and its count, is running), and every counter
+ * of the token is read after that state. Its own changes are all counted.
+ */
 int pm__token_after(struct pm_handle *h, struct pm__token *t)
 {
-	int r = settle(h);
+	int r;
 
+	if (!h->self) {
+		r = pm__token(h, t);
+		if (r || t->asleep)
+			return r;
+	}
+	r = settle(h);
 	return r ? r : pm__token(h, t);
 }
 
@@ -324,7 +344,7 @@ static int close_bracket(struct pm__guard *g, struct pm_handle *h)
 		r = pm__token(h, &t);
 		moved = !r && !token_eq(&t, &g->last);
 	}
-	if (!r && !moved) {
+	if (!r && !moved && !(!h->self && t.asleep)) {
 		r = pm__token_after(h, &t);
 		/* nothing could be waited for: not certified, and a fresh
 		 * token opens the next bracket */

@@ -172,7 +172,8 @@ PM_HIDDEN void pm__vcursor_forget(struct pm__vcursor *c);
  * system-wide THP events. */
 struct pm__token {
 	uint64_t v[6];
-	int ident; /* pm__handle_check_stat() of the stat text read for v[0] */
+	int ident;   /* pm__handle_check_stat() of the stat text read for v[0] */
+	bool asleep; /* that text showed one thread, not running */
 };
 
 struct pm__guard {

@@ -4,7 +4,8 @@
  *   - another process's zap counts itself just after clearing its PMD; the
  *     closing token waits for that with membarrier(MEMBARRIER_CMD_GLOBAL).
  *     Refused (here by a seccomp filter, as nohz_full or a sandbox would),
- *     a read of another process is not certified unless it is stopped;
+ *     a read of another process is not certified unless it is stopped or
+ *     seen asleep with one thread;
  *   - a token without /proc/vmstat's THP events would miss PMD splits: a
  *     first open that fails (no free fd) fails the read, and a later read
  *     opens it.
@@ -16,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
@@ -26,6 +28,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -58,18 +61,40 @@ static void refuse_membarrier(void)
 	ck_assert_int_eq(syscall(SYS_membarrier, 0, 0), -1);
 }
 
+/* A child that lays out PAGES pages, says where, then spins (always
+ * running: it could be inside a zap whenever it is looked at). */
+static pid_t spinner(uint64_t *va)
+{
+	int fd[2];
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(fd), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		uint64_t shared[1];
+
+		build(NULL, shared);
+		(void)!write(fd[1], shared, sizeof(shared));
+		for (;;)
+			__asm__ volatile("" ::: "memory");
+	}
+	ck_assert_int_eq(read(fd[0], va, sizeof(*va)), (ssize_t)sizeof(*va));
+	close(fd[0]);
+	close(fd[1]);
+	return pid;
+}
+
 START_TEST(other_process_without_wait_not_certified)
 {
 	static uint64_t buf[PAGES];
 	struct pm_range unc[4];
-	struct child c;
 	struct pm_handle *h;
 	uint64_t va;
+	pid_t pid = spinner(&va);
 	long n;
 
-	child_start(&c, build, NULL);
-	va = c.shared[0];
-	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+	ck_assert_int_eq(pm_open(pid, NULL, &h), 0);
 	{
 		PM_OPTS(pm_read_opts, ro, .flags = PM_READ_F_SNAPSHOT);
 
@@ -106,6 +131,24 @@ START_TEST(other_process_without_wait_not_certified)
 			ck_assert(!(info.flags & PM_READ_INFO_UNSTABLE));
 		}
 	}
+	pm_close(h);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+END_TEST
+
+START_TEST(other_process_asleep_needs_no_wait)
+{
+	static uint64_t buf[PAGES];
+	PM_OPTS(pm_read_opts, ro, .flags = PM_READ_F_SNAPSHOT);
+	struct child c;
+	struct pm_handle *h;
+
+	/* one thread, waiting to be released: nothing of its own in flight */
+	child_start(&c, build, NULL);
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+	refuse_membarrier();
+	ck_assert_int_eq(pm_read(h, c.shared[0], c.shared[0] + PAGES * ps, buf, &ro, NULL), PAGES);
 	pm_close(h);
 	child_stop(&c);
 }
@@ -192,6 +235,7 @@ int main(void)
 	test_init();
 	tcase_set_timeout(t, 120);
 	tcase_add_test(t, other_process_without_wait_not_certified);
+	tcase_add_test(t, other_process_asleep_needs_no_wait);
 	tcase_add_test(t, self_certified_without_membarrier);
 	tcase_add_test(t, vmstat_open_failure_fails_then_retried);
 	suite_add_tcase(s, t);
