@@ -31,7 +31,9 @@
  *
  * Residual risk (doc/accuracy.md): in another process, a zap the read saw
  * cancelled in the counters by a huge-PMD fault that had not counted
- * itself yet; changes that take no lock of the target's mm and cancel.
+ * itself yet; changes that take no lock of the target's mm and cancel;
+ * where no grace period was waited for, a zap by someone other than the
+ * target's threads counted just after the read.
  */
 #include "internal.h"
 
