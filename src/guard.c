@@ -37,9 +37,11 @@
  */
 #include "internal.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/membarrier.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -89,9 +91,11 @@ static void skip_field(const char **p)
 		(*p)++;
 }
 
-/* From the text of a stat file: minflt + majflt, and (optional) the start
- * time and whether the process has one thread, not running. */
-static int stat_fields(const char *buf, uint64_t *faults, uint64_t *start_time, bool *asleep)
+/* From the text of a stat file: minflt + majflt, the number of threads,
+ * and (optional) the start time and whether the process has one thread,
+ * not running. */
+static int stat_fields(const char *buf, uint64_t *faults, uint64_t *start_time, bool *asleep,
+		       uint64_t *threads)
 {
 	/* after the last ')': state ppid pgrp session tty tpgid flags minflt
 	 * cminflt majflt cmajflt utime stime cutime cstime priority nice
@@ -110,10 +114,9 @@ static int stat_fields(const char *buf, uint64_t *faults, uint64_t *start_time, 
 	*faults += num(&p);
 	for (int i = 0; i < 7; i++)
 		skip_field(&p);
+	*threads = num(&p);
 	if (asleep)
-		*asleep = !running && num(&p) == 1;
-	else
-		skip_field(&p);
+		*asleep = !running && *threads == 1;
 	skip_field(&p);
 	if (start_time)
 		*start_time = num(&p);
@@ -125,7 +128,9 @@ int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time)
 	char buf[1024];
 	int r = pm__slurp(stat_fd, buf, sizeof(buf), true);
 
-	return r ? r : stat_fields(buf, faults, start_time, NULL);
+	uint64_t threads;
+
+	return r ? r : stat_fields(buf, faults, start_time, NULL, &threads);
 }
 
 /* The target's part of a token (v[5] left 0). */
@@ -138,7 +143,7 @@ static int token_own(struct pm_handle *h, struct pm__token *t)
 	memset(t, 0, sizeof(*t));
 	r = pm__slurp(h->stat_fd, buf, sizeof(buf), true);
 	if (!r)
-		r = stat_fields(buf, &t->v[0], NULL, &t->asleep);
+		r = stat_fields(buf, &t->v[0], NULL, &t->asleep, &t->threads);
 	if (r)
 		return r;
 	/* the same text says whether the process is still the one opened:
@@ -231,12 +236,58 @@ static int settle(struct pm_handle *h)
 	return atomic_load(&h->stops) ? 0 : 1;
 }
 
+/* Whether every thread of h's process was seen not running, each in its
+ * own stat file (a thread created since cannot be inside a change the
+ * reads saw; one that exited is out of it). */
+static bool threads_asleep(struct pm_handle *h)
+{
+	int fd = openat(h->dirfd, "task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	struct dirent *e;
+	bool asleep = d != NULL;
+
+	if (!d && fd >= 0)
+		close(fd);
+	while (asleep && (e = readdir(d)) != NULL) {
+		char path[300], buf[1024];
+		const char *p;
+		int sfd;
+		long n;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/stat", e->d_name);
+		sfd = openat(dirfd(d), path, O_RDONLY | O_CLOEXEC);
+		if (sfd < 0) {
+			asleep = errno == ENOENT; /* exited meanwhile */
+			continue;
+		}
+		n = PM__NOINTR(pread(sfd, buf, sizeof(buf) - 1, 0));
+		close(sfd);
+		if (n <= 0) {
+			asleep = n == 0 || n == -ESRCH;
+			continue;
+		}
+		buf[n] = '\0';
+		p = strrchr(buf, ')');
+		asleep = p && p[1] == ' ' && p[2] && p[2] != 'R';
+	}
+	if (d)
+		closedir(d);
+	return asleep;
+}
+
 /*
- * Another process seen with one thread, not running, needs no wait: that
- * thread is not inside a fault or a zap (a task in a spinlock section, or
+ * Another process whose threads are all seen not running needs no wait:
+ * none is inside a fault or a zap (a task in a spinlock section, or
  * between a fault's unlock and its count, is running), and every counter
- * of the token is read after that state. Its own changes are all counted.
+ * of the token is read after those states: its own changes are all
+ * counted. One thread: its state is in the token's own stat read; a few:
+ * each thread's stat file, then the token again; many: the wait is
+ * cheaper.
  */
+#define ASLEEP_MAX_THREADS 64
+
 int pm__token_after(struct pm_handle *h, struct pm__token *t)
 {
 	int r;
@@ -245,6 +296,8 @@ int pm__token_after(struct pm_handle *h, struct pm__token *t)
 		r = pm__token(h, t);
 		if (r || t->asleep)
 			return r;
+		if (t->threads > 1 && t->threads <= ASLEEP_MAX_THREADS && threads_asleep(h))
+			return pm__token(h, t);
 	}
 	r = settle(h);
 	return r ? r : pm__token(h, t);

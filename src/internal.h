@@ -174,6 +174,7 @@ struct pm__token {
 	uint64_t v[6];
 	int ident;   /* pm__handle_check_stat() of the stat text read for v[0] */
 	bool asleep; /* that text showed one thread, not running */
+	uint64_t threads; /* and this many threads */
 };
 
 struct pm__guard {

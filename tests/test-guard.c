@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "target.h"
 
 #define PAGES 64
 
@@ -154,6 +156,66 @@ START_TEST(other_process_asleep_needs_no_wait)
 }
 END_TEST
 
+static void *block(void *arg)
+{
+	char ch;
+
+	(void)!read(*(int *)arg, &ch, 1);
+	return NULL;
+}
+
+/* A child that lays out PAGES pages, says where, and waits in four
+ * threads (none running). */
+static pid_t sleepers(uint64_t *va, int *release)
+{
+	int fd[2], hold[2];
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(fd), 0);
+	ck_assert_int_eq(pipe(hold), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		uint64_t shared[1];
+		pthread_t th[3];
+
+		close(hold[1]);
+		build(NULL, shared);
+		for (int i = 0; i < 3; i++)
+			pthread_create(&th[i], NULL, block, &hold[0]);
+		(void)!write(fd[1], shared, sizeof(shared));
+		block(&hold[0]);
+		_exit(0);
+	}
+	close(hold[0]);
+	ck_assert_int_eq(read(fd[0], va, sizeof(*va)), (ssize_t)sizeof(*va));
+	close(fd[0]);
+	close(fd[1]);
+	*release = hold[1];
+	return pid;
+}
+
+START_TEST(other_process_threads_asleep_need_no_wait)
+{
+	static uint64_t buf[PAGES];
+	PM_OPTS(pm_read_opts, ro, .flags = PM_READ_F_SNAPSHOT);
+	struct pm_handle *h;
+	uint64_t va;
+	int release;
+	pid_t pid = sleepers(&va, &release);
+
+	ck_assert_int_eq(pm_open(pid, NULL, &h), 0);
+	refuse_membarrier();
+	/* let the three threads reach their read */
+	for (int i = 0; i < 1000 && tasks_in(pid, "S") < 4; i++)
+		usleep(1000);
+	ck_assert_int_eq(pm_read(h, va, va + PAGES * ps, buf, &ro, NULL), PAGES);
+	pm_close(h);
+	close(release);
+	waitpid(pid, NULL, 0);
+}
+END_TEST
+
 START_TEST(self_certified_without_membarrier)
 {
 	static uint64_t buf[PAGES];
@@ -236,6 +298,7 @@ int main(void)
 	tcase_set_timeout(t, 120);
 	tcase_add_test(t, other_process_without_wait_not_certified);
 	tcase_add_test(t, other_process_asleep_needs_no_wait);
+	tcase_add_test(t, other_process_threads_asleep_need_no_wait);
 	tcase_add_test(t, self_certified_without_membarrier);
 	tcase_add_test(t, vmstat_open_failure_fails_then_retried);
 	suite_add_tcase(s, t);
