@@ -29,28 +29,47 @@
  * the same way (issue 10). What is never certified is reported uncertain
  * (best effort) or fails the read with -EAGAIN.
  *
- * Residual risk (doc/accuracy.md): a change whose counter update lags the
- * PMD change the read saw, in another process not stopped for the read;
- * counter-cancelling changes that take no lock of the target's mm.
+ * Residual risk (doc/accuracy.md): in another process, a zap the read saw
+ * cancelled in the counters by a huge-PMD fault that had not counted
+ * itself yet; changes that take no lock of the target's mm and cancel;
+ * where no grace period was waited for, a zap by someone other than the
+ * target's threads counted just after the read.
  */
 #include "internal.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <linux/membarrier.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_RETRIES 16
 
-static int vmstat_fd = -1;
-static pthread_once_t vmstat_once = PTHREAD_ONCE_INIT;
+static _Atomic int vmstat_fd = -1;
 
-static void open_vmstat(void)
+/* /proc/vmstat, opened by the first token and kept; an open that failed
+ * (no free fd, say) is tried again by the next token, never skipped: a
+ * token without the THP events would not see PMD splits. */
+static int vmstat(void)
 {
-	vmstat_fd = open("/proc/vmstat", O_RDONLY | O_CLOEXEC);
+	int fd = atomic_load_explicit(&vmstat_fd, memory_order_acquire), none = -1;
+
+	if (fd >= 0)
+		return fd;
+	fd = open("/proc/vmstat", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (!atomic_compare_exchange_strong(&vmstat_fd, &none, fd)) {
+		close(fd); /* another thread's open won */
+		fd = none;
+	}
+	return fd;
 }
 
 static uint64_t num(const char **p)
@@ -72,31 +91,46 @@ static void skip_field(const char **p)
 		(*p)++;
 }
 
-int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time)
+/* From the text of a stat file: minflt + majflt, the number of threads,
+ * and (optional) the start time and whether the process has one thread,
+ * not running. */
+static int stat_fields(const char *buf, uint64_t *faults, uint64_t *start_time, bool *asleep,
+		       uint64_t *threads)
 {
-	char buf[1024];
-	const char *p;
-	int r = pm__slurp(stat_fd, buf, sizeof(buf), true);
-
-	if (r)
-		return r;
 	/* after the last ')': state ppid pgrp session tty tpgid flags minflt
 	 * cminflt majflt cmajflt utime stime cutime cstime priority nice
 	 * num_threads itrealvalue starttime */
-	p = strrchr(buf, ')');
-	if (!p)
+	const char *p = strrchr(buf, ')');
+	bool running;
+
+	if (!p || p[1] != ' ')
 		return -EIO;
+	running = p[2] == 'R';
 	p++;
 	for (int i = 0; i < 7; i++)
 		skip_field(&p);
 	*faults = num(&p);
 	skip_field(&p);
 	*faults += num(&p);
-	for (int i = 0; i < 9; i++)
+	for (int i = 0; i < 7; i++)
 		skip_field(&p);
+	*threads = num(&p);
+	if (asleep)
+		*asleep = !running && *threads == 1;
+	skip_field(&p);
 	if (start_time)
 		*start_time = num(&p);
 	return 0;
+}
+
+int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time)
+{
+	char buf[1024];
+	int r = pm__slurp(stat_fd, buf, sizeof(buf), true);
+
+	uint64_t threads;
+
+	return r ? r : stat_fields(buf, faults, start_time, NULL, &threads);
 }
 
 /* The target's part of a token (v[5] left 0). */
@@ -107,9 +141,14 @@ static int token_own(struct pm_handle *h, struct pm__token *t)
 	int r;
 
 	memset(t, 0, sizeof(*t));
-	r = pm__stat_fields(h->stat_fd, &t->v[0], NULL);
+	r = pm__slurp(h->stat_fd, buf, sizeof(buf), true);
+	if (!r)
+		r = stat_fields(buf, &t->v[0], NULL, &t->asleep, &t->threads);
 	if (r)
 		return r;
+	/* the same text says whether the process is still the one opened:
+	 * the identity check after the reads needs no read of its own */
+	t->ident = pm__handle_check_stat(h, buf);
 	/* statm: size resident shared */
 	r = pm__slurp(h->statm_fd, buf, sizeof(buf), true);
 	if (r)
@@ -129,66 +168,159 @@ static int token_own(struct pm_handle *h, struct pm__token *t)
 	return 0;
 }
 
-/* The system-wide part: the sum of /proc/vmstat's thp_* events (0 where it
- * cannot be read). */
-static uint64_t thp_events(void)
+/* The system-wide part: the sum of /proc/vmstat's thp_* events. */
+static int thp_events(uint64_t *sum)
 {
 	char buf[16384]; /* /proc/vmstat is ~5 KiB, its thp_ lines near the end */
 	const char *p;
-	uint64_t sum = 0;
+	int fd = vmstat(), r;
 
-	pthread_once(&vmstat_once, open_vmstat);
-	if (vmstat_fd >= 0 && pm__slurp(vmstat_fd, buf, sizeof(buf), false) == 0) {
-		for (p = buf; (p = strstr(p, "\nthp_")) != NULL;) {
-			p += 5;
-			skip_field(&p);
-			sum += num(&p);
-		}
+	*sum = 0;
+	if (fd < 0)
+		return fd;
+	r = pm__slurp(fd, buf, sizeof(buf), false);
+	if (r)
+		return r == -ESRCH ? -EIO : r; /* empty: not the file we know */
+	for (p = buf; (p = strstr(p, "\nthp_")) != NULL;) {
+		p += 5;
+		skip_field(&p);
+		*sum += num(&p);
 	}
-	return sum;
+	return 0;
 }
 
 int pm__token(struct pm_handle *h, struct pm__token *t)
 {
 	int r = token_own(h, t);
 
-	if (!r)
-		t->v[5] = thp_events();
-	return r;
+	return r ? r : thp_events(&t->v[5]);
 }
 
 /*
  * The counters move just after the page-table change they count (a zap
- * clears the PMD, then frees the deposited table under the same lock), so
- * a token read just after a read can miss a change the read saw: a vCPU
- * preempted between the two let a shifted read through in the 6.1 VM.
- * Before the token that closes a bracket, every change in flight under
- * the target's mmap lock must have finished: taking that lock for writing
- * waits for them, which the library can do only for its own process (an
- * mmap takes it), or when the target is stopped (no thread of it is inside
- * a fault or madvise then).
+ * clears the PMD, then frees the deposited table and lowers RSS under the
+ * same page-table lock; a fault counts itself after releasing it), so a
+ * token read just after a read can miss a change the read saw: a vCPU
+ * preempted between the two let shifted reads through in the 6.1 VM, on
+ * this process and on another one. Before the token that closes a bracket
+ * the changes in flight must have finished:
+ *   - this process: an mmap takes its mmap lock for writing, which waits
+ *     for every fault and madvise of its threads in flight (the fault's
+ *     count included);
+ *   - another process: its mmap lock cannot be taken without side effects
+ *     (the only remote writer, clear_refs 5, resets its VmHWM and
+ *     ru_maxrss), but the clear-then-count of a zap runs under a spinlock,
+ *     with preemption off, and membarrier(MEMBARRIER_CMD_GLOBAL) is
+ *     synchronize_rcu(), which waits for every such section begun before
+ *     it. A fault counts itself after the lock, preemptible: not waited
+ *     for (doc/accuracy.md, residual risk);
+ *   - where membarrier is refused (nohz_full, a seccomp filter) only a
+ *     stopped target is waited for: its threads are not inside a fault or
+ *     madvise while it is stopped.
+ * 0, or 1 when nothing could be waited for (the bracket is not certified).
  */
-static void settle(struct pm_handle *h)
+static int settle(struct pm_handle *h)
 {
 	const size_t len = pm__kernel()->page_size;
 	void *p;
 
-	if (!h->self)
-		return;
-	p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p != MAP_FAILED)
+	if (h->self) {
+		p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return 1;
 		munmap(p, len);
+		return 0;
+	}
+	if (!syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0))
+		return 0;
+	return atomic_load(&h->stops) ? 0 : 1;
 }
+
+/* Whether every thread of h's process was seen not running, each in its
+ * own stat file (a thread created since cannot be inside a change the
+ * reads saw; one that exited is out of it). */
+static bool threads_asleep(struct pm_handle *h)
+{
+	int fd = openat(h->dirfd, "task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	struct dirent *e;
+	bool asleep = d != NULL;
+
+	if (!d && fd >= 0)
+		close(fd);
+	while (asleep && (e = readdir(d)) != NULL) {
+		char path[300], buf[1024];
+		const char *p;
+		int sfd;
+		long n;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/stat", e->d_name);
+		sfd = openat(dirfd(d), path, O_RDONLY | O_CLOEXEC);
+		if (sfd < 0) {
+			asleep = errno == ENOENT; /* exited meanwhile */
+			continue;
+		}
+		n = PM__NOINTR(pread(sfd, buf, sizeof(buf) - 1, 0));
+		close(sfd);
+		if (n <= 0) {
+			asleep = n == 0 || n == -ESRCH;
+			continue;
+		}
+		buf[n] = '\0';
+		p = strrchr(buf, ')');
+		asleep = p && p[1] == ' ' && p[2] && p[2] != 'R';
+	}
+	if (d)
+		closedir(d);
+	return asleep;
+}
+
+/*
+ * Another process whose threads are all seen not running needs no wait:
+ * none is inside a fault or a zap (a task in a spinlock section, or
+ * between a fault's unlock and its count, is running), and every counter
+ * of the token is read after those states: its own changes are all
+ * counted. One thread: its state is in the token's own stat read; a few:
+ * each thread's stat file, then the token again; many: the wait is
+ * cheaper.
+ */
+#define ASLEEP_MAX_THREADS 64
 
 int pm__token_after(struct pm_handle *h, struct pm__token *t)
 {
-	settle(h);
-	return pm__token(h, t);
+	int r;
+
+	if (!h->self) {
+		r = pm__token(h, t);
+		if (r || t->asleep)
+			return r;
+		if (t->threads > 1 && t->threads <= ASLEEP_MAX_THREADS && threads_asleep(h))
+			return pm__token(h, t);
+	}
+	r = settle(h);
+	return r ? r : pm__token(h, t);
 }
 
 static bool token_eq(const struct pm__token *a, const struct pm__token *b)
 {
-	return !memcmp(a, b, sizeof(*a));
+	return !memcmp(a->v, b->v, sizeof(a->v));
+}
+
+/* A token read after everything the call returns: its identity check
+ * stands for the call's. */
+static void token_closes(struct pm__guard *g, const struct pm__token *t)
+{
+	g->ident = t->ident;
+	g->ident_fresh = true;
+}
+
+int pm__guard_check(const struct pm__guard *g, struct pm_handle *h)
+{
+	if (g->active && g->ident_fresh && g->ident != 1)
+		return g->ident;
+	return pm__handle_check(h);
 }
 
 bool pm__token_certifies(const struct pm__token *before, const struct pm__token *after)
@@ -253,18 +385,34 @@ static int leave(struct pm__guard *g, uint64_t a, uint64_t b)
 }
 
 /* Close the bracket around the pieces read since the last token: they are
- * certified if the token did not move, else left for the next pass. */
+ * certified if the token did not move, else left for the next pass. For
+ * another process a token that moved already spares the wait. */
 static int close_bracket(struct pm__guard *g, struct pm_handle *h)
 {
 	struct pm__token t;
-	int r;
+	bool moved = false;
+	int r = 0;
 
 	if (!g->npend)
 		return 0;
-	r = pm__token_after(h, &t);
+	if (!h->self) {
+		r = pm__token(h, &t);
+		moved = !r && !token_eq(&t, &g->last);
+	}
+	if (!r && !moved && !(!h->self && t.asleep)) {
+		r = pm__token_after(h, &t);
+		/* nothing could be waited for: not certified, and a fresh
+		 * token opens the next bracket */
+		if (r == 1) {
+			moved = true;
+			r = pm__token(h, &t);
+		} else if (!r && !token_eq(&t, &g->last)) {
+			moved = true;
+		}
+	}
 	if (r)
 		return r;
-	if (!token_eq(&t, &g->last)) {
+	if (moved) {
 		for (size_t i = 0; i < g->npend; i++) {
 			r = leave(g, g->pend[i].start, g->pend[i].end);
 			if (r)
@@ -272,6 +420,7 @@ static int close_bracket(struct pm__guard *g, struct pm_handle *h)
 		}
 		g->last = t;
 	}
+	token_closes(g, &t);
 	g->npend = 0;
 	g->in_bracket = 0;
 	return 0;
@@ -293,6 +442,7 @@ int pm__span_read(struct pm__guard *g, struct pm_handle *h, uint64_t va, uint64_
 	const uint64_t pmd = pm__pmd_pages() << shift;
 	uint64_t off = (va >> shift) * 8;
 
+	g->ident_fresh = false;
 	if (!g->pieces)
 		return pm__pread_full(h->pagemap_fd, dst, n * 8, off, &g->kernel_reads);
 	while (n) {
@@ -320,7 +470,7 @@ int pm__span_read(struct pm__guard *g, struct pm_handle *h, uint64_t va, uint64_
 
 void pm__span_zero(struct pm__guard *g, uint64_t *dst, size_t n)
 {
-	(void)g;
+	g->ident_fresh = false; /* a gap the VMAs read since the last token show */
 	memset(dst, 0, n * 8);
 }
 
@@ -369,10 +519,12 @@ int pm__guarded(struct pm__guard *g, struct pm_handle *h, uint64_t start, uint64
 		if (r)
 			return r;
 		r = pm__token_after(h, &after);
-		if (r)
+		if (r < 0)
 			return r;
-		if (token_eq(&before, &after))
+		if (!r && token_eq(&before, &after)) {
+			token_closes(g, &after);
 			return 0;
+		}
 	}
 	/* the token moved: nothing of that pass is certified; certify piece
 	 * by piece what is read again */

@@ -92,6 +92,7 @@ struct pm_handle {
 	int stat_fd, statm_fd, status_fd; /* the guard's counters */
 	pthread_mutex_t maps_lock; /* the maps text is read at file positions */
 	uint64_t mm_ident[10];     /* other processes: the address space opened */
+	_Atomic int stops;         /* stops of every thread in place (stop.c) */
 };
 
 /* Make the handle's fds current (re-open a self handle in a forked child).
@@ -101,6 +102,9 @@ PM_HIDDEN int pm__handle_ready(struct pm_handle *h);
  * and has the address space its fds were opened on; -ESRCH otherwise. No
  * data read through a handle is returned before this said 0. */
 PM_HIDDEN int pm__handle_check(struct pm_handle *h);
+/* The same from the text of /proc/PID/stat read after the kernel answered
+ * (a guard token's): 0, -errno, or 1 when the text is not a stat line. */
+PM_HIDDEN int pm__handle_check_stat(struct pm_handle *h, const char *stat);
 
 /* ---- VMAs (vma.c, the list: vma-list.c, its sources: vma-query.c, vma-maps.c) ---- */
 
@@ -168,6 +172,9 @@ PM_HIDDEN void pm__vcursor_forget(struct pm__vcursor *c);
  * system-wide THP events. */
 struct pm__token {
 	uint64_t v[6];
+	int ident;   /* pm__handle_check_stat() of the stat text read for v[0] */
+	bool asleep; /* that text showed one thread, not running */
+	uint64_t threads; /* and this many threads */
 };
 
 struct pm__guard {
@@ -180,6 +187,8 @@ struct pm__guard {
 	uint64_t retries;     /* certifying passes */
 	uint64_t kernel_reads;
 	struct pm__token last; /* the target's counters at the last bracket */
+	int ident;            /* the identity check of the last token taken... */
+	bool ident_fresh;     /* ...when no data was read or filled in after it */
 	size_t bracket;       /* pieces per bracket in this pass */
 	size_t in_bracket;
 	/* the ranges not certified yet, sorted, and those a pass leaves */
@@ -198,8 +207,8 @@ PM_HIDDEN void pm__guard_fini(struct pm__guard *g);
  * target's own; v[5] the system-wide THP events. */
 PM_HIDDEN int pm__token(struct pm_handle *h, struct pm__token *t);
 /* The token that closes a bracket of reads: taken once every page-table
- * change that was in flight during them is counted, where that can be
- * waited for (see guard.c). */
+ * change that was in flight during them is counted (see guard.c). 0, 1
+ * when that cannot be waited for (the bracket is not certified), -errno. */
 PM_HIDDEN int pm__token_after(struct pm_handle *h, struct pm__token *t);
 /* From a /proc/PID[/task/TID]/stat fd: minflt + majflt, and (optional)
  * the start time. */
@@ -218,6 +227,9 @@ PM_HIDDEN int pm__guarded(struct pm__guard *g, struct pm_handle *h, uint64_t sta
 PM_HIDDEN int pm__span_read(struct pm__guard *g, struct pm_handle *h, uint64_t va,
 			    uint64_t *dst, size_t n);
 PM_HIDDEN void pm__span_zero(struct pm__guard *g, uint64_t *dst, size_t n);
+/* pm__handle_check() for the data of a pm__guarded() call: the answer of
+ * its last token, when that was read after all of the data. */
+PM_HIDDEN int pm__guard_check(const struct pm__guard *g, struct pm_handle *h);
 /* Copy the uncertain ranges into a caller's pm_read_info (count: all of
  * them, copied: at most its capacity). */
 PM_HIDDEN void pm__guard_report(const struct pm__guard *g, struct pm_read_info *info);

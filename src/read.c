@@ -246,7 +246,7 @@ long pm__read(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entri
 		r = pm__guarded(&g, h, start, end, engine, &rd);
 	pm__stop_end(st);
 	if (r == 0)
-		r = pm__handle_check(h);
+		r = pm__guard_check(&g, h);
 	if (r == 0) {
 		pm__fill_info(info,
 			      (g.active ? PM_READ_INFO_GUARDED : 0) | (g.retries ? PM_READ_INFO_RETRIED : 0) |

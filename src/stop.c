@@ -49,6 +49,7 @@ struct thr {
 };
 
 struct pm__stop {
+	struct pm_handle *h; /* its stops count is ours while we hold one */
 	pid_t pid;
 	pid_t tracer;      /* the calling thread */
 	bool parent_is_us; /* the target is the caller's child */
@@ -334,6 +335,8 @@ int pm__stop_begin(struct pm_handle *h, struct pm__stop **out)
 		pm__stop_end(s);
 		return r;
 	}
+	atomic_fetch_add(&h->stops, 1);
+	s->h = h;
 	*out = s;
 	return 0;
 }
@@ -344,6 +347,8 @@ int pm__stop_end(struct pm__stop *s)
 
 	if (!s)
 		return 0;
+	if (s->h)
+		atomic_fetch_sub(&s->h->stops, 1);
 	/* after a failed begin, seized threads may still be on their way
 	 * into their stop: only a stopped tracee can be detached */
 	err = wait_all(s);
