@@ -92,6 +92,7 @@ struct pm_handle {
 	int stat_fd, statm_fd, status_fd; /* the guard's counters */
 	pthread_mutex_t maps_lock; /* the maps text is read at file positions; vsnap */
 	struct pm__vsnap *vsnap;   /* the VMA list kept across calls (vma-cache.c) */
+	_Atomic uint64_t emu_pages; /* emulated scans: 16 x pages per region last seen (a plan) */
 	uint64_t mm_ident[10];     /* other processes: the address space opened */
 };
 
@@ -220,6 +221,9 @@ struct pm__guard {
  * straight away. */
 #define PM__READ_UNGUARDED (1ULL << 62)
 #define PM__READ_TRIPPED   (1ULL << 63)
+/* The caller checks the handle (pm__handle_check) before it returns
+ * anything read (the emulated scan, once per call, not once per window). */
+#define PM__READ_UNCHECKED (1ULL << 61)
 PM_HIDDEN int pm__guard_init(struct pm__guard *g, uint64_t read_flags, uint64_t max_retries);
 PM_HIDDEN void pm__guard_fini(struct pm__guard *g);
 /* v[0] faults, v[1..3] statm size/resident/shared, v[4] VmPTE: the

@@ -247,7 +247,7 @@ PM_EXPORT long pm_read(struct pm_handle *h, uint64_t start, uint64_t end, uint64
 		return pm__ret(-EINVAL);
 	r = pm__opts_check(opts, sizeof(struct pm_read_opts));
 	if (!r && PM__OPT(opts, struct pm_read_opts, flags, 0) &
-			  (PM__READ_UNGUARDED | PM__READ_TRIPPED))
+			  (PM__READ_UNGUARDED | PM__READ_TRIPPED | PM__READ_UNCHECKED))
 		r = -EINVAL;
 	if (r)
 		return pm__ret(r);
@@ -277,7 +277,7 @@ long pm__read(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entri
 {
 	const struct pm__kernel *k = pm__kernel();
 	const uint64_t known = PM_READ_F_SNAPSHOT | PM_READ_F_BEST_EFFORT | PM_READ_F_STOP |
-			       PM__READ_UNGUARDED | PM__READ_TRIPPED;
+			       PM__READ_UNGUARDED | PM__READ_TRIPPED | PM__READ_UNCHECKED;
 	struct pm__stop *st = NULL;
 	struct pm__guard g;
 	struct rd rd;
@@ -318,7 +318,7 @@ long pm__read(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entri
 	if (!r)
 		r = pm__guarded(&g, h, start, end, engine, &rd);
 	pm__stop_end(st);
-	if (r == 0)
+	if (r == 0 && !(flags & PM__READ_UNCHECKED))
 		r = pm__handle_check(h);
 	if (r == 0) {
 		pm__fill_info(info,
