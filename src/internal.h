@@ -120,6 +120,9 @@ PM_HIDDEN int pm__list_add(struct pm_vma_list *l, const struct pm_vma *v, const 
 /* Sort, clip overlaps left by a non-atomic text read, resolve names. */
 PM_HIDDEN int pm__list_finish(struct pm_vma_list *l);
 PM_HIDDEN void pm__list_release(struct pm_vma_list *l);
+/* The index of the first VMA of a finished list that ends above @addr
+ * (count if none). */
+PM_HIDDEN size_t pm__list_find(const struct pm_vma_list *l, uint64_t addr);
 
 /* Parse /proc/PID/maps text into @l; VMAs at or above @user_top are
  * dropped (the [vsyscall] gate area). 0, -EIO for malformed text, -ENOMEM. */

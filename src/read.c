@@ -73,18 +73,10 @@ static bool big_gap(const struct rd *rd, uint64_t from, uint64_t to)
 static bool many_gaps(const struct rd *rd, uint64_t from, uint64_t to)
 {
 	const struct pm_vma_list *l = pm__vsnap_list(rd->vc->snap);
-	size_t lo = 0, hi = l->count, gaps = 0;
+	size_t gaps = 0;
 	uint64_t prev = from;
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (l->v[mid].end <= from)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (size_t i = lo; i < l->count && l->v[i].start < to; i++) {
+	for (size_t i = pm__list_find(l, from); i < l->count && l->v[i].start < to; i++) {
 		if (l->v[i].start > prev && big_gap(rd, prev, l->v[i].start))
 			gaps++;
 		prev = l->v[i].end;

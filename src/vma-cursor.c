@@ -65,19 +65,8 @@ static int from_list(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v)
 		i++;
 		steps++;
 	}
-	if (steps == 4) {
-		size_t lo = 0, hi = l->count;
-
-		while (lo < hi) {
-			size_t mid = lo + (hi - lo) / 2;
-
-			if (l->v[mid].end <= addr)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		i = lo;
-	}
+	if (steps == 4)
+		i = pm__list_find(l, addr);
 	c->idx = i;
 	if (i == l->count)
 		return 0;

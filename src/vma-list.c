@@ -71,6 +71,21 @@ int pm__list_finish(struct pm_vma_list *l)
 	return 0;
 }
 
+size_t pm__list_find(const struct pm_vma_list *l, uint64_t addr)
+{
+	size_t lo = 0, hi = l->count;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (l->v[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 void pm__list_release(struct pm_vma_list *l)
 {
 	free(l->v);
