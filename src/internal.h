@@ -115,6 +115,8 @@ struct pm_vma_list {
 	size_t off_cap;
 };
 
+/* Room for @count VMAs and @names_len bytes of names before adding. */
+PM_HIDDEN int pm__list_reserve(struct pm_vma_list *l, size_t count, size_t names_len);
 PM_HIDDEN int pm__list_add(struct pm_vma_list *l, const struct pm_vma *v, const char *name,
 			   size_t name_len);
 /* Sort, clip overlaps left by a non-atomic text read, resolve names. */

@@ -80,6 +80,21 @@ struct pm__vsnap *pm__vsnap_cached(struct pm_handle *h)
 	return s;
 }
 
+/* Room for as many VMAs as the last list had, and some: the list is
+ * not grown (copied, faulted in again) step by step. */
+static int reserve_like_last(struct pm_handle *h, struct pm_vma_list *l)
+{
+	size_t count = 0, names = 0;
+
+	pthread_mutex_lock(&h->maps_lock);
+	if (h->vsnap) {
+		count = h->vsnap->list.count;
+		names = h->vsnap->list.names_len;
+	}
+	pthread_mutex_unlock(&h->maps_lock);
+	return count ? pm__list_reserve(l, count + count / 8, names + names / 8) : 0;
+}
+
 int pm__vsnap_read(struct pm_handle *h, struct pm__vsnap **out)
 {
 	struct pm__vsnap *s = calloc(1, sizeof(*s)), *old;
@@ -90,6 +105,8 @@ int pm__vsnap_read(struct pm_handle *h, struct pm__vsnap **out)
 	atomic_init(&s->refs, 2); /* the caller's and the handle's */
 	s->gen = atomic_load(&h->fork_gen);
 	r = counters(h, &s->ctr);
+	if (!r)
+		r = reserve_like_last(h, &s->list);
 	if (!r)
 		r = pm__maps_list(h, &s->list);
 	if (r) {

@@ -26,6 +26,17 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
+int pm__list_reserve(struct pm_vma_list *l, size_t count, size_t names_len)
+{
+	int r = grow((void **)&l->v, &l->cap, count, sizeof(*l->v));
+
+	if (!r)
+		r = grow((void **)&l->name_off, &l->off_cap, count, sizeof(*l->name_off));
+	if (!r)
+		r = grow((void **)&l->names, &l->names_cap, names_len, 1);
+	return r;
+}
+
 int pm__list_add(struct pm_vma_list *l, const struct pm_vma *v, const char *name,
 		 size_t name_len)
 {
