@@ -11,9 +11,9 @@
  *
  * Then the rows of issue 16's table, every method in shuffled order in each
  * repetition:
- *   gapped  10,000 x 16 KiB VMAs with 1, 2 or 8 MiB gaps: pm_read over the
- *           span against the honest floor, one pread per VMA (the list given
- *           for free) and the gaps zero-filled
+ *   gapped  10,000 x 16 KiB VMAs with 1, 2 or 8 MiB gaps, a process each:
+ *           pm_read over the span against the honest floor, one pread per
+ *           VMA (the list given for free) and the gaps zero-filled
  *   small   10,000 contiguous 16 KiB VMAs: one pread per VMA against pm_read
  *           (pm_read must be >= 3x faster)
  *   text    a PM_OPEN_MAPS_TEXT handle on the 10,000-VMA process: 32 pm_reads
@@ -220,32 +220,33 @@ static struct pair run_ctx(pid_t pid, uint64_t open_flags, struct span s, bool z
 	return p;
 }
 
+/* One process per gap size: a process of 10,000 VMAs, as the row says. */
 static void build_gapped(void *arg, struct span *out)
 {
-	(void)arg;
-	out[0] = gapped_vmas(1UL << 20);
-	out[1] = gapped_vmas(2UL << 20);
-	out[2] = gapped_vmas(8UL << 20);
+	out[0] = gapped_vmas((uint64_t)(uintptr_t)arg);
 }
 
 static void issue_rows(pid_t pid, const struct span *spans)
 {
 	static const char *const gaps[] = { "1 MiB", "2 MiB", "8 MiB" };
-	struct span g[3];
+	static const uint64_t gap_mib[] = { 1, 2, 8 };
 	char what[128];
 	struct pair p;
-	int hold;
-	pid_t gp = bench_child(build_gapped, NULL, g, 3, &hold);
 
 	for (int i = 0; i < 3; i++) {
-		p = run_ctx(gp, 0, g[i], true, m_span);
+		struct span g;
+		int hold;
+		pid_t gp = bench_child(build_gapped, (void *)(uintptr_t)(gap_mib[i] << 20), &g, 1,
+				       &hold);
+
+		p = run_ctx(gp, 0, g, true, m_span);
+		layouts_stop(gp, hold);
 		printf("gapped %s: pm_read %.3f ms (first call %.3f ms), floor %.3f ms\n", gaps[i],
 		       p.lib * 1e3, p.cold * 1e3, p.floor * 1e3);
 		snprintf(what, sizeof(what),
 			 "pm_read, 10000 x 16 KiB VMAs, %s gaps, vs pread per VMA", gaps[i]);
 		print_row(what, p.lib / p.floor, 1.10, false);
 	}
-	layouts_stop(gp, hold);
 	/* spans[3]: the 10,000 contiguous small VMAs; spans[0]: 1 GiB of 4K */
 	p = run_ctx(pid, 0, spans[3], false, m_span);
 	printf("contiguous small VMAs: pm_read %.3f ms (first call %.3f ms), pread per VMA %.3f ms\n",
