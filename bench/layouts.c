@@ -74,7 +74,7 @@ static struct span sparse_64g(void)
 	return (struct span){ (uintptr_t)p, (uintptr_t)p + len };
 }
 
-static struct span many_vmas(void)
+struct span many_vmas(void)
 {
 	const int n = 10000;
 	char *p = xmap((size_t)n * 4 * ps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS);
@@ -89,6 +89,89 @@ static struct span many_vmas(void)
 		}
 	}
 	return (struct span){ (uintptr_t)p, (uintptr_t)p + (size_t)n * 4 * ps };
+}
+
+struct span gapped_vmas(uint64_t gap)
+{
+	const size_t vma = 4 * ps, len = NVMAS * (vma + gap);
+	char *base = xmap(len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+
+	/* the reservation only finds room: the gaps are holes, not VMAs */
+	munmap(base, len);
+	for (size_t i = 0; i < NVMAS; i++) {
+		char *v = mmap(base + i * (vma + gap), vma, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+
+		if (v == MAP_FAILED) {
+			perror("mmap gapped");
+			_exit(1);
+		}
+		memset(v, 1, vma);
+	}
+	return (struct span){ (uintptr_t)base, (uintptr_t)base + len - gap };
+}
+
+/* Read every page of [p, p + len), alternating protections per VMA. */
+static void read_alternating(volatile char *p, size_t len, int prot)
+{
+	for (size_t i = 0; i < len / (4 * ps); i++)
+		if (i % 2)
+			mprotect((char *)p + i * 4 * ps, 4 * ps, prot);
+	for (size_t off = 0; off < len; off += ps)
+		(void)p[off];
+}
+
+struct span zero_vmas(void)
+{
+	const size_t len = NVMAS * 4 * ps;
+	char *p = xmap(len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS);
+
+	madvise(p, len, MADV_NOHUGEPAGE);
+	read_alternating(p, len, PROT_READ | PROT_WRITE);
+	return (struct span){ (uintptr_t)p, (uintptr_t)p + len };
+}
+
+struct span file_vmas(void)
+{
+	const size_t len = NVMAS * 4 * ps;
+	int fd = memfd_create("bench-file-vmas", MFD_CLOEXEC);
+	char *p;
+
+	if (fd < 0 || ftruncate(fd, (off_t)len)) {
+		perror("memfd");
+		_exit(1);
+	}
+	p = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (p == MAP_FAILED) {
+		perror("mmap memfd");
+		_exit(1);
+	}
+	close(fd);
+	read_alternating(p, len, PROT_READ | PROT_WRITE);
+	return (struct span){ (uintptr_t)p, (uintptr_t)p + len };
+}
+
+void shuffle(int *order, int n)
+{
+	static unsigned seed = 16;
+
+	for (int i = 0; i < n; i++)
+		order[i] = i;
+	for (int i = n - 1; i > 0; i--) {
+		int j = (int)(rand_r(&seed) % (unsigned)(i + 1)), t = order[i];
+
+		order[i] = order[j];
+		order[j] = t;
+	}
+}
+
+void print_row(const char *what, double ratio, double floor, bool at_least)
+{
+	bool pass = at_least ? ratio >= floor : ratio <= floor;
+
+	printf("ROW | %s | %.2fx | %s %.2fx | %s\n", what, ratio, at_least ? ">=" : "<=", floor,
+	       pass ? "PASS" : "FAIL");
+	fflush(stdout);
 }
 
 const struct layout layouts[] = {

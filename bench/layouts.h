@@ -36,4 +36,23 @@ double median(double *v, int n);
 /* The raw floor: pread the pagemap entries of [lo, hi) into buf, or exit. */
 void pread_all(int fd, uint64_t *buf, uint64_t lo, uint64_t hi);
 
+/* The layouts of issue 16's table, for bench_child (not in layouts[]):
+ * NVMAS small VMAs of 16 KiB each. */
+#define NVMAS 10000
+/* Anonymous, every page written, @gap bytes of nothing between VMAs. */
+struct span gapped_vmas(uint64_t gap);
+/* Contiguous, alternately read-only and writable (so they do not merge),
+ * every page read: the zero page where the kernel maps it on a read fault. */
+struct span zero_vmas(void);
+/* Contiguous private mappings of a file (a memfd), every page read. */
+struct span file_vmas(void);
+/* Contiguous, alternately untouched and with two written pages. */
+struct span many_vmas(void);
+
+/* The order of @n methods for one repetition: a fresh shuffle. */
+void shuffle(int *order, int n);
+/* The row of issue 16's table: ROW | case | ratio | floor | PASS/FAIL.
+ * @at_least: the ratio must be >= floor (a speed-up), else <= floor. */
+void print_row(const char *what, double ratio, double floor, bool at_least);
+
 #endif

@@ -318,6 +318,7 @@ PM_EXPORT void pm_close(struct pm_handle *h)
 	if (!h)
 		return;
 	close_fds(h, true);
+	pm__vsnap_drop(h);
 	pthread_mutex_destroy(&h->lock);
 	pthread_mutex_destroy(&h->maps_lock);
 	free(h);

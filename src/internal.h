@@ -90,7 +90,9 @@ struct pm_handle {
 	pthread_mutex_t lock;      /* serialises re-opening after fork */
 	int pidfd, dirfd, pagemap_fd, maps_fd;
 	int stat_fd, statm_fd, status_fd; /* the guard's counters */
-	pthread_mutex_t maps_lock; /* the maps text is read at file positions */
+	pthread_mutex_t maps_lock; /* the maps text is read at file positions; vsnap */
+	struct pm__vsnap *vsnap;   /* the VMA list kept across calls (vma-cache.c) */
+	_Atomic uint64_t emu_pages; /* emulated scans: 16 x pages per region last seen (a plan) */
 	uint64_t mm_ident[10];     /* other processes: the address space opened */
 	_Atomic int stops;         /* stops of every thread in place (stop.c) */
 };
@@ -117,11 +119,16 @@ struct pm_vma_list {
 	size_t off_cap;
 };
 
+/* Room for @count VMAs and @names_len bytes of names before adding. */
+PM_HIDDEN int pm__list_reserve(struct pm_vma_list *l, size_t count, size_t names_len);
 PM_HIDDEN int pm__list_add(struct pm_vma_list *l, const struct pm_vma *v, const char *name,
 			   size_t name_len);
 /* Sort, clip overlaps left by a non-atomic text read, resolve names. */
 PM_HIDDEN int pm__list_finish(struct pm_vma_list *l);
 PM_HIDDEN void pm__list_release(struct pm_vma_list *l);
+/* The index of the first VMA of a finished list that ends above @addr
+ * (count if none). */
+PM_HIDDEN size_t pm__list_find(const struct pm_vma_list *l, uint64_t addr);
 
 /* Parse /proc/PID/maps text into @l; VMAs at or above @user_top are
  * dropped (the [vsyscall] gate area). 0, -EIO for malformed text, -ENOMEM. */
@@ -139,30 +146,57 @@ PM_HIDDEN int pm__query_vma(struct pm_handle *h, uint64_t addr, struct pm_vma *v
 /* Whether this handle lists VMAs with PROCMAP_QUERY. */
 PM_HIDDEN bool pm__use_query(const struct pm_handle *h);
 
-/* A forward cursor over VMAs (vma-cursor.c). With PROCMAP_QUERY it
- * remembers its last answer: an address between the last query and the
- * end of the VMA it returned gets the same answer without a syscall, so a
- * scan and the reads it plans can share one cursor. */
+/* The VMA list kept on a handle across calls (vma-cache.c, which states
+ * what each use may take from it): immutable, reference counted. */
+struct pm__vsnap;
+/* The handle's list with a reference, or NULL. */
+PM_HIDDEN struct pm__vsnap *pm__vsnap_cached(struct pm_handle *h);
+/* Read the list afresh, make it the handle's; *out with a reference. */
+PM_HIDDEN int pm__vsnap_read(struct pm_handle *h, struct pm__vsnap **out);
+/* 1 if the target's counters are those stamped on @s, 0 if not, -errno. */
+PM_HIDDEN int pm__vsnap_current(struct pm_handle *h, const struct pm__vsnap *s);
+PM_HIDDEN const struct pm_vma_list *pm__vsnap_list(const struct pm__vsnap *s);
+PM_HIDDEN void pm__vsnap_put(struct pm__vsnap *s);
+/* pm_close: the handle's reference. */
+PM_HIDDEN void pm__vsnap_drop(struct pm_handle *h);
+
+/* A cursor over VMAs for one call (vma-cursor.c). Facts (what is a gap,
+ * a VMA's kind) come from PROCMAP_QUERY, remembered from the last answer
+ * (an address between the last query and the end of the VMA it returned
+ * gets the same answer without a syscall), or from a list read in this
+ * call; plans from the handle's list, however old. */
 struct pm__vcursor {
 	struct pm_handle *h;
 	bool use_query;
-	bool have_list;
-	struct pm_vma_list list;
-	size_t idx;
+	struct pm__vsnap *snap; /* the handle's list when the call began, or read since */
+	bool fresh;             /* snap read in this call: its gaps are facts */
+	bool checked;           /* snap's counters matched in this call: its kinds are facts */
+	size_t idx;             /* where in snap the last lookup ended */
+	unsigned queries;       /* PROCMAP_QUERYs issued in this call */
 	char *name;
 	size_t name_cap;
-	bool have_last, last_named;
-	int last_r;          /* the last query's result: 1 or 0 (no VMA) */
-	uint64_t last_addr;  /* ... for this address */
-	struct pm_vma last;  /* ... and the VMA, when last_r is 1 */
+	bool names;             /* some lookup wanted names: every query asks for them */
+	bool have_last;
+	int last_r;             /* the last query's result: 1 or 0 (no VMA) */
+	uint64_t last_addr;     /* ... for this address */
+	struct pm_vma last;     /* ... and the VMA, when last_r is 1 */
 };
 PM_HIDDEN void pm__vcursor_init(struct pm__vcursor *c, struct pm_handle *h);
 PM_HIDDEN void pm__vcursor_fini(struct pm__vcursor *c);
-/* The VMA covering @addr or the next one: 1, 0 (none), or -errno. With
- * @want_name, v->name is valid until the next call. */
+/* Facts: the VMA covering @addr or the next one: 1, 0 (none), or -errno.
+ * With @want_name, v->name is valid until the next call. */
 PM_HIDDEN int pm__vcursor_next(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v,
 			       bool want_name);
-/* Ask the kernel again next time (the address space may have changed). */
+/* The named VMA covering @addr, a page the caller saw present, whose kind
+ * it needs: 1, 0 (none covers it), or -errno. Trusts the handle's list
+ * once its counters matched in this call. */
+PM_HIDDEN int pm__vcursor_kind(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v);
+/* A plan: the VMA covering @addr or the next one by the handle's list
+ * (stale or not), else as pm__vcursor_next. Never a fact. */
+PM_HIDDEN int pm__vcursor_plan(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v);
+/* Read the list afresh (its gaps and kinds are facts in this call). */
+PM_HIDDEN int pm__vcursor_refresh(struct pm__vcursor *c);
+/* Ask the kernel again for facts (the address space may have changed). */
 PM_HIDDEN void pm__vcursor_forget(struct pm__vcursor *c);
 
 /* ---- the consistency guard (guard.c) ---- */
@@ -201,6 +235,9 @@ struct pm__guard {
  * straight away. */
 #define PM__READ_UNGUARDED (1ULL << 62)
 #define PM__READ_TRIPPED   (1ULL << 63)
+/* The caller checks the handle (pm__handle_check) before it returns
+ * anything read (the emulated scan, once per call, not once per window). */
+#define PM__READ_UNCHECKED (1ULL << 61)
 PM_HIDDEN int pm__guard_init(struct pm__guard *g, uint64_t read_flags, uint64_t max_retries);
 PM_HIDDEN void pm__guard_fini(struct pm__guard *g);
 /* v[0] faults, v[1..3] statm size/resident/shared, v[4] VmPTE: the

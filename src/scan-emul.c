@@ -41,6 +41,7 @@
 		     * fresh pages for them every call */
 #define FIRST_WINDOW 512 /* windows start small and grow: a caller with a
 			  * small vector does not pay for reading far ahead */
+#define GAP_SKIP_PAGES 1024 /* a gap worth confirming to skip it (read.c) */
 #define KPF_COMPOUND_HEAD 15
 #define KPF_COMPOUND_TAIL 16
 #define KPF_ZERO_PAGE 24
@@ -137,7 +138,9 @@ static bool anon_private(const struct pm_vma *v)
 }
 
 /* The VMA holding @va (looked up when @va leaves the last one): 1 if
- * there is one, 0 if @va is in a gap, -errno. */
+ * there is one, 0 if @va is in a gap, -errno. Where empty pages match,
+ * what is a gap is a fact of this call; else @va holds a present page and
+ * only the kind of its VMA is needed (vma-cache.c). */
 static int vma_at(struct emu *m, uint64_t va)
 {
 	int r;
@@ -146,7 +149,8 @@ static int vma_at(struct emu *m, uint64_t va)
 		return 1;
 	if (m->v_valid && va < m->v.start)
 		return 0;
-	r = pm__vcursor_next(&m->vc, va, &m->v, true);
+	r = m->zero_matches ? pm__vcursor_next(&m->vc, va, &m->v, true)
+			    : pm__vcursor_kind(&m->vc, va, &m->v);
 	if (r <= 0) {
 		m->v_valid = false;
 		return r;
@@ -307,9 +311,38 @@ static uint64_t next_window(uint64_t win, const struct pm__scan_out *o, uint64_t
 	return win < WINDOW ? win : WINDOW;
 }
 
+/* The first window: without a page limit, what the caller's free slots
+ * need at the density of regions the last emulated scan on this handle saw
+ * (the caller's previous continuation call), with some to spare; a read
+ * that falls short costs a syscall, one too long the entries read twice. */
+static uint64_t first_window(const struct pm_handle *h, const struct pm__scan_out *o)
+{
+	const uint64_t d = atomic_load_explicit(&h->emu_pages, memory_order_relaxed);
+	const uint64_t slots = o->vec_len - o->n;
+	uint64_t win;
+
+	if (!d || o->max_pages != UINT64_MAX || slots >= WINDOW)
+		return FIRST_WINDOW;
+	win = (slots + 1) * d / 16;
+	win += win / 8 + 8;
+	return win < WINDOW ? win : WINDOW;
+}
+
+/* What this call saw, for the next one's first window. */
+static void remember_density(struct pm_handle *h, const struct pm__scan_out *o, size_t n0,
+			     uint64_t start, uint64_t a, uint64_t ps)
+{
+	const uint64_t to = o->done ? o->walk_end : a;
+
+	if (o->n > n0 && to > start)
+		atomic_store_explicit(&h->emu_pages, (to - start) / ps * 16 / (o->n - n0),
+				      memory_order_relaxed);
+}
+
 int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 		      const struct pm__scan_req *q, struct pm__scan_out *o)
 {
+	PM_OPTS(pm_read_opts, ro, .flags = PM__READ_UNCHECKED);
 	const uint64_t ps = pm__kernel()->page_size;
 	struct emu m = { .q = q, .o = o };
 	const size_t n0 = o->n;
@@ -330,26 +363,37 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 	}
 	/* windows of the range, jumping over gaps between VMAs; the read
 	 * engine plans (and guards) the reads inside each window, on the same
-	 * VMA cursor, so a VMA is looked up once */
-	for (uint64_t win = FIRST_WINDOW, pages = 0; a < end && !o->done;
+	 * VMA cursor, so a VMA is looked up once, and a list the handle kept
+	 * from an earlier call (the caller's previous continuation call) plans
+	 * them without reading the maps again */
+	for (uint64_t win = first_window(h, o), pages = 0; a < end && !o->done;
 	     win = next_window(win, o, pages, n0)) {
 		struct pm_vma v;
 		uint64_t b;
 		long n;
 
-		r = pm__vcursor_next(&m.vc, a, &v, false);
-		if (r <= 0)
+		r = pm__vcursor_plan(&m.vc, a, &v);
+		if (r < 0)
 			break;
-		if (v.start > a) {
-			if (!flush(&m))
+		/* a gap by the plan: skipped only when a fact says it is one,
+		 * and only when it is worth it or membership matters (pagemap
+		 * says empty for the pages of a gap read) */
+		if ((r == 0 || v.start > a) &&
+		    (m.zero_matches || r == 0 || (v.start - a) / ps >= GAP_SKIP_PAGES)) {
+			r = pm__vcursor_next(&m.vc, a, &v, false);
+			if (r <= 0)
 				break;
-			a = v.start;
+			if (v.start > a) {
+				if (!flush(&m))
+					break;
+				a = v.start;
+			}
 		}
 		if (a >= end)
 			break;
 		b = end - a > win * ps ? a + win * ps : end;
 		pages += (b - a) / ps;
-		n = pm__read(h, a, b, buf, NULL, NULL, &m.vc);
+		n = pm__read(h, a, b, buf, &ro, NULL, &m.vc);
 		if (n < 0) {
 			r = (int)n;
 			goto out;
@@ -362,6 +406,8 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 	if (r >= 0 && !o->done)
 		flush(&m);
 	r = r < 0 ? r : 0;
+	if (!r)
+		remember_density(h, o, n0, start, a, ps);
 out:
 	pm__vcursor_fini(&m.vc);
 	free(buf);

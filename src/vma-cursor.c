@@ -1,22 +1,31 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* A forward cursor over the target's VMAs for the read engine and the
- * emulated scan: one PROCMAP_QUERY per step where the kernel has it, else
- * the maps text parsed once and walked. */
+/* A cursor over the target's VMAs for one call of the read engine, the
+ * emulated scan and the trackers: facts from PROCMAP_QUERY where the kernel
+ * has it, from a list read in this call after many queries or without it;
+ * plans and, once checked, kinds from the handle's list (vma-cache.c says
+ * what may be taken from it). */
 #include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+/* Queries in one call after which the whole list is read instead: a line
+ * of the maps text costs a tenth of a PROCMAP_QUERY, and the list read is
+ * kept for the calls that follow. */
+#define QUERY_STEPS 64
 
 void pm__vcursor_init(struct pm__vcursor *c, struct pm_handle *h)
 {
 	memset(c, 0, sizeof(*c));
 	c->h = h;
 	c->use_query = pm__use_query(h);
+	c->snap = pm__vsnap_cached(h);
 }
 
 void pm__vcursor_fini(struct pm__vcursor *c)
 {
-	pm__list_release(&c->list);
+	pm__vsnap_put(c->snap);
+	c->snap = NULL;
 	free(c->name);
 	c->name = NULL;
 }
@@ -24,45 +33,118 @@ void pm__vcursor_fini(struct pm__vcursor *c)
 void pm__vcursor_forget(struct pm__vcursor *c)
 {
 	c->have_last = false;
+	c->fresh = false;
+	c->checked = false;
+}
+
+int pm__vcursor_refresh(struct pm__vcursor *c)
+{
+	struct pm__vsnap *s;
+	int r = pm__vsnap_read(c->h, &s);
+
+	if (r)
+		return r;
+	pm__vsnap_put(c->snap);
+	c->snap = s;
+	c->fresh = true;
+	c->checked = true;
+	c->idx = 0;
+	return 0;
+}
+
+/* The VMA of the list covering @addr or the next one. Lookups mostly go
+ * forward by a VMA or two; anything else is a binary search. */
+static int from_list(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v)
+{
+	const struct pm_vma_list *l = pm__vsnap_list(c->snap);
+	size_t i = c->idx, steps = 0;
+
+	if (i > l->count || (i && l->v[i - 1].end > addr))
+		steps = 4; /* went back */
+	while (steps < 4 && i < l->count && l->v[i].end <= addr) {
+		i++;
+		steps++;
+	}
+	if (steps == 4)
+		i = pm__list_find(l, addr);
+	c->idx = i;
+	if (i == l->count)
+		return 0;
+	*v = l->v[i];
+	return 1;
+}
+
+/* One PROCMAP_QUERY, or the last answer when it still holds: nothing
+ * starts between the last query and the VMA it found. */
+static int query(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v, bool want_name)
+{
+	int r;
+
+	if (c->have_last && addr >= c->last_addr && (c->last_r == 0 || addr < c->last.end)) {
+		if (c->last_r)
+			*v = c->last;
+		return c->last_r;
+	}
+	/* once a caller wants names every query asks for them, so that
+	 * lookups with and without names do not query the same VMA twice */
+	c->names |= want_name;
+	c->queries++;
+	r = pm__query_vma(c->h, addr, v, c->names ? &c->name : NULL, &c->name_cap);
+	if (r >= 0) {
+		c->have_last = true;
+		c->last_r = r;
+		c->last_addr = addr;
+		if (r == 1)
+			c->last = *v;
+	}
+	return r;
 }
 
 int pm__vcursor_next(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v, bool want_name)
 {
-	if (c->use_query) {
-		int r;
+	int r;
 
-		/* nothing starts between the last query and the VMA it found */
-		if (c->have_last && addr >= c->last_addr && (!want_name || c->last_named) &&
-		    (c->last_r == 0 || addr < c->last.end)) {
-			if (c->last_r)
-				*v = c->last;
-			return c->last_r;
-		}
-		r = pm__query_vma(c->h, addr, v, want_name ? &c->name : NULL, &c->name_cap);
-		if (r != -ENOTTY) {
-			c->have_last = r >= 0;
-			c->last_r = r;
-			c->last_addr = addr;
-			c->last_named = want_name;
-			if (r == 1)
-				c->last = *v;
+	if (c->snap && c->fresh)
+		return from_list(c, addr, v);
+	if (c->use_query && c->queries < QUERY_STEPS) {
+		r = query(c, addr, v, want_name);
+		if (r != -ENOTTY)
 			return r;
-		}
-		c->use_query = false;
+		c->use_query = false; /* a name only the maps text lists whole */
 	}
-	if (!c->have_list) {
-		int r = pm__maps_list(c->h, &c->list);
+	r = pm__vcursor_refresh(c);
+	return r ? r : from_list(c, addr, v);
+}
 
+int pm__vcursor_kind(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v)
+{
+	int r;
+
+	if (!c->snap)
+		return pm__vcursor_next(c, addr, v, true);
+	if (!c->fresh && !c->checked) {
+		r = pm__vsnap_current(c->h, c->snap);
+		if (r < 0)
+			return r;
 		if (r)
+			c->checked = true;
+		else if ((r = pm__vcursor_refresh(c)) != 0)
 			return r;
-		c->have_list = true;
 	}
-	if (c->idx && c->idx <= c->list.count && c->list.v[c->idx - 1].end > addr)
-		c->idx = 0; /* addresses went back: walk again */
-	while (c->idx < c->list.count && c->list.v[c->idx].end <= addr)
-		c->idx++;
-	if (c->idx == c->list.count)
-		return 0;
-	*v = c->list.v[c->idx];
-	return 1;
+	r = from_list(c, addr, v);
+	/* a present page outside every VMA of a checked list: the list is
+	 * older than the counters say; only a fresh one answers */
+	if (!c->fresh && (r == 0 || v->start > addr)) {
+		r = pm__vcursor_refresh(c);
+		if (!r)
+			r = from_list(c, addr, v);
+	}
+	return r;
+}
+
+int pm__vcursor_plan(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v)
+{
+	if (c->snap)
+		return from_list(c, addr, v);
+	return pm__vcursor_next(c, addr, v, false);
 }

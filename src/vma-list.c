@@ -26,6 +26,17 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
+int pm__list_reserve(struct pm_vma_list *l, size_t count, size_t names_len)
+{
+	int r = grow((void **)&l->v, &l->cap, count, sizeof(*l->v));
+
+	if (!r)
+		r = grow((void **)&l->name_off, &l->off_cap, count, sizeof(*l->name_off));
+	if (!r)
+		r = grow((void **)&l->names, &l->names_cap, names_len, 1);
+	return r;
+}
+
 int pm__list_add(struct pm_vma_list *l, const struct pm_vma *v, const char *name,
 		 size_t name_len)
 {
@@ -69,6 +80,21 @@ int pm__list_finish(struct pm_vma_list *l)
 	free(l->name_off);
 	l->name_off = NULL;
 	return 0;
+}
+
+size_t pm__list_find(const struct pm_vma_list *l, uint64_t addr)
+{
+	size_t lo = 0, hi = l->count;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (l->v[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
 }
 
 void pm__list_release(struct pm_vma_list *l)

@@ -126,60 +126,69 @@ int pm__maps_parse(const char *buf, size_t len, uint64_t user_top, struct pm_vma
 	return 0;
 }
 
-static int maps_read(struct pm_handle *h, char **out, size_t *out_len)
+/* Read the maps text and parse it as it comes, complete lines at a time:
+ * the text of a process with many VMAs is megabytes, and a buffer for all
+ * of it would be faulted in afresh at every read. */
+static int maps_read_parse(struct pm_handle *h, struct pm_vma_list *l)
 {
-	size_t cap = 64 * 1024, len = 0;
+	const uint64_t top = pm__kernel()->user_top;
+	size_t cap = 64 * 1024, len = 0; /* len: read, not parsed yet */
+	uint64_t off = 0;
 	char *buf = malloc(cap);
+	int r = 0;
 
 	if (!buf)
 		return -ENOMEM;
 	for (;;) {
-		long r;
+		size_t done;
+		long n;
 
-		if (len == cap) {
+		if (len == cap) { /* a line longer than the buffer */
 			char *nb = cap < (1UL << 30) ? realloc(buf, cap * 2) : NULL;
 
 			if (!nb) {
-				free(buf);
-				return -ENOMEM;
+				r = -ENOMEM;
+				break;
 			}
 			buf = nb;
 			cap *= 2;
 		}
-		r = PM__NOINTR(pm__sys.pread(h->maps_fd, buf + len, cap - len, (off_t)len));
-		if (r < 0) {
-			free(buf);
-			return (int)r;
-		}
-		if (r == 0)
+		n = PM__NOINTR(pm__sys.pread(h->maps_fd, buf + len, cap - len, (off_t)off));
+		if (n < 0) {
+			r = (int)n;
 			break;
-		len += (size_t)r;
+		}
+		if (n == 0) {
+			/* the kernel lists no VMA only when the mm is gone */
+			r = off == 0 ? -ESRCH : len ? pm__maps_parse(buf, len, top, l) : 0;
+			break;
+		}
+		off += (uint64_t)n;
+		len += (size_t)n;
+		for (done = len; done > 0 && buf[done - 1] != '\n'; done--)
+			;
+		if (done) {
+			r = pm__maps_parse(buf, done, top, l);
+			if (r)
+				break;
+			memmove(buf, buf + done, len - done);
+			len -= done;
+		}
 	}
-	/* the kernel lists no VMA only when the mm is gone */
-	if (len == 0) {
-		free(buf);
-		return -ESRCH;
-	}
-	*out = buf;
-	*out_len = len;
-	return 0;
+	free(buf);
+	return r;
 }
 
 int pm__maps_list(struct pm_handle *h, struct pm_vma_list *l)
 {
-	char *buf = NULL;
-	size_t len = 0;
 	int r;
 
 	/* one reader at a time: the text comes at file positions, and a
 	 * reader at another position makes the kernel walk the list anew */
 	pthread_mutex_lock(&h->maps_lock);
-	r = maps_read(h, &buf, &len);
+	r = maps_read_parse(h, l);
 	pthread_mutex_unlock(&h->maps_lock);
 	if (r == 0)
-		r = pm__maps_parse(buf, len, pm__kernel()->user_top, l);
-	if (r == 0)
 		r = pm__list_finish(l);
-	free(buf);
 	return r;
 }

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,36 @@ void child_stop(struct child *c)
 	ck_assert_int_eq(waitpid(c->pid, &st, 0), c->pid);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
 	munmap(c->shared, ps * 16);
+}
+
+static void (*change_fn)(void);
+static _Atomic uint64_t *change_done;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	change_fn();
+	atomic_store(change_done, 1);
+}
+
+void child_on_change(uint64_t *shared, void (*change)(void))
+{
+	struct sigaction sa = { .sa_handler = on_usr1, .sa_flags = SA_RESTART };
+
+	change_fn = change;
+	change_done = (_Atomic uint64_t *)&shared[15];
+	sigaction(SIGUSR1, &sa, NULL);
+}
+
+void child_change(struct child *c)
+{
+	_Atomic uint64_t *done = (_Atomic uint64_t *)&c->shared[15];
+
+	atomic_store(done, 0);
+	ck_assert_int_eq(kill(c->pid, SIGUSR1), 0);
+	for (int i = 0; i < 10000 && !atomic_load(done); i++)
+		usleep(1000);
+	ck_assert_msg(atomic_load(done), "the child did not make its change");
 }
 
 void raw_read(pid_t pid, uint64_t start, uint64_t end, uint64_t *buf)

@@ -26,6 +26,10 @@ struct child {
 };
 void child_start(struct child *c, void (*build)(void *arg, uint64_t *shared), void *arg);
 void child_stop(struct child *c);
+/* In @build: the child runs @change (async-signal-safe) when the parent
+ * calls child_change(), which returns once it ran. shared[15] is its. */
+void child_on_change(uint64_t *shared, void (*change)(void));
+void child_change(struct child *c);
 
 /* mmap or abort the test */
 void *xmap(void *hint, size_t len, int prot, int flags, int fd);

@@ -560,6 +560,72 @@ START_TEST(scan_path_matches_kernel)
 }
 END_TEST
 
+/* A VMA's kind changes between continuation calls: the second half of an
+ * anonymous range becomes a private mapping of a file, read. The handle's
+ * VMA list kept from the first call says anonymous; the emulated scan must
+ * not take that kind (a present file page in a private anonymous VMA is
+ * not FILE, the huge zero page's rule) once the target's counters moved. */
+#define KIND_PAGES 16
+static char *kind_base;
+static int kind_fd;
+
+static void kind_to_file(void)
+{
+	volatile char *p = mmap(kind_base + KIND_PAGES / 2 * ps, KIND_PAGES / 2 * ps, PROT_READ,
+				MAP_PRIVATE | MAP_FIXED, kind_fd, 0);
+
+	for (size_t i = 0; p != MAP_FAILED && i < KIND_PAGES / 2; i++)
+		(void)p[i * ps];
+}
+
+static void build_kind(void *arg, uint64_t *sh)
+{
+	static char page[65536];
+
+	(void)arg;
+	kind_fd = memfd_create("kind", MFD_CLOEXEC);
+	memset(page, 3, sizeof(page));
+	if (kind_fd < 0 || pwrite(kind_fd, page, KIND_PAGES / 2 * ps, 0) < 0)
+		_exit(1);
+	kind_base = xmap(NULL, KIND_PAGES * ps, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	madvise(kind_base, KIND_PAGES * ps, MADV_NOHUGEPAGE);
+	/* the page before the second half stays empty: two regions */
+	memset(kind_base, 1, (KIND_PAGES / 2 - 1) * ps);
+	memset(kind_base + KIND_PAGES / 2 * ps, 1, KIND_PAGES / 2 * ps);
+	child_on_change(sh, kind_to_file);
+	sh[0] = (uintptr_t)kind_base;
+	sh[1] = (uintptr_t)kind_base + KIND_PAGES * ps;
+}
+
+START_TEST(scan_kind_change_between_calls)
+{
+	PM_OPTS(pm_open_opts, oo, .flags = _i ? PM_OPEN_MAPS_TEXT : 0);
+	PM_OPTS(pm_scan_opts, o, .flags = PM_SCAN_F_EMULATE, .category_mask = PM_CAT_PRESENT,
+		.return_mask = PM_CAT_PRESENT | PM_CAT_FILE);
+	uint64_t half, we;
+	struct pm_region v[1];
+	struct pm_handle *h;
+	struct child c;
+
+	ck_assert(KIND_PAGES / 2 * ps <= 65536);
+	child_start(&c, build_kind, NULL);
+	half = c.shared[0] + KIND_PAGES / 2 * ps;
+	ck_assert_int_eq(pm_open(c.pid, &oo, &h), 0);
+	ck_assert_int_eq(pm_scan(h, c.shared[0], c.shared[1], v, 1, &o, &we), 1);
+	ck_assert_uint_eq(v[0].end, half - ps);
+	ck_assert_uint_eq(v[0].categories, PM_CAT_PRESENT);
+	ck_assert_uint_le(we, half);
+	child_change(&c);
+	ck_assert_int_eq(pm_scan(h, we, c.shared[1], v, 1, &o, &we), 1);
+	ck_assert_uint_eq(v[0].start, half);
+	ck_assert_uint_eq(v[0].end, c.shared[1]);
+	ck_assert_uint_eq(v[0].categories, PM_CAT_PRESENT | PM_CAT_FILE);
+	pm_close(h);
+	child_stop(&c);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("scan");
@@ -586,6 +652,7 @@ int main(void)
 	add_test_if(t, scan_differential_huge, thp_possible(), "THP is disabled on this machine");
 	tcase_add_test(t, scan_bad_arguments);
 	tcase_add_test(t, scan_differential_self);
+	tcase_add_loop_test(t, scan_kind_change_between_calls, 0, 2);
 	uffd = expect_feature(PM_FEAT_UFFD_WP_ASYNC) && expect_feature(PM_FEAT_PAGEMAP_SCAN);
 	add_test_if(t, scan_uffd_written, uffd, lacks(PM_FEAT_UFFD_WP_ASYNC));
 	add_test_if(t, scan_wp_only_never_sends_an_empty_vector, uffd,
