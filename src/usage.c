@@ -28,6 +28,7 @@
 #include "internal.h"
 #include "kpages.h"
 #include "scan.h"
+#include "usage.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -52,18 +53,12 @@
 	(NEED_KPAGE | PM_USAGE_RSS | PM_USAGE_USS | PM_USAGE_SHARED | PM_USAGE_HUGETLB | \
 	 PM_USAGE_ZERO)
 
-/* One answer being built: a range's, or a VMA's (pm_usage_vmas). */
-struct acc {
-	struct pm_usage u;
-	uint64_t unknown; /* fields some page could not be decided for */
-};
-
 /* The VMA a page is in, as far as the count goes. */
 struct vinfo {
 	uint64_t start, end; /* end 0: no VMA at or above the address */
 	bool anon;           /* no file: only these hold anonymous PMD mappings */
 	bool pfnmap;         /* the vDSO data pages: smaps skips VM_PFNMAP */
-	struct acc *a;
+	struct pm__usage_acc *a;
 };
 
 struct uctx {
@@ -76,7 +71,7 @@ struct uctx {
 	struct pm__vcursor vc;
 	const struct pm_vma_list *list; /* pm_usage_vmas: pages count for its VMAs */
 	size_t li;
-	struct acc *acc;
+	struct pm__usage_acc *acc;
 	/* per page of a chunk */
 	uint64_t *e, *pfn, *cat, *flags, *count, *kbuf;
 	struct vinfo *pv;
@@ -207,7 +202,7 @@ static int private_page(const struct uctx *c, uint64_t e, uint64_t count, uint64
 	return -1;
 }
 
-static void add_shared(struct acc *a, uint64_t ps, int priv)
+static void add_shared(struct pm__usage_acc *a, uint64_t ps, int priv)
 {
 	if (priv < 0)
 		a->unknown |= PM_USAGE_USS | PM_USAGE_SHARED;
@@ -226,7 +221,7 @@ static bool need_flags(const struct uctx *c, uint64_t e, uint64_t cat, const str
 }
 
 /* A present page, with the physical page's records. */
-static int page_kp(struct uctx *c, size_t i, struct acc *a)
+static int page_kp(struct uctx *c, size_t i, struct pm__usage_acc *a)
 {
 	const uint64_t ps = c->ps, e = c->e[i], cat = c->cat[i], count = c->count[i];
 	uint64_t ff, pss;
@@ -275,7 +270,7 @@ static int page_kp(struct uctx *c, size_t i, struct acc *a)
 static void page_scan(struct uctx *c, size_t i, const struct vinfo *v)
 {
 	const uint64_t ps = c->ps, cat = c->cat[i];
-	struct acc *a = v->a;
+	struct pm__usage_acc *a = v->a;
 
 	if (cat & PM_CAT_PFNZERO) {
 		a->u.zero += ps;
@@ -371,7 +366,7 @@ static int chunk(struct uctx *c, uint64_t a, uint64_t b, struct vinfo *v)
 	for (size_t i = 0; i < n && !r; i++) {
 		const uint64_t e = c->e[i];
 		const struct vinfo *pv = &c->pv[i];
-		struct acc *acc = pv->a;
+		struct pm__usage_acc *acc = pv->a;
 
 		if (!acc)
 			continue;
@@ -502,8 +497,26 @@ static int out_check(const struct pm_usage *out)
 		       : 0;
 }
 
+/* Count [start, end), or the VMAs of @l, through PAGEMAP_SCAN alone when
+ * it answers every field asked for (usage-scan.c), else page by page. */
+static int count_all(struct uctx *c, uint64_t start, uint64_t end, size_t nacc)
+{
+	const uint64_t cats = PM_CAT_PRESENT | PM_CAT_SWAPPED | PM_CAT_FILE | PM_CAT_PFNZERO |
+			      PM_CAT_HUGE | PM_CAT_GUARD;
+	int r = 1;
+
+	if (!(c->want & ~PM__USAGE_SCAN_FIELDS) && !c->ro.flags &&
+	    (pm__scan_categories() & cats) == cats) {
+		r = pm__usage_scan(c->h, start, end, c->list, c->kp, c->acc);
+		if (r <= 0)
+			return r;
+		memset(c->acc, 0, nacc * sizeof(*c->acc));
+	}
+	return walk(c, start, end);
+}
+
 /* Write one answer: the fields asked for that every page decided. */
-static void put(const struct uctx *c, const struct acc *a, struct pm_usage *out, uint64_t size)
+static void put(const struct uctx *c, const struct pm__usage_acc *a, struct pm_usage *out, uint64_t size)
 {
 	struct pm_usage u = a->u;
 	uint64_t vals[PM__USAGE_FIELDS];
@@ -534,7 +547,7 @@ PM_EXPORT int pm_usage(struct pm_handle *h, uint64_t start, uint64_t end,
 		return (int)pm__ret(-EINVAL);
 	r = ctx_init(&c, h, opts, 1);
 	if (!r)
-		r = walk(&c, start, end);
+		r = count_all(&c, start, end, 1);
 	if (!r)
 		put(&c, &c.acc[0], out, out->size);
 	ctx_fini(&c);
@@ -556,7 +569,7 @@ PM_EXPORT long pm_usage_vmas(struct pm_handle *h, const struct pm_vma_list *l,
 	c.list = l;
 	/* one walk over the span of the list, each page counted for its VMA */
 	if (!r && n)
-		r = walk(&c, l->v[0].start, l->v[n - 1].end);
+		r = count_all(&c, l->v[0].start, l->v[n - 1].end, n);
 	for (size_t i = 0; i < n && !r; i++)
 		put(&c, &c.acc[i], (struct pm_usage *)((char *)out + i * stride), stride);
 	ctx_fini(&c);
