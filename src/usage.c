@@ -449,14 +449,27 @@ static int ctx_init(struct uctx *c, struct pm_handle *h, const struct pm_usage_o
 		c->scan = true;
 		c->avail |= PM_USAGE_ANON_THP | (NEED_CLASS & ~NEED_KPAGE);
 	}
-	/* the physical pages are read when they answer a field asked for;
-	 * without the rights the fields needing them are just not valid */
-	if ((c->want & NEED_CLASS) && pm_has_feature(PM_FEAT_PFN_VISIBLE) == 1 &&
-	    pm__kpf_open(&c->kf, PM_KPAGE_FLAGS | PM_KPAGE_COUNT) == 0) {
+	c->acc = calloc(nacc ? nacc : 1, sizeof(*c->acc));
+	if (!c->acc)
+		return -ENOMEM;
+	pm__vcursor_init(&c->vc, h);
+	return 0;
+}
+
+/* What the page-by-page walk needs besides: the physical pages' files,
+ * read when they answer a field asked for (without the rights the fields
+ * needing them are just not valid), and the per-chunk buffers. */
+static bool want_kpages(const struct uctx *c)
+{
+	return (c->want & NEED_CLASS) && pm_has_feature(PM_FEAT_PFN_VISIBLE) == 1;
+}
+
+static int ctx_pages(struct uctx *c)
+{
+	if (want_kpages(c) && pm__kpf_open(&c->kf, PM_KPAGE_FLAGS | PM_KPAGE_COUNT) == 0) {
 		c->kp = true;
 		c->avail |= NEED_CLASS;
 	}
-	c->acc = calloc(nacc ? nacc : 1, sizeof(*c->acc));
 	c->e = malloc(CHUNK * sizeof(*c->e));
 	c->cat = calloc(CHUNK, sizeof(*c->cat));
 	c->pfn = malloc(CHUNK * sizeof(*c->pfn));
@@ -465,10 +478,8 @@ static int ctx_init(struct uctx *c, struct pm_handle *h, const struct pm_usage_o
 	c->pv = malloc(CHUNK * sizeof(*c->pv));
 	c->idx = malloc(CHUNK * sizeof(*c->idx));
 	c->kbuf = malloc(KP_WINDOW * sizeof(*c->kbuf));
-	if (!c->acc || !c->e || !c->cat || !c->pfn || !c->flags || !c->count || !c->pv || !c->idx ||
-	    !c->kbuf)
+	if (!c->e || !c->cat || !c->pfn || !c->flags || !c->count || !c->pv || !c->idx || !c->kbuf)
 		return -ENOMEM;
-	pm__vcursor_init(&c->vc, h);
 	return 0;
 }
 
@@ -507,12 +518,13 @@ static int count_all(struct uctx *c, uint64_t start, uint64_t end, size_t nacc)
 
 	if (!(c->want & ~PM__USAGE_SCAN_FIELDS) && !c->ro.flags &&
 	    (pm__scan_categories() & cats) == cats) {
-		r = pm__usage_scan(c->h, start, end, c->list, c->kp, c->acc);
+		r = pm__usage_scan(c->h, start, end, c->list, want_kpages(c), c->acc);
 		if (r <= 0)
 			return r;
 		memset(c->acc, 0, nacc * sizeof(*c->acc));
 	}
-	return walk(c, start, end);
+	r = ctx_pages(c);
+	return r ? r : walk(c, start, end);
 }
 
 /* Write one answer: the fields asked for that every page decided. */
