@@ -9,6 +9,7 @@
  *   rollup   read every /proc/PID/smaps_rollup
  *   dump     pm-dump --all --json (Rss, Swap)
  *   dump-pss pm-dump --all --json --pss (Pss, Uss too)
+ *   opens    pm_open + pm_close per process (what the handle costs alone)
  * Usage: bench-all PM_DUMP [old] ("old": a pm-dump whose --all has Pss
  * without --pss, to measure the code before it).
  */
@@ -140,6 +141,23 @@ static int pass_raw(void)
 	return 0;
 }
 
+static int pass_opens(void)
+{
+	int *p = NULL, ok = 0;
+	size_t n = pids(&p);
+
+	for (size_t i = 0; i < n; i++) {
+		struct pm_handle *h;
+
+		if (pm_open(p[i], NULL, &h) == 0) {
+			pm_close(h);
+			ok++;
+		}
+	}
+	printf("%d\n", ok);
+	return 0;
+}
+
 static int pass_rollup(void)
 {
 	static char buf[8192];
@@ -191,12 +209,13 @@ static void row(const char *what, double ratio, double floor)
 	       ratio <= floor ? "PASS" : "FAIL");
 }
 
-enum { RAW, ROLLUP, DUMP, DUMP_PSS, NM };
+enum { RAW, ROLLUP, DUMP, DUMP_PSS, OPENS, NM };
 
 int main(int argc, char **argv)
 {
 	static const char *const names[NM] = { "raw open + PAGEMAP_SCAN", "smaps_rollup",
-					       "pm-dump --all", "pm-dump --all --pss" };
+					       "pm-dump --all", "pm-dump --all --pss",
+					       "pm_open + pm_close" };
 	char self[4096];
 	double t[NM][REPS], med[NM];
 	pid_t kids[NCHILD];
@@ -211,6 +230,8 @@ int main(int argc, char **argv)
 		return pass_raw();
 	if (argc == 2 && !strcmp(argv[1], "--rollup"))
 		return pass_rollup();
+	if (argc == 2 && !strcmp(argv[1], "--opens"))
+		return pass_opens();
 	if (argc < 2) {
 		fprintf(stderr, "usage: bench-all PM_DUMP [old]\n");
 		return 2;
@@ -248,12 +269,13 @@ int main(int argc, char **argv)
 	nproc = pids(&all);
 	{
 		char *raw[] = { self, "--raw", NULL }, *roll[] = { self, "--rollup", NULL };
+		char *opens[] = { self, "--opens", NULL };
 		char *dump[] = { argv[1], "--all", "--json", NULL };
 		char *dpss[] = { argv[1], "--all", "--json", "--pss", NULL };
-		char **cmd[NM] = { raw, roll, dump, old ? dump : dpss };
+		char **cmd[NM] = { raw, roll, dump, old ? dump : dpss, opens };
 
 		for (int r = 0; r < REPS; r++) {
-			int order[NM] = { 0, 1, 2, 3 };
+			int order[NM] = { 0, 1, 2, 3, 4 };
 
 			for (int k = NM - 1; k > 0; k--) {
 				int j, x;
