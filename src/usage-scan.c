@@ -26,9 +26,10 @@ struct sctx {
 	struct pm__usage_acc *acc;
 };
 
-/* PMD-mapped pages [s, e) into a: AnonHugePages in anonymous VMAs (the
- * kernel merges regions across VMAs: each VMA is asked), 1 for the slow
- * way, or -errno. */
+/* PMD-mapped pages [s, e) into a: AnonHugePages in anonymous VMAs, where
+ * a PMD maps an anonymous THP or the huge zero page (PFNZERO, counted
+ * before); the kernel merges regions across VMAs, so each VMA is asked.
+ * 1 for the slow way, or -errno. */
 static int huge(struct sctx *c, uint64_t s, uint64_t e, uint64_t cat, struct pm__usage_acc *a)
 {
 	while (s < e) {
@@ -44,7 +45,7 @@ static int huge(struct sctx *c, uint64_t s, uint64_t e, uint64_t cat, struct pm_
 				return r < 0 ? r : -EIO; /* the kernel walked a VMA */
 		}
 		b = v.end < e ? v.end : e;
-		if (!v.inode && !(cat & PM_CAT_FILE)) {
+		if (!v.inode) {
 			a->u.rss += b - s;
 			a->u.anon_thp += b - s;
 		} else if (c->exact) {
@@ -110,8 +111,10 @@ int pm__usage_scan(struct pm_handle *h, uint64_t start, uint64_t end,
 {
 	const struct pm__scan_req q = {
 		.anyof = PM_CAT_PRESENT | PM_CAT_SWAPPED,
-		.ret = PM_CAT_PRESENT | PM_CAT_SWAPPED | PM_CAT_FILE | PM_CAT_PFNZERO |
-		       PM_CAT_HUGE | PM_CAT_GUARD,
+		/* not FILE: the kernel looks at every present page's struct
+		 * page for it; a PMD mapping's VMA says anonymous or not */
+		.ret = PM_CAT_PRESENT | PM_CAT_SWAPPED | PM_CAT_PFNZERO | PM_CAT_HUGE |
+		       PM_CAT_GUARD,
 	};
 	struct sctx c = { .h = h, .l = l, .exact = exact, .acc = acc };
 	struct pm_region vec[VEC];
