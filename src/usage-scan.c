@@ -15,7 +15,12 @@
 #include "usage.h"
 #include "scan.h"
 
-#define VEC 512
+#include <stdlib.h>
+
+/* regions per pm__scan_native call: many times the kernel's 512 per
+ * ioctl, so that the extra ioctl it makes when the output fills (to see
+ * whether the last region continues) is rare */
+#define VEC 8192
 
 struct sctx {
 	struct pm_handle *h;
@@ -117,9 +122,11 @@ int pm__usage_scan(struct pm_handle *h, uint64_t start, uint64_t end,
 		       PM_CAT_GUARD,
 	};
 	struct sctx c = { .h = h, .l = l, .exact = exact, .acc = acc };
-	struct pm_region vec[VEC];
+	struct pm_region *vec = malloc(VEC * sizeof(*vec));
 	int r = 0;
 
+	if (!vec)
+		return -ENOMEM;
 	pm__vcursor_init(&c.vc, h);
 	for (uint64_t cur = start; cur < end && !r;) {
 		struct pm__scan_out o = { .vec = vec, .vec_len = VEC, .max_pages = UINT64_MAX };
@@ -132,5 +139,6 @@ int pm__usage_scan(struct pm_handle *h, uint64_t start, uint64_t end,
 		cur = o.walk_end;
 	}
 	pm__vcursor_fini(&c.vc);
+	free(vec);
 	return r;
 }
