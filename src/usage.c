@@ -73,7 +73,7 @@ struct uctx {
 	size_t li;
 	struct pm__usage_acc *acc;
 	/* per page of a chunk */
-	uint64_t *e, *pfn, *cat, *flags, *count, *kbuf;
+	uint64_t *e, *pfn, *cat, *flags, *count, *cpfn, *kbuf;
 	struct vinfo *pv;
 	size_t *idx;
 	uint64_t head_pfn, head_end, head_flags; /* the last compound head found */
@@ -220,6 +220,27 @@ static bool need_flags(const struct uctx *c, uint64_t e, uint64_t cat, const str
 	return !c->scan || (e & PM_ENTRY_FILE) || ((cat & PM_CAT_HUGE) && !v->anon);
 }
 
+/*
+ * Whether page i's mapcount is 1 without reading it: an anonymous page
+ * the entry calls exclusive, outside any PMD mapping. Its exclusive bit is
+ * then the page's own mapcount == 1 (per-page mapcounts), or, with
+ * CONFIG_NO_PAGE_MAPCOUNT (6.15+), "no other mm maps the folio", where
+ * kpagecount's average over the folio is at most 1 because one mm maps an
+ * anonymous page once. A PMD mapping carries its head page's bit (see
+ * private_page()); without PAGEMAP_SCAN the flags tell a large folio.
+ */
+static bool mapped_once(const struct uctx *c, size_t i)
+{
+	const uint64_t e = c->e[i];
+
+	if (!c->pfn[i] || !pm_entry_exclusive(e) || (e & PM_ENTRY_FILE))
+		return false;
+	if (c->scan)
+		return !(c->cat[i] & PM_CAT_HUGE);
+	return c->flags[i] != NOT_READ &&
+	       !(c->flags[i] & (F(COMPOUND_HEAD) | F(COMPOUND_TAIL) | F(NOPAGE)));
+}
+
 /* A present page, with the physical page's records. */
 static int page_kp(struct uctx *c, size_t i, struct pm__usage_acc *a)
 {
@@ -358,8 +379,12 @@ static int chunk(struct uctx *c, uint64_t a, uint64_t b, struct vinfo *v)
 			c->idx[i] = c->flags[i] == NOT_READ ? 0 : c->pfn[i];
 		memcpy(c->count, c->idx, n * sizeof(*c->count));
 		r = kp_sparse(c, 0, c->count, n, c->flags);
+		for (size_t i = 0; i < n && !r; i++) {
+			c->cpfn[i] = mapped_once(c, i) ? 0 : c->pfn[i];
+			c->count[i] = 1;
+		}
 		if (!r)
-			r = kp_sparse(c, 1, c->pfn, n, c->count);
+			r = kp_sparse(c, 1, c->cpfn, n, c->count);
 		if (r)
 			return r;
 	}
@@ -475,10 +500,12 @@ static int ctx_pages(struct uctx *c)
 	c->pfn = malloc(CHUNK * sizeof(*c->pfn));
 	c->flags = malloc(CHUNK * sizeof(*c->flags));
 	c->count = malloc(CHUNK * sizeof(*c->count));
+	c->cpfn = malloc(CHUNK * sizeof(*c->cpfn));
 	c->pv = malloc(CHUNK * sizeof(*c->pv));
 	c->idx = malloc(CHUNK * sizeof(*c->idx));
 	c->kbuf = malloc(KP_WINDOW * sizeof(*c->kbuf));
-	if (!c->e || !c->cat || !c->pfn || !c->flags || !c->count || !c->pv || !c->idx || !c->kbuf)
+	if (!c->e || !c->cat || !c->pfn || !c->flags || !c->count || !c->cpfn || !c->pv || !c->idx ||
+	    !c->kbuf)
 		return -ENOMEM;
 	return 0;
 }
@@ -494,6 +521,7 @@ static void ctx_fini(struct uctx *c)
 	free(c->pfn);
 	free(c->flags);
 	free(c->count);
+	free(c->cpfn);
 	free(c->pv);
 	free(c->idx);
 	free(c->kbuf);
