@@ -30,6 +30,7 @@
 #include <pagemap/pagemap.h>
 
 #include "layouts.h"
+#include "order.h"
 
 #define REPS 9
 #define NCHILD 120
@@ -275,17 +276,9 @@ int main(int argc, char **argv)
 		char **cmd[NM] = { raw, roll, dump, old ? dump : dpss, opens };
 
 		for (int r = 0; r < REPS; r++) {
-			int order[NM] = { 0, 1, 2, 3, 4 };
+			int order[NM];
 
-			for (int k = NM - 1; k > 0; k--) {
-				int j, x;
-
-				seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-				j = (int)((seed >> 33) % (uint64_t)(k + 1));
-				x = order[k];
-				order[k] = order[j];
-				order[j] = x;
-			}
+			bench_order(order, NM, &seed);
 			for (int k = 0; k < NM; k++)
 				t[order[k]][r] = timed(cmd[order[k]]);
 		}

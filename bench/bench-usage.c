@@ -28,6 +28,7 @@
 #include <pagemap/pagemap.h>
 
 #include "layouts.h"
+#include "order.h"
 
 #define REPS 9
 #define NVMAS 10000
@@ -184,17 +185,7 @@ static void run(const char *name, void (*build)(void *, struct span *), bool row
 	for (int i = 0; i < REPS; i++) {
 		int order[NMETHODS];
 
-		for (int k = 0; k < NMETHODS; k++)
-			order[k] = k;
-		for (int k = NMETHODS - 1; k > 0; k--) {
-			int j, x;
-
-			seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-			j = (int)((seed >> 33) % (uint64_t)(k + 1));
-			x = order[k];
-			order[k] = order[j];
-			order[j] = x;
-		}
+		bench_order(order, NMETHODS, &seed);
 		for (int k = 0; k < NMETHODS; k++) {
 			switch (order[k]) {
 			case FULL: t[FULL][i] = t_usage(h, 0); break;
