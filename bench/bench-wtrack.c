@@ -10,8 +10,8 @@
  *   1 GiB split into 256 / 1,024 / 4,096 ranges (one mapping each, an
  *   unmapped page between neighbours), 1% of the pages written, vec_len 64;
  *   one 1 GiB range, 10% of the pages written at random, vec_len 4096;
- *   one 1 GiB range, 1% written, vec_len 4096 (for reference, with the
- *   approach without write tracking: pread every entry and diff).
+ *   one 1 GiB range, 1% written, vec_len 4096 (for reference, no ROW, with
+ *   the approach without write tracking: pread every entry and diff).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -177,7 +177,8 @@ static void row(const char *what, double ratio, double floor)
 	       ratio <= floor ? "PASS" : "FAIL");
 }
 
-/* One case: returns 0, or 77 when the library cannot track here. */
+/* One case (floor 0: not a row of the issue, no ROW line); returns 0, or
+ * 77 when the library cannot track here. */
 static int run(size_t nranges, unsigned pct, size_t vec_len, double floor, bool diff)
 {
 	PM_OPTS(pm_wtrack_opts, uffd, .method = PM_WT_METHOD_UFFD);
@@ -259,7 +260,10 @@ static int run(size_t nranges, unsigned pct, size_t vec_len, double floor, bool 
 		snprintf(what, sizeof(what),
 			 "pm_wtrack_collect, %zu range%s, 1 GiB, %u%% written, vec_len %zu, vs raw ioctl",
 			 nranges, nranges > 1 ? "s" : "", pct, vec_len);
-		row(what, w / io, floor);
+		if (floor > 0)
+			row(what, w / io, floor);
+		else
+			printf("  (%s: %.2fx)\n", what, w / io);
 	}
 	free(cur);
 	free(prev);
@@ -287,6 +291,6 @@ int main(void)
 		if (run(many[i], 1, 64, 1.5, false) == 77)
 			return 0;
 	run(1, 10, VEC_MAX, 1.10, false);
-	run(1, 1, VEC_MAX, 1.10, true);
+	run(1, 1, VEC_MAX, 0, true);
 	return 0;
 }
