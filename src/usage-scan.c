@@ -20,21 +20,21 @@
 /* regions per pm__scan_native call: many times the kernel's 512 per
  * ioctl, so that the extra ioctl it makes when the output fills (to see
  * whether the last region continues) is rare */
-#define VEC 8192
+#define VEC 4096 /* 96 KiB: below malloc's mmap threshold */
 
 struct sctx {
 	struct pm_handle *h;
 	const struct pm_vma_list *l;
 	size_t li;
 	struct pm__vcursor vc;
-	bool exact;
+	bool undecided;
 	struct pm__usage_acc *acc;
 };
 
 /* PMD-mapped pages [s, e) into a: AnonHugePages in anonymous VMAs, where
  * a PMD maps an anonymous THP or the huge zero page (PFNZERO, counted
  * before); the kernel merges regions across VMAs, so each VMA is asked.
- * 1 for the slow way, or -errno. */
+ * 0 or -errno. */
 static int huge(struct sctx *c, uint64_t s, uint64_t e, uint64_t cat, struct pm__usage_acc *a)
 {
 	while (s < e) {
@@ -53,10 +53,9 @@ static int huge(struct sctx *c, uint64_t s, uint64_t e, uint64_t cat, struct pm_
 		if (!v.inode) {
 			a->u.rss += b - s;
 			a->u.anon_thp += b - s;
-		} else if (c->exact) {
-			return 1;
 		} else {
 			a->unknown |= PM_USAGE_RSS | PM_USAGE_HUGETLB;
+			c->undecided = true;
 		}
 		s = b;
 	}
@@ -112,7 +111,7 @@ static int region(struct sctx *c, uint64_t s, uint64_t e, uint64_t cat)
 }
 
 int pm__usage_scan(struct pm_handle *h, uint64_t start, uint64_t end,
-		   const struct pm_vma_list *l, bool exact, struct pm__usage_acc *acc)
+		   const struct pm_vma_list *l, struct pm__usage_acc *acc)
 {
 	const struct pm__scan_req q = {
 		.anyof = PM_CAT_PRESENT | PM_CAT_SWAPPED,
@@ -121,7 +120,7 @@ int pm__usage_scan(struct pm_handle *h, uint64_t start, uint64_t end,
 		.ret = PM_CAT_PRESENT | PM_CAT_SWAPPED | PM_CAT_PFNZERO | PM_CAT_HUGE |
 		       PM_CAT_GUARD,
 	};
-	struct sctx c = { .h = h, .l = l, .exact = exact, .acc = acc };
+	struct sctx c = { .h = h, .l = l, .acc = acc };
 	struct pm_region *vec = malloc(VEC * sizeof(*vec));
 	int r = 0;
 
@@ -140,5 +139,5 @@ int pm__usage_scan(struct pm_handle *h, uint64_t start, uint64_t end,
 	}
 	pm__vcursor_fini(&c.vc);
 	free(vec);
-	return r;
+	return r ? r : c.undecided;
 }

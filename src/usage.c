@@ -546,9 +546,10 @@ static int count_all(struct uctx *c, uint64_t start, uint64_t end, size_t nacc)
 
 	if (!(c->want & ~PM__USAGE_SCAN_FIELDS) && !c->ro.flags &&
 	    (pm__scan_categories() & cats) == cats) {
-		r = pm__usage_scan(c->h, start, end, c->list, want_kpages(c), c->acc);
-		if (r <= 0)
-			return r;
+		/* asking whether PFNs are visible costs a probe: only then */
+		r = pm__usage_scan(c->h, start, end, c->list, c->acc);
+		if (r <= 0 || !want_kpages(c))
+			return r < 0 ? r : 0;
 		memset(c->acc, 0, nacc * sizeof(*c->acc));
 	}
 	r = ctx_pages(c);

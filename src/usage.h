@@ -19,10 +19,10 @@ struct pm__usage_acc {
 /*
  * Count [start, end) into acc[0], or with @l the pages of each of its VMAs
  * into acc[i], from PAGEMAP_SCAN alone. 0, -errno, or 1: a PMD-mapped
- * page of a file, shmem or hugetlb VMA met and @exact asked for (only its
- * physical page tells hugetlb from a THP): count the slow way.
+ * page of a file, shmem or hugetlb VMA left Rss and Hugetlb unknown (only
+ * its physical page tells hugetlb from a THP).
  */
 PM_HIDDEN int pm__usage_scan(struct pm_handle *h, uint64_t start, uint64_t end,
-			     const struct pm_vma_list *l, bool exact, struct pm__usage_acc *acc);
+			     const struct pm_vma_list *l, struct pm__usage_acc *acc);
 
 #endif
