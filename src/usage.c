@@ -548,8 +548,10 @@ static int count_all(struct uctx *c, uint64_t start, uint64_t end, size_t nacc)
 	    (pm__scan_categories() & cats) == cats) {
 		/* asking whether PFNs are visible costs a probe: only then */
 		r = pm__usage_scan(c->h, start, end, c->list, c->acc);
-		if (r <= 0 || !want_kpages(c))
-			return r < 0 ? r : 0;
+		if (r < 0)
+			return r;
+		if (!r || !want_kpages(c))
+			return pm__handle_check(c->h); /* as pm__read does for its answers */
 		memset(c->acc, 0, nacc * sizeof(*c->acc));
 	}
 	r = ctx_pages(c);
