@@ -28,6 +28,7 @@
 #include "internal.h"
 #include "kpages.h"
 #include "scan.h"
+#include "usage.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -52,18 +53,12 @@
 	(NEED_KPAGE | PM_USAGE_RSS | PM_USAGE_USS | PM_USAGE_SHARED | PM_USAGE_HUGETLB | \
 	 PM_USAGE_ZERO)
 
-/* One answer being built: a range's, or a VMA's (pm_usage_vmas). */
-struct acc {
-	struct pm_usage u;
-	uint64_t unknown; /* fields some page could not be decided for */
-};
-
 /* The VMA a page is in, as far as the count goes. */
 struct vinfo {
 	uint64_t start, end; /* end 0: no VMA at or above the address */
 	bool anon;           /* no file: only these hold anonymous PMD mappings */
 	bool pfnmap;         /* the vDSO data pages: smaps skips VM_PFNMAP */
-	struct acc *a;
+	struct pm__usage_acc *a;
 };
 
 struct uctx {
@@ -76,9 +71,9 @@ struct uctx {
 	struct pm__vcursor vc;
 	const struct pm_vma_list *list; /* pm_usage_vmas: pages count for its VMAs */
 	size_t li;
-	struct acc *acc;
+	struct pm__usage_acc *acc;
 	/* per page of a chunk */
-	uint64_t *e, *pfn, *cat, *flags, *count, *kbuf;
+	uint64_t *e, *pfn, *cat, *flags, *count, *cpfn, *kbuf;
 	struct vinfo *pv;
 	size_t *idx;
 	uint64_t head_pfn, head_end, head_flags; /* the last compound head found */
@@ -207,7 +202,7 @@ static int private_page(const struct uctx *c, uint64_t e, uint64_t count, uint64
 	return -1;
 }
 
-static void add_shared(struct acc *a, uint64_t ps, int priv)
+static void add_shared(struct pm__usage_acc *a, uint64_t ps, int priv)
 {
 	if (priv < 0)
 		a->unknown |= PM_USAGE_USS | PM_USAGE_SHARED;
@@ -225,8 +220,29 @@ static bool need_flags(const struct uctx *c, uint64_t e, uint64_t cat, const str
 	return !c->scan || (e & PM_ENTRY_FILE) || ((cat & PM_CAT_HUGE) && !v->anon);
 }
 
+/*
+ * Whether page i's mapcount is 1 without reading it: an anonymous page
+ * the entry calls exclusive, outside any PMD mapping. Its exclusive bit is
+ * then the page's own mapcount == 1 (per-page mapcounts), or, with
+ * CONFIG_NO_PAGE_MAPCOUNT (6.15+), "no other mm maps the folio", where
+ * kpagecount's average over the folio is at most 1 because one mm maps an
+ * anonymous page once. A PMD mapping carries its head page's bit (see
+ * private_page()); without PAGEMAP_SCAN the flags tell a large folio.
+ */
+static bool mapped_once(const struct uctx *c, size_t i)
+{
+	const uint64_t e = c->e[i];
+
+	if (!c->pfn[i] || !pm_entry_exclusive(e) || (e & PM_ENTRY_FILE))
+		return false;
+	if (c->scan)
+		return !(c->cat[i] & PM_CAT_HUGE);
+	return c->flags[i] != NOT_READ &&
+	       !(c->flags[i] & (F(COMPOUND_HEAD) | F(COMPOUND_TAIL) | F(NOPAGE)));
+}
+
 /* A present page, with the physical page's records. */
-static int page_kp(struct uctx *c, size_t i, struct acc *a)
+static int page_kp(struct uctx *c, size_t i, struct pm__usage_acc *a)
 {
 	const uint64_t ps = c->ps, e = c->e[i], cat = c->cat[i], count = c->count[i];
 	uint64_t ff, pss;
@@ -275,7 +291,7 @@ static int page_kp(struct uctx *c, size_t i, struct acc *a)
 static void page_scan(struct uctx *c, size_t i, const struct vinfo *v)
 {
 	const uint64_t ps = c->ps, cat = c->cat[i];
-	struct acc *a = v->a;
+	struct pm__usage_acc *a = v->a;
 
 	if (cat & PM_CAT_PFNZERO) {
 		a->u.zero += ps;
@@ -363,15 +379,19 @@ static int chunk(struct uctx *c, uint64_t a, uint64_t b, struct vinfo *v)
 			c->idx[i] = c->flags[i] == NOT_READ ? 0 : c->pfn[i];
 		memcpy(c->count, c->idx, n * sizeof(*c->count));
 		r = kp_sparse(c, 0, c->count, n, c->flags);
+		for (size_t i = 0; i < n && !r; i++) {
+			c->cpfn[i] = mapped_once(c, i) ? 0 : c->pfn[i];
+			c->count[i] = 1;
+		}
 		if (!r)
-			r = kp_sparse(c, 1, c->pfn, n, c->count);
+			r = kp_sparse(c, 1, c->cpfn, n, c->count);
 		if (r)
 			return r;
 	}
 	for (size_t i = 0; i < n && !r; i++) {
 		const uint64_t e = c->e[i];
 		const struct vinfo *pv = &c->pv[i];
-		struct acc *acc = pv->a;
+		struct pm__usage_acc *acc = pv->a;
 
 		if (!acc)
 			continue;
@@ -454,26 +474,39 @@ static int ctx_init(struct uctx *c, struct pm_handle *h, const struct pm_usage_o
 		c->scan = true;
 		c->avail |= PM_USAGE_ANON_THP | (NEED_CLASS & ~NEED_KPAGE);
 	}
-	/* the physical pages are read when they answer a field asked for;
-	 * without the rights the fields needing them are just not valid */
-	if ((c->want & NEED_CLASS) && pm_has_feature(PM_FEAT_PFN_VISIBLE) == 1 &&
-	    pm__kpf_open(&c->kf, PM_KPAGE_FLAGS | PM_KPAGE_COUNT) == 0) {
+	c->acc = calloc(nacc ? nacc : 1, sizeof(*c->acc));
+	if (!c->acc)
+		return -ENOMEM;
+	pm__vcursor_init(&c->vc, h);
+	return 0;
+}
+
+/* What the page-by-page walk needs besides: the physical pages' files,
+ * read when they answer a field asked for (without the rights the fields
+ * needing them are just not valid), and the per-chunk buffers. */
+static bool want_kpages(const struct uctx *c)
+{
+	return (c->want & NEED_CLASS) && pm_has_feature(PM_FEAT_PFN_VISIBLE) == 1;
+}
+
+static int ctx_pages(struct uctx *c)
+{
+	if (want_kpages(c) && pm__kpf_open(&c->kf, PM_KPAGE_FLAGS | PM_KPAGE_COUNT) == 0) {
 		c->kp = true;
 		c->avail |= NEED_CLASS;
 	}
-	c->acc = calloc(nacc ? nacc : 1, sizeof(*c->acc));
 	c->e = malloc(CHUNK * sizeof(*c->e));
 	c->cat = calloc(CHUNK, sizeof(*c->cat));
 	c->pfn = malloc(CHUNK * sizeof(*c->pfn));
 	c->flags = malloc(CHUNK * sizeof(*c->flags));
 	c->count = malloc(CHUNK * sizeof(*c->count));
+	c->cpfn = malloc(CHUNK * sizeof(*c->cpfn));
 	c->pv = malloc(CHUNK * sizeof(*c->pv));
 	c->idx = malloc(CHUNK * sizeof(*c->idx));
 	c->kbuf = malloc(KP_WINDOW * sizeof(*c->kbuf));
-	if (!c->acc || !c->e || !c->cat || !c->pfn || !c->flags || !c->count || !c->pv || !c->idx ||
+	if (!c->e || !c->cat || !c->pfn || !c->flags || !c->count || !c->cpfn || !c->pv || !c->idx ||
 	    !c->kbuf)
 		return -ENOMEM;
-	pm__vcursor_init(&c->vc, h);
 	return 0;
 }
 
@@ -488,6 +521,7 @@ static void ctx_fini(struct uctx *c)
 	free(c->pfn);
 	free(c->flags);
 	free(c->count);
+	free(c->cpfn);
 	free(c->pv);
 	free(c->idx);
 	free(c->kbuf);
@@ -502,8 +536,30 @@ static int out_check(const struct pm_usage *out)
 		       : 0;
 }
 
+/* Count [start, end), or the VMAs of @l, through PAGEMAP_SCAN alone when
+ * it answers every field asked for (usage-scan.c), else page by page. */
+static int count_all(struct uctx *c, uint64_t start, uint64_t end, size_t nacc)
+{
+	const uint64_t cats = PM_CAT_PRESENT | PM_CAT_SWAPPED | PM_CAT_FILE | PM_CAT_PFNZERO |
+			      PM_CAT_HUGE | PM_CAT_GUARD;
+	int r = 1;
+
+	if (!(c->want & ~PM__USAGE_SCAN_FIELDS) && !c->ro.flags &&
+	    (pm__scan_categories() & cats) == cats) {
+		/* asking whether PFNs are visible costs a probe: only then */
+		r = pm__usage_scan(c->h, start, end, c->list, c->acc);
+		if (r < 0)
+			return r;
+		if (!r || !want_kpages(c))
+			return pm__handle_check(c->h); /* as pm__read does for its answers */
+		memset(c->acc, 0, nacc * sizeof(*c->acc));
+	}
+	r = ctx_pages(c);
+	return r ? r : walk(c, start, end);
+}
+
 /* Write one answer: the fields asked for that every page decided. */
-static void put(const struct uctx *c, const struct acc *a, struct pm_usage *out, uint64_t size)
+static void put(const struct uctx *c, const struct pm__usage_acc *a, struct pm_usage *out, uint64_t size)
 {
 	struct pm_usage u = a->u;
 	uint64_t vals[PM__USAGE_FIELDS];
@@ -534,7 +590,7 @@ PM_EXPORT int pm_usage(struct pm_handle *h, uint64_t start, uint64_t end,
 		return (int)pm__ret(-EINVAL);
 	r = ctx_init(&c, h, opts, 1);
 	if (!r)
-		r = walk(&c, start, end);
+		r = count_all(&c, start, end, 1);
 	if (!r)
 		put(&c, &c.acc[0], out, out->size);
 	ctx_fini(&c);
@@ -556,7 +612,7 @@ PM_EXPORT long pm_usage_vmas(struct pm_handle *h, const struct pm_vma_list *l,
 	c.list = l;
 	/* one walk over the span of the list, each page counted for its VMA */
 	if (!r && n)
-		r = walk(&c, l->v[0].start, l->v[n - 1].end);
+		r = count_all(&c, l->v[0].start, l->v[n - 1].end, n);
 	for (size_t i = 0; i < n && !r; i++)
 		put(&c, &c.acc[i], (struct pm_usage *)((char *)out + i * stride), stride);
 	ctx_fini(&c);

@@ -77,28 +77,57 @@ static void uffd_unregister(int fd, uint64_t start, uint64_t end)
  * EPERM after it has write-protected, and copied out, the written pages
  * before it, so those would be lost to a caller that gets only the error.
  * The VMAs that match are skipped whole by the kernel, so this is cheap.
+ *
+ * With @join, one scan covers each run of joined ranges. A VMA mapped in
+ * the gap between two of them since the pass began is no tracked memory:
+ * that pair is no longer joined, and the run is checked again.
  */
-static int registered(struct pm_handle *h, const struct pm_range *r, size_t n)
+static int unregistered_at(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *at)
 {
 	const struct pm__scan_req q = {
 		.mask = PM_CAT_WPALLOWED,
 		.inverted = PM_CAT_WPALLOWED,
 		.ret = PM_CAT_WPALLOWED,
 	};
+	struct pm_region v[1];
+	struct pm__scan_out o = { .vec = v, .vec_len = 1, .max_pages = UINT64_MAX };
+	int err = pm__scan_native(h, start, end, &q, &o);
 
-	for (size_t i = 0; i < n; i++) {
-		struct pm_region v[1];
-		struct pm__scan_out o = { .vec = v, .vec_len = 1, .max_pages = UINT64_MAX };
-		int err = pm__scan_native(h, r[i].start, r[i].end, &q, &o);
+	if (err)
+		return err;
+	*at = v[0].start;
+	return o.n != 0;
+}
 
-		if (err)
-			return err;
-		if (o.n)
+/* The end of the run of joined ranges that starts with r[i], as an index. */
+static size_t run_last(const bool *join, size_t i, size_t n)
+{
+	while (join && i + 1 < n && join[i])
+		i++;
+	return i;
+}
+
+static int registered(struct pm_handle *h, const struct pm_range *r, size_t n, bool *join)
+{
+	for (size_t i = 0; i < n;) {
+		size_t j = run_last(join, i, n), k = i;
+		uint64_t at = 0;
+		int err = unregistered_at(h, r[i].start, r[j].end, &at);
+
+		if (err <= 0) {
+			if (err)
+				return err;
+			i = j + 1;
+			continue;
+		}
+		while (k < j && r[k].end <= at)
+			k++;
+		if (at >= r[k].start)
 			return -EFAULT;
+		join[k - 1] = false; /* in the gap before r[k] */
 	}
 	return 0;
 }
-
 /* Write-protect every written page of [start, end). */
 static int protect(struct pm_handle *h, uint64_t start, uint64_t end)
 {
@@ -229,7 +258,7 @@ int pm__wt_uffd_start(struct pm_wtrack *wt)
 	return r;
 }
 
-int pm__wt_uffd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n,
+int pm__wt_uffd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n, bool *join,
 			struct pm__scan_out *o, bool reset)
 {
 	/* no CHECK_WPASYNC (see registered()): a VMA replaced after the
@@ -239,16 +268,18 @@ int pm__wt_uffd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n
 		.mask = PM_CAT_WRITTEN,
 		.ret = PM_CAT_WRITTEN,
 	};
-	int err = registered(wt->h, r, n);
+	int err = registered(wt->h, r, n, join);
 
-	for (size_t i = 0; !err && i < n && !o->done; i++)
-		err = pm__scan_native(wt->h, r[i].start, r[i].end, &q, o);
+	for (size_t i = 0, j; !err && i < n && !o->done; i = j + 1) {
+		j = run_last(join, i, n);
+		err = pm__scan_native(wt->h, r[i].start, r[j].end, &q, o);
+	}
 	return err;
 }
 
 int pm__wt_uffd_reset(struct pm_wtrack *wt)
 {
-	int r = registered(wt->h, wt->ranges, wt->nranges);
+	int r = registered(wt->h, wt->ranges, wt->nranges, NULL);
 
 	for (size_t i = 0; !r && i < wt->nranges; i++)
 		r = protect(wt->h, wt->ranges[i].start, wt->ranges[i].end);

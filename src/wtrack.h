@@ -18,6 +18,14 @@ struct pm_wtrack {
 	uint64_t npages;
 	struct pm_wtrack_stats stats;
 
+	/* The collect pass in progress (its continuation calls), PM_WT_METHOD_UFFD:
+	 * the ranges were checked mapped at its first call, and join[i] says
+	 * that no VMA lay between ranges i and i + 1 then, so one scan covers
+	 * both. pass_end 0: no pass. */
+	uint64_t pass_next, pass_end;
+	bool pass_reset;
+	bool *join;
+
 	/* PM_WT_METHOD_UFFD */
 	int uffd;
 
@@ -40,8 +48,9 @@ PM_HIDDEN const char *pm__wt_sd_why_not(void);
 /* Both methods report into @o the written pages of the @n sub-ranges @r
  * (sorted, inside the tracked ranges), resetting them with @reset. */
 PM_HIDDEN int pm__wt_uffd_start(struct pm_wtrack *wt);
+/* @join: the pass's join flags of r[0..n) (see struct pm_wtrack) */
 PM_HIDDEN int pm__wt_uffd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n,
-				  struct pm__scan_out *o, bool reset);
+				  bool *join, struct pm__scan_out *o, bool reset);
 PM_HIDDEN int pm__wt_uffd_reset(struct pm_wtrack *wt);
 PM_HIDDEN void pm__wt_uffd_stop(struct pm_wtrack *wt, bool owner);
 
@@ -51,7 +60,9 @@ PM_HIDDEN int pm__wt_sd_collect(struct pm_wtrack *wt, const struct pm_range *r, 
 PM_HIDDEN int pm__wt_sd_reset(struct pm_wtrack *wt);
 PM_HIDDEN void pm__wt_sd_stop(struct pm_wtrack *wt);
 
-/* 0 if every byte of the @n ranges @r is inside a VMA, else -EFAULT. */
-PM_HIDDEN int pm__wt_mapped(struct pm__vcursor *c, const struct pm_range *r, size_t n);
+/* 0 if every byte of the @n ranges @r is inside a VMA, else -EFAULT.
+ * With @join, join[i] tells whether no VMA starts between r[i] and r[i+1]. */
+PM_HIDDEN int pm__wt_mapped(struct pm__vcursor *c, const struct pm_range *r, size_t n,
+			    bool *join);
 
 #endif

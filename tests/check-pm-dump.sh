@@ -22,7 +22,7 @@ d = json.load(open(sys.argv[1]))
 for k in ("schema", "library_version", "kernel_version", "page_size", "features",
           "walk_retry_fix", "unavailable", "vmas", "totals", "reads"):
     assert k in d, k
-assert d["schema"] == 2
+assert d["schema"] == 3
 assert d["walk_retry_fix"]["status"] in ("present", "absent", "unknown")
 rows = {v["demo"].split(",")[0]: v for v in d["vmas"] if "demo" in v}
 kib = d["page_size"] // 1024
@@ -74,21 +74,33 @@ PY
 fi
 
 "$dump" --ranges --json | python3 -c 'import json,sys; assert json.load(sys.stdin)["ranges"]'
-# --all: every readable process through one batch, on each backend
-for b in auto uring sync; do
-	"$dump" --all --json --backend $b > "$tmp/all"
-	python3 - "$tmp/all" "$$" <<'PY'
+# --all: every readable process; Rss and Swap by default, Pss and Uss with
+# --pss (and a Pss sort), each equal to what the per-VMA dump totals
+for opt in "" --pss "--sort uss"; do
+	"$dump" --all --json $opt > "$tmp/all"
+	"$dump" --pid $$ --json > "$tmp/me"
+	python3 - "$tmp/all" "$$" "$tmp/me" "$opt" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 for k in ("schema", "library_version", "kernel_version", "page_size", "features",
-          "unavailable", "processes", "totals"):
+          "unavailable", "processes", "totals", "skipped", "skipped_no_fd"):
     assert k in d, k
+assert d["schema"] >= 3, d["schema"]
 procs = {p["pid"]: p for p in d["processes"]}
 me = procs.get(int(sys.argv[2]))
-assert me and me["present_kib"] > 0 and me["size_kib"] >= me["present_kib"], me
-assert me["rss_kib"] is None or me["rss_kib"] <= me["present_kib"], me
+assert me and me["rss_kib"] > 0 and me["size_kib"] >= me["rss_kib"], me
+pss = bool(sys.argv[4])
+assert ("pss_kib" in me) == pss and ("uss_kib" in me) == pss, me
+# this shell is idle: its totals per VMA are the same numbers
+v = json.load(open(sys.argv[3]))["totals"]
+assert me["size_kib"] == v["size_kib"], (me, v)
+for k in ("rss_kib", "swap_kib") + (("uss_kib",) if pss else ()):
+    assert me[k] == v[k], (k, me, v)
+# Pss moves with every process that maps the same libc pages
+assert not pss or me["uss_kib"] <= me["pss_kib"] <= me["rss_kib"], me
 PY
 done
+if "$dump" --pss 2> /dev/null; then fail "--pss without --all accepted"; fi
 if "$dump" --all --sort bogus 2> /dev/null; then fail "bad sort key accepted"; fi
 
 # Names any process can set are not UTF-8 and hold newlines: the JSON
@@ -139,7 +151,6 @@ with open("/proc/%s/pagemap" % sys.argv[2], "rb") as f:
 assert int(e, 16) == raw, (e, hex(raw))
 assert raw >> 63, hex(raw)
 PY
-if "$dump" --all --backend bogus 2> /dev/null; then fail "bad backend accepted"; fi
 "$dump" --pages --range 0-1000 > /dev/null
 if "$dump" --pid 999999999 2> "$tmp/err"; then fail "bad pid accepted"; fi
 if "$dump" --pid 4194303 2> "$tmp/err"; then fail "missing pid accepted"; fi

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* --all: every process this caller may read, through one batch. */
+/* --all: every process this caller may read, one row each. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "pm-dump.h"
@@ -17,14 +17,13 @@
 
 struct proc_stats {
 	int pid;
-	char comm[32];
-	struct stats st;
+	char comm[64];
+	uint64_t size; /* bytes of address space */
 	struct pm_usage u;
 	int err;
 };
 
 enum { ALL_SORT_PID, ALL_SORT_PSS, ALL_SORT_RSS, ALL_SORT_USS, ALL_SORT_SWAP };
-
 int all_sort_key(const char *name)
 {
 	static const char *const keys[] = { "pss", "rss", "uss", "swap" };
@@ -64,64 +63,6 @@ static int by_key(const void *a, const void *b)
 	return x->pid < y->pid ? -1 : x->pid > y->pid;
 }
 
-struct all_read {
-	struct proc_stats *p;
-	uint64_t *buf;
-	long res;
-};
-
-/* the reads queued and the buffer they fill */
-struct queue {
-	struct pm_batch *b;
-	uint64_t *buf;
-	struct all_read *q;
-	size_t nq, used;
-};
-
-static void run_round(struct queue *q)
-{
-	int r = pm_batch_run(q->b);
-
-	if (r < 0)
-		die("pm_batch_run", r);
-	for (size_t i = 0; i < q->nq; i++) {
-		struct all_read *a = &q->q[i];
-
-		if (a->res >= 0)
-			stats_tally(&a->p->st, a->buf, (size_t)a->res);
-		else if (!a->p->err)
-			a->p->err = (int)a->res;
-	}
-	q->nq = 0;
-	q->used = 0;
-}
-
-/* Queue the reads of one populated region, running the batch whenever the
- * buffer or the queue is full. */
-static void queue_region(struct dump *d, struct queue *q, struct pm_handle *h,
-			 struct proc_stats *p, const struct pm_region *reg)
-{
-	for (uint64_t a = reg->start; a < reg->end;) {
-		uint64_t n = (reg->end - a) / d->page_size;
-		struct all_read *rd = &q->q[q->nq];
-		int r;
-
-		if (n > ALL_BUDGET - q->used)
-			n = ALL_BUDGET - q->used;
-		if (n > ALL_QUEUE)
-			n = ALL_QUEUE;
-		*rd = (struct all_read){ p, q->buf + q->used, 0 };
-		r = pm_batch_add_read(q->b, h, a, a + n * d->page_size, rd->buf, NULL, &rd->res);
-		if (r < 0)
-			die("pm_batch_add_read", r);
-		q->nq++;
-		q->used += n;
-		a += n * d->page_size;
-		if (q->used == ALL_BUDGET || q->nq == ALL_QUEUE)
-			run_round(q);
-	}
-}
-
 static size_t list_pids(struct proc_stats **ps)
 {
 	struct dirent *de;
@@ -146,76 +87,59 @@ static size_t list_pids(struct proc_stats **ps)
 	return n;
 }
 
-static void read_comm(struct proc_stats *p)
+/* The name and the address-space size from /proc/PID/stat: one read. The
+ * name is the text between the first '(' and the last ')' (a name may
+ * hold both); vsize is the 23rd field. */
+static void read_stat(struct proc_stats *p)
 {
-	char path[64];
-	FILE *f;
+	char path[64], buf[1024], *l, *r;
+	unsigned long long vsize = 0;
+	size_t len;
+	ssize_t n;
+	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/comm", p->pid);
-	if ((f = fopen(path, "re"))) {
-		if (fgets(p->comm, sizeof(p->comm), f))
-			p->comm[strcspn(p->comm, "\n")] = '\0';
-		fclose(f);
-	}
-}
-
-/* Queues the populated parts of every VMA of one process. */
-static void queue_process(struct dump *d, struct queue *q, struct pm_handle *h,
-			  struct proc_stats *p)
-{
-	PM_OPTS(pm_scan_opts, populated, .category_anyof_mask = PM_CAT_PRESENT | PM_CAT_SWAPPED);
-	static struct pm_region regs[ALL_REGIONS];
-	struct pm_vma_list *l;
-
-	/* not ours to read, gone, or a kernel thread (no memory) */
-	int r = pm_vmas(h, &l);
-
-	if (r < 0) {
-		p->err = r;
+	snprintf(path, sizeof(path), "/proc/%d/stat", p->pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return;
-	}
-	for (size_t v = 0; v < pm_vma_count(l); v++) {
-		const struct pm_vma *m = pm_vma_at(l, v);
-
-		p->st.size += m->end - m->start;
-		/* read only the populated parts: pm_scan finds them without
-		 * reading the entries of huge sparse reservations */
-		for (uint64_t cur = m->start; cur < m->end;) {
-			long nr = pm_scan(h, cur, m->end, regs, ALL_REGIONS, &populated, &cur);
-
-			if (nr < 0) {
-				p->err = (int)nr;
-				break;
-			}
-			for (long k = 0; k < nr; k++)
-				queue_region(d, q, h, p, &regs[k]);
-		}
-	}
-	pm_vma_list_free(l);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	l = strchr(buf, '(');
+	r = strrchr(buf, ')');
+	if (!l || !r || r < l)
+		return;
+	len = (size_t)(r - l - 1) < sizeof(p->comm) - 1 ? (size_t)(r - l - 1) : sizeof(p->comm) - 1;
+	memcpy(p->comm, l + 1, len);
+	p->comm[len] = '\0';
+	p->comm[strcspn(p->comm, "\n")] = '\0'; /* as the old /proc/PID/comm row did */
+	/* state is field 3: vsize 20 fields on */
+	if (sscanf(r + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+			  "%*d %*d %*u %llu", &vsize) == 1)
+		p->size = vsize;
 }
 
-static void usage_cols(struct out *o, const struct pm_usage *u)
+static void usage_cols(struct out *o, const struct pm_usage *u, bool pss)
 {
 	out_opt_u64(o, "rss_kib", 10, u->valid & PM_USAGE_RSS, u->rss >> 10);
-	out_opt_u64(o, "pss_kib", 10, u->valid & PM_USAGE_PSS, u->pss >> 22);
-	out_opt_u64(o, "uss_kib", 10, u->valid & PM_USAGE_USS, u->uss >> 10);
+	if (pss) {
+		out_opt_u64(o, "pss_kib", 10, u->valid & PM_USAGE_PSS, u->pss >> 22);
+		out_opt_u64(o, "uss_kib", 10, u->valid & PM_USAGE_USS, u->uss >> 10);
+	}
 	out_opt_u64(o, "swap_kib", 10, u->valid & PM_USAGE_SWAP, u->swap >> 10);
 }
 
 static void process_row(struct dump *d, const struct proc_stats *p)
 {
 	struct out *o = &d->out;
-	const uint64_t k = d->page_size / 1024;
 
 	out_row(o);
 	out_u64(o, "pid", "%8" PRIu64, (uint64_t)p->pid);
 	out_str(o, "comm", " %-16s", p->comm);
-	out_u64(o, "size_kib", " %12" PRIu64, p->st.size / 1024);
-	usage_cols(o, &p->u);
-	/* the raw pagemap counts, JSON only */
-	out_json_u64(o, "present_kib", p->st.present * k);
-	out_json_u64(o, "swapped_kib", p->st.swapped * k);
-	out_json_u64(o, "exclusive_kib", p->st.exclusive * k);
+	out_u64(o, "size_kib", " %12" PRIu64, p->size / 1024);
+	usage_cols(o, &p->u, d->pss);
 	out_row_end(o);
 }
 
@@ -232,91 +156,54 @@ static void all_unavailable(struct dump *d)
 	d->h = NULL;
 }
 
-/* How many handles to hold at once (7 fds each): the soft fd limit is
- * raised to the hard one first, and room is left for the batch's ring and
- * the process's own fds. */
-static size_t handles_at_once(void)
-{
-	struct rlimit rl;
-	rlim_t n;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl))
-		return 1;
-	if (rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl))
-			(void)getrlimit(RLIMIT_NOFILE, &rl);
-	}
-	n = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 8192 ? 8192 : rl.rlim_cur;
-	n = n > 64 ? (n - 32) / 8 : 1;
-	return n < 256 ? (size_t)n : 256;
-}
-
-/* Read what is queued, then close the handles [from, to). */
-static void flush_handles(struct queue *q, struct pm_handle **hs, size_t from, size_t to)
-{
-	run_round(q);
-	for (size_t i = from; i < to; i++) {
-		pm_close(hs[i]);
-		hs[i] = NULL;
-	}
-}
-
 static bool out_of_fds(int err)
 {
 	return err == -EMFILE || err == -ENFILE;
 }
 
-int all_dump(struct dump *d, const struct pm_kernel_info *ki, uint64_t backend)
+/*
+ * One handle at a time, and per process what the columns need: Rss and
+ * Swap by default, which pm_usage answers with one PAGEMAP_SCAN of the
+ * address space (no VMA list, no pagemap entries); Pss and Uss (--pss, or
+ * sorting by them) need every present page's entry, and its physical
+ * page's mapcount, the cost of reading smaps_rollup.
+ */
+int all_dump(struct dump *d, const struct pm_kernel_info *ki)
 {
-	PM_OPTS(pm_batch_opts, bo, .backend = backend);
-	PM_OPTS(pm_usage_opts, uo,
-		.fields = PM_USAGE_RSS | PM_USAGE_PSS | PM_USAGE_USS | PM_USAGE_SWAP);
+	PM_OPTS(pm_usage_opts, uo, .fields = PM_USAGE_RSS | PM_USAGE_SWAP);
 	struct pm_usage total = { .size = sizeof(total) };
 	uint64_t size = 0, shown = 0;
-	struct queue q = { .buf = malloc(ALL_BUDGET * sizeof(uint64_t)),
-			   .q = malloc(ALL_QUEUE * sizeof(struct all_read)) };
 	struct out *o = &d->out;
 	struct proc_stats *ps = NULL;
-	struct pm_handle **hs;
-	size_t nps, skipped = 0, no_fd = 0, cap = handles_at_once(), open_from = 0, nopen = 0;
+	size_t nps, skipped = 0, no_fd = 0;
 	bool tty = isatty(2);
-	int r;
 
-	if (!q.buf || !q.q)
-		die("malloc", ENOMEM);
-	r = pm_batch_new(&bo, &q.b);
-	if (r < 0)
-		die("pm_batch_new", r);
+	if (d->sort == ALL_SORT_PSS || d->sort == ALL_SORT_USS)
+		d->pss = true;
+	if (d->pss)
+		uo.fields |= PM_USAGE_PSS | PM_USAGE_USS;
 	nps = list_pids(&ps);
-	hs = calloc(nps ? nps : 1, sizeof(*hs));
-	if (!hs)
-		die("calloc", ENOMEM);
 	for (size_t i = 0; i < nps; i++) {
+		struct pm_handle *h;
+		int r;
+
 		if (tty)
 			fprintf(stderr, "\rpm-dump: %zu/%zu processes", i + 1, nps);
-		read_comm(&ps[i]);
-		r = pm_open(ps[i].pid, NULL, &hs[i]);
+		read_stat(&ps[i]);
+		ps[i].u.size = sizeof(ps[i].u);
+		r = pm_open(ps[i].pid, NULL, &h);
 		if (r < 0) {
 			ps[i].err = r;
-		} else {
-			queue_process(d, &q, hs[i], &ps[i]);
-			ps[i].u.size = sizeof(ps[i].u);
-			if (!ps[i].err) {
-				r = pm_usage(hs[i], 0, UINT64_MAX & ~(d->page_size - 1), &uo,
-					     &ps[i].u);
-				if (r < 0)
-					ps[i].err = r;
-			}
-			nopen++;
+			continue;
 		}
-		if (nopen == cap) {
-			flush_handles(&q, hs, open_from, i + 1);
-			open_from = i + 1;
-			nopen = 0;
-		}
+		/* not ours to read, gone, or a kernel thread (no memory) */
+		r = pm_usage(h, 0, UINT64_MAX & ~(d->page_size - 1), &uo, &ps[i].u);
+		if (r < 0)
+			ps[i].err = r;
+		else if (!ps[i].size)
+			ps[i].err = -ESRCH;
+		pm_close(h);
 	}
-	flush_handles(&q, hs, open_from, nps);
 	if (tty)
 		fprintf(stderr, "\n");
 	sort_key = d->sort;
@@ -324,8 +211,12 @@ int all_dump(struct dump *d, const struct pm_kernel_info *ki, uint64_t backend)
 	header(d, ki);
 	all_unavailable(d);
 	out_open(o, '[', "processes", true, NULL);
-	out_text(o, "%8s %-16s %12s %10s %10s %10s %10s   (KiB)\n", "PID", "Command", "Size", "Rss",
-		 "Pss", "Uss", "Swap");
+	if (d->pss)
+		out_text(o, "%8s %-16s %12s %10s %10s %10s %10s   (KiB)\n", "PID", "Command", "Size",
+			 "Rss", "Pss", "Uss", "Swap");
+	else
+		out_text(o, "%8s %-16s %12s %10s %10s   (KiB)\n", "PID", "Command", "Size", "Rss",
+			 "Swap");
 	for (size_t i = 0; i < nps; i++) {
 		if (out_of_fds(ps[i].err)) {
 			no_fd++;
@@ -337,25 +228,19 @@ int all_dump(struct dump *d, const struct pm_kernel_info *ki, uint64_t backend)
 		}
 		process_row(d, &ps[i]);
 		usage_add(&total, &ps[i].u, !shown++);
-		size += ps[i].st.size;
+		size += ps[i].size;
 	}
 	out_close(o, NULL);
 	out_open(o, '{', "totals", false, NULL);
 	out_text(o, "%8s %-16s", "", "total");
 	out_u64(o, "size_kib", " %12" PRIu64, size / 1024);
-	usage_cols(o, &total);
+	usage_cols(o, &total, d->pss);
 	out_close(o, "\n");
 	out_u64(o, "skipped", "# %" PRIu64 " processes not readable (permission, exited, or no memory)",
 		(uint64_t)skipped);
-	out_u64(o, "skipped_no_fd", "; %" PRIu64 " not read for want of file descriptors",
+	out_u64(o, "skipped_no_fd", "; %" PRIu64 " not read for want of file descriptors\n",
 		(uint64_t)no_fd);
-	out_str(o, "backend", "; backend %s\n",
-		pm_batch_backend(q.b) == PM_BACKEND_URING ? "uring" : "sync");
 	out_close(o, NULL);
-	pm_batch_free(q.b);
-	free(q.buf);
-	free(q.q);
 	free(ps);
-	free(hs);
 	return 0;
 }

@@ -165,25 +165,11 @@ static int parse_range(const char *s, uint64_t *start, uint64_t *end)
 	return 0;
 }
 
-static int parse_backend(const char *s, uint64_t *backend)
-{
-	if (!strcmp(s, "auto"))
-		*backend = PM_BACKEND_AUTO;
-	else if (!strcmp(s, "uring"))
-		*backend = PM_BACKEND_URING;
-	else if (!strcmp(s, "sync"))
-		*backend = PM_BACKEND_SYNC;
-	else
-		return -1;
-	return 0;
-}
-
 static int usage(FILE *f)
 {
 	fprintf(f, "usage: pm-dump [--pid PID] [--json] [--pages | --ranges | --scan CATS | --check]\n"
 		   "               [--range START-END] [-x|--extended]\n"
-		   "       pm-dump --all [--json] [--backend auto|uring|sync]\n"
-		   "               [--sort pss|rss|uss|swap]\n"
+		   "       pm-dump --all [--json] [--pss] [--sort pss|rss|uss|swap]\n"
 		   "Without --pid, dumps a demo child with a known layout.\n"
 		   "CATS: comma-separated wpallowed, written, file, present, swapped, pfnzero,\n"
 		   "huge, soft_dirty, guard; !name for pages without it.\n");
@@ -203,13 +189,13 @@ int main(int argc, char **argv)
 		{ "pages", no_argument, NULL, 'P' },     { "ranges", no_argument, NULL, 'R' },
 		{ "range", required_argument, NULL, 'r' }, { "help", no_argument, NULL, 'h' },
 		{ "scan", required_argument, NULL, 's' },  { "check", no_argument, NULL, 'c' },
-		{ "all", no_argument, NULL, 'a' },         { "backend", required_argument, NULL, 'b' },
+		{ "all", no_argument, NULL, 'a' },         { "pss", no_argument, NULL, 'b' },
 		{ "extended", no_argument, NULL, 'x' },    { "sort", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	PM_OPTS(pm_kernel_info, ki);
 	struct dump d = { .mode = MODE_VMAS };
-	uint64_t rs = 0, re = UINT64_MAX, backend = PM_BACKEND_AUTO;
+	uint64_t rs = 0, re = UINT64_MAX;
 	pid_t pid = -1, demo = -1;
 	bool json = false, all = false;
 	int c, r, hold = -1;
@@ -255,8 +241,7 @@ int main(int argc, char **argv)
 				return bad("sort key (pss, rss, uss, swap)", optarg);
 			break;
 		case 'b':
-			if (parse_backend(optarg, &backend))
-				return bad("backend (auto, uring, sync)", optarg);
+			d.pss = true;
 			break;
 		case 'h':
 			return usage(stdout);
@@ -278,9 +263,9 @@ int main(int argc, char **argv)
 	if (all) {
 		if (pid > 0 || d.mode != MODE_VMAS || d.extended)
 			return usage(stderr);
-		return all_dump(&d, &ki, backend);
+		return all_dump(&d, &ki);
 	}
-	if (d.sort)
+	if (d.sort || d.pss)
 		return usage(stderr);
 	if (pid < 0)
 		pid = demo = demo_start(&hold, d.page_size);

@@ -19,8 +19,9 @@
 
 /* The JSON documents' "schema": 2 added it, the usage columns, hex
  * strings for raw 64-bit values and addresses, and *_hex for names that
- * are not UTF-8. */
-#define PM_DUMP_SCHEMA 2
+ * are not UTF-8; 3: --all without the raw counts and "backend", Pss and
+ * Uss with --pss only. */
+#define PM_DUMP_SCHEMA 3
 
 /* ---- out.c: every row and document, in text or JSON ----
  * Each value has a JSON key and a text format; the text format takes the
@@ -73,6 +74,7 @@ struct dump {
 	bool soft_dirty;
 	bool extended; /* -x: offset, device, inode */
 	int sort;      /* --all --sort: an ALL_SORT_* key, 0 = by pid */
+	bool pss;      /* --all --pss: Pss and Uss too */
 	uint64_t rows;
 	uint64_t page_size;
 	uint64_t *buf;
@@ -106,7 +108,7 @@ void header(struct dump *d, const struct pm_kernel_info *ki);
 
 /* all.c */
 int all_sort_key(const char *name); /* -1 if unknown */
-int all_dump(struct dump *d, const struct pm_kernel_info *ki, uint64_t backend);
+int all_dump(struct dump *d, const struct pm_kernel_info *ki);
 
 /* demo.c */
 pid_t demo_start(int *hold_fd, uint64_t page_size);

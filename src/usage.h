@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Private interface between pm_usage and its PAGEMAP_SCAN-only path. */
+#ifndef PM_USAGE_H
+#define PM_USAGE_H
+
+#include "internal.h"
+
+/* One answer being built: a range's, or a VMA's (pm_usage_vmas). */
+struct pm__usage_acc {
+	struct pm_usage u;
+	uint64_t unknown; /* fields some page could not be decided for */
+};
+
+/* The fields PAGEMAP_SCAN answers without pagemap entries or PFNs. */
+#define PM__USAGE_SCAN_FIELDS                                                           \
+	(PM_USAGE_RSS | PM_USAGE_SWAP | PM_USAGE_ANON_THP | PM_USAGE_HUGETLB | PM_USAGE_ZERO | \
+	 PM_USAGE_GUARD)
+
+/*
+ * Count [start, end) into acc[0], or with @l the pages of each of its VMAs
+ * into acc[i], from PAGEMAP_SCAN alone. 0, -errno, or 1: a PMD-mapped
+ * page of a file, shmem or hugetlb VMA left Rss and Hugetlb unknown (only
+ * its physical page tells hugetlb from a THP).
+ */
+PM_HIDDEN int pm__usage_scan(struct pm_handle *h, uint64_t start, uint64_t end,
+			     const struct pm_vma_list *l, struct pm__usage_acc *acc);
+
+#endif
