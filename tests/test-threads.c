@@ -128,6 +128,77 @@ START_TEST(maps_text_handle_shared)
 }
 END_TEST
 
+/* A thread of the child splits and merges a VMA listed before all the
+ * others, so the maps text shifts under a reader that is not alone at its
+ * file position. */
+static void *churn(void *arg)
+{
+	char *q = arg;
+
+	for (;;) {
+		mprotect(q + ps, ps, PROT_READ);
+		mprotect(q + ps, ps, PROT_READ | PROT_WRITE);
+	}
+	return NULL;
+}
+
+static void build_many_churning(void *arg, uint64_t *sh)
+{
+	char *q = xmap((void *)(8ULL << 30), 3 * ps, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1);
+	pthread_t t;
+
+	build_many(arg, sh);
+	if (pthread_create(&t, NULL, churn, q))
+		abort();
+}
+
+struct lister {
+	struct pm_handle *h;
+	long bad;
+};
+
+static void *list_often(void *arg)
+{
+	struct lister *j = arg;
+
+	for (int i = 0; i < 100 && !j->bad; i++) {
+		struct pm_vma_list *l = NULL;
+		long r = pm_vmas(j->h, &l);
+
+		if (r == 0 && pm_vma_count(l) < 2 * VMAS)
+			r = -ENODATA;
+		pm_vma_list_free(l);
+		j->bad = r;
+	}
+	return NULL;
+}
+
+/* Issue #14 item 13: 8 threads listing through one maps-text handle got
+ * -EIO when the list changed, each reading at its own file position. */
+START_TEST(maps_text_shared_while_maps_change)
+{
+	PM_OPTS(pm_open_opts, oo, .flags = PM_OPEN_MAPS_TEXT);
+	struct lister j[THREADS];
+	pthread_t t[THREADS];
+	struct pm_handle *h;
+	struct child c;
+
+	child_start(&c, build_many_churning, NULL);
+	ck_assert_int_eq(pm_open(c.pid, &oo, &h), 0);
+	for (int i = 0; i < THREADS; i++) {
+		j[i] = (struct lister){ .h = h };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, list_often, &j[i]), 0);
+	}
+	for (int i = 0; i < THREADS; i++)
+		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+	for (int i = 0; i < THREADS; i++)
+		ck_assert_msg(!j[i].bad, "thread %d: pm_vmas: %ld", i, j[i].bad);
+	pm_close(h);
+	child_stop(&c);
+}
+END_TEST
+
 START_TEST(default_handle_shared)
 {
 	struct pm_handle *h;
@@ -152,6 +223,7 @@ int main(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, maps_text_handle_shared);
 	tcase_add_test(tc, default_handle_shared);
+	tcase_add_test(tc, maps_text_shared_while_maps_change);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
