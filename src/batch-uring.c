@@ -9,7 +9,8 @@
  * a worker). Chunks go out in waves of at most
  * DEPTH, on registered files; every completion is checked: a short read
  * is continued, -EINTR/-EAGAIN/-ECANCELED are resubmitted (bounded), 0 is
- * the target's exit (-ESRCH), anything else fails that read only. The CQ
+ * EOF (the target's exit, or the rest above its address-space top:
+ * pm__pagemap_eof), anything else fails that read only. The CQ
  * (twice the SQ) cannot overflow with at most DEPTH in flight, and nothing
  * is in flight when this returns (unless waiting for it kept failing: the
  * run then fails, see drain). A failed submit discards the ring: requests
@@ -71,6 +72,7 @@ struct plan {
 	uint32_t read;
 	int file;
 	struct pm__bstate *st;
+	const struct pm__bread *r; /* the batch's reads, as st */
 };
 
 static int add_chunk(void *arg, uint64_t off, char *dst, size_t len)
@@ -248,7 +250,7 @@ static int execute(struct io_uring *ring, struct plan *p, bool *lost)
 				else
 					chunk_done(s, c, 0);
 			} else if (res == 0) {
-				chunk_done(s, c, -ESRCH); /* pagemap EOF: the target is gone */
+				chunk_done(s, c, pm__pagemap_eof(p->r[c->read].h, c->dst, c->len));
 			} else {
 				chunk_done(s, c, res);
 			}
@@ -286,6 +288,7 @@ int pm__batch_uring(struct pm_batch *b, struct pm__bstate *st, bool *lost)
 		b->ring = ring;
 	}
 	p.st = st;
+	p.r = b->r;
 	g = malloc((b->n ? b->n : 1) * sizeof(*g));
 	r = g ? plan_all(b, &p, g, &ng, &files, &nfiles) : -ENOMEM;
 	if (!r && nfiles)

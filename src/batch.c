@@ -145,7 +145,7 @@ int pm__batch_chunks(uint64_t va, uint64_t *dst, size_t n,
 }
 
 struct sync_read {
-	int fd;
+	struct pm_handle *h;
 	struct pm__bstate *s;
 };
 
@@ -153,7 +153,7 @@ static int sync_chunk(void *arg, uint64_t off, char *dst, size_t len)
 {
 	struct sync_read *sr = arg;
 
-	return pm__pread_full(sr->fd, dst, len, off, &sr->s->info.kernel_reads);
+	return pm__pagemap_pread(sr->h, dst, len, off, &sr->s->info.kernel_reads);
 }
 
 static int sync_span(void *arg, uint64_t va, uint64_t *dst, size_t n)
@@ -180,7 +180,7 @@ static void run_sync(struct pm_batch *b, struct pm__bstate *st)
 		j = g.j;
 		for (size_t k = i; k < j; k++) {
 			struct pm__bread *r = &b->r[k];
-			struct sync_read sr = { r->h->pagemap_fd, &st[k] };
+			struct sync_read sr = { r->h, &st[k] };
 
 			if (!st[k].res)
 				st[k].res = pm__read_plan(r->h, r->start, r->end, r->entries,

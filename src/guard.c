@@ -444,7 +444,7 @@ int pm__span_read(struct pm__guard *g, struct pm_handle *h, uint64_t va, uint64_
 
 	g->ident_fresh = false;
 	if (!g->pieces)
-		return pm__pread_full(h->pagemap_fd, dst, n * 8, off, &g->kernel_reads);
+		return pm__pagemap_pread(h, dst, n * 8, off, &g->kernel_reads);
 	while (n) {
 		uint64_t to = (va | (pmd - 1)) + 1;
 		size_t m = (size_t)((to - va) >> shift);
@@ -452,7 +452,7 @@ int pm__span_read(struct pm__guard *g, struct pm_handle *h, uint64_t va, uint64_
 
 		if (m > n)
 			m = n;
-		r = pm__pread_full(h->pagemap_fd, dst, m * 8, off, &g->kernel_reads);
+		r = pm__pagemap_pread(h, dst, m * 8, off, &g->kernel_reads);
 		if (!r)
 			r = add_range(&g->pend, &g->npend, &g->cap_pend, va,
 				      va + ((uint64_t)m << shift));

@@ -73,6 +73,14 @@ PM_HIDDEN int pm__slurp(int fd, char *buf, size_t cap, bool one_record);
 /* Read exactly @n bytes at @off, retrying EINTR and short reads. A read of
  * 0 bytes from a procfs file pinned to an mm means the mm is gone: -ESRCH. */
 PM_HIDDEN int pm__pread_full(int fd, void *buf, size_t n, uint64_t off, uint64_t *nreads);
+/* The same from the handle's pagemap, where EOF is told apart: the target
+ * exited or exec'd (-ESRCH), or the rest lies above the top of its address
+ * space and reads as not mapped. */
+PM_HIDDEN int pm__pagemap_pread(struct pm_handle *h, void *buf, size_t n, uint64_t off,
+				uint64_t *nreads);
+/* A pagemap read through @h answered EOF with @len bytes at @rest still
+ * wanted: 0 with them zeroed (not mapped), or -ESRCH. */
+PM_HIDDEN int pm__pagemap_eof(struct pm_handle *h, void *rest, size_t len);
 /* ioctl with EINTR retried; returns the result or -errno. */
 PM_HIDDEN int pm__ioctl(int fd, unsigned long req, void *arg);
 PM_HIDDEN int pm__pidfd_open(pid_t pid);

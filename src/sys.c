@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <signal.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -17,24 +18,62 @@ struct pm__sysops pm__sys = {
 	.ioctl = sys_ioctl,
 };
 
-int pm__pread_full(int fd, void *buf, size_t n, uint64_t off, uint64_t *nreads)
+/* Read up to @n bytes at @off, retrying EINTR and short reads: the count
+ * read (less than @n only at EOF), or -errno. */
+static long pread_upto(int fd, void *buf, size_t n, uint64_t off, uint64_t *nreads)
 {
-	char *p = buf;
+	size_t done = 0;
 
-	while (n) {
-		long r = PM__NOINTR(pm__sys.pread(fd, p, n, (off_t)off));
+	while (done < n) {
+		long r = PM__NOINTR(pm__sys.pread(fd, (char *)buf + done, n - done,
+						  (off_t)(off + done)));
 
 		if (nreads)
 			(*nreads)++;
 		if (r < 0)
-			return (int)r;
+			return r;
 		if (r == 0)
-			return -ESRCH;
-		p += r;
-		off += (uint64_t)r;
-		n -= (size_t)r;
+			break;
+		done += (size_t)r;
 	}
+	return (long)done;
+}
+
+int pm__pread_full(int fd, void *buf, size_t n, uint64_t off, uint64_t *nreads)
+{
+	long r = pread_upto(fd, buf, n, off, nreads);
+
+	return r < 0 ? (int)r : (size_t)r < n ? -ESRCH : 0;
+}
+
+/*
+ * The kernel's pagemap_read() ends at the target mm's task_size, the top
+ * of its address space (0xffffe000 for a 32-bit x86 process, far below a
+ * 64-bit caller's), and answers 0 bytes there, as it does when the mm is
+ * gone. The handle's identity check after that EOF tells them apart: the
+ * process still has the mm its files were opened on, so the rest lies at
+ * or above its top, where nothing can be mapped: not mapped, as a gap.
+ * Otherwise it is the EOF of an exit, whatever the check could not show
+ * (an exiting process without an mm reads as hidden, -EPERM): -ESRCH.
+ * (On a kernel without the retry fix a read can also end early when the
+ * PMDs it skipped ran to the top; a skip moves the guard's counters, so
+ * the guard's bracket around this read rejects it as any other.)
+ */
+int pm__pagemap_eof(struct pm_handle *h, void *rest, size_t len)
+{
+	if (pm__handle_check(h))
+		return -ESRCH;
+	memset(rest, 0, len);
 	return 0;
+}
+
+int pm__pagemap_pread(struct pm_handle *h, void *buf, size_t n, uint64_t off, uint64_t *nreads)
+{
+	long r = pread_upto(h->pagemap_fd, buf, n, off, nreads);
+
+	if (r < 0)
+		return (int)r;
+	return (size_t)r < n ? pm__pagemap_eof(h, (char *)buf + r, n - (size_t)r) : 0;
 }
 
 int pm__ioctl(int fd, unsigned long req, void *arg)

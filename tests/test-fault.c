@@ -21,6 +21,7 @@ static int mode;
 static uint64_t calls, bytes;
 static int counted_fd = -1; /* bytes counts reads of this fd only */
 static int maps_watch_fd = -1; /* whole-text loads of this maps fd are counted */
+static int eof_fd = -1; /* M_EOF: the fd at EOF (-1: all) */
 static int maps_loads, query_calls;
 static off_t flip_off = -1;
 static struct pm_handle *guarded_h; /* whose statm reads the token moves */
@@ -64,7 +65,9 @@ static ssize_t fake_pread(int fd, void *buf, size_t n, off_t off)
 			n = 8 * (1 + calls % 3); /* whole entries, a few at a time */
 		break;
 	case M_EOF:
-		return 0;
+		if (eof_fd < 0 || fd == eof_fd)
+			return 0;
+		break;
 	case M_EIO:
 		errno = EIO;
 		return -1;
@@ -126,6 +129,7 @@ static void setup(void)
 	calls = bytes = 0;
 	counted_fd = -1;
 	maps_watch_fd = -1;
+	eof_fd = -1;
 	maps_loads = query_calls = 0;
 	flip_off = -1;
 	guarded_h = NULL;
@@ -183,25 +187,75 @@ START_TEST(short_reads_are_continued)
 }
 END_TEST
 
-START_TEST(eof_is_esrch_and_eio_passes)
+static void build_layout(void *arg, uint64_t *sh)
+{
+	sh[0] = (uintptr_t)layout(64);
+}
+
+/* A one-read sync batch: the read's result. */
+static long batch_read(struct pm_handle *h, uint64_t a, uint64_t *e, size_t n)
+{
+	PM_OPTS(pm_batch_opts, o, .backend = PM_BACKEND_SYNC);
+	struct pm_batch *b;
+	long res = 0;
+
+	ck_assert_int_eq(pm_batch_new(&o, &b), 0);
+	ck_assert_int_eq(pm_batch_add_read(b, h, a, a + n * ps, e, NULL, &res), 0);
+	ck_assert_int_eq(pm_batch_run(b), 0);
+	pm_batch_free(b);
+	return res;
+}
+
+/* pagemap EOF from a live process is the top of its address space (a
+ * 32-bit target's, test-compat32; no process here ends below our top):
+ * not mapped; from an exited one, -ESRCH. */
+START_TEST(eof_is_top_or_exit_and_eio_passes)
 {
 	char *p = layout(8);
-	uint64_t e[8];
+	uint64_t e[8], a;
 	struct pm_handle *h;
 	struct pm_vma_list *l;
+	struct child c;
 	PM_OPTS(pm_open_opts, text, .flags = PM_OPEN_MAPS_TEXT);
 
 	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
+	/* the pagemap only: the guard's counters (6.1) must stay readable */
+	eof_fd = h->pagemap_fd;
 	mode = M_EOF;
-	ck_assert_int_eq(pm_read(h, (uintptr_t)p, (uintptr_t)p + 8 * ps, e, NULL, NULL), -ESRCH);
+	memset(e, 0xa5, sizeof(e));
+	ck_assert_int_eq(pm_read(h, (uintptr_t)p, (uintptr_t)p + 8 * ps, e, NULL, NULL), 8);
+	for (int i = 0; i < 8; i++)
+		ck_assert_uint_eq(e[i], 0);
 	mode = M_EIO;
 	ck_assert_int_eq(pm_read(h, (uintptr_t)p, (uintptr_t)p + 8 * ps, e, NULL, NULL), -EIO);
 	ck_assert_int_eq(errno, EIO);
+	pm_close(h);
+	/* another process, alive and then gone: pm_read and the sync batch */
+	mode = 0;
+	child_start(&c, build_layout, NULL);
+	a = c.shared[0];
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+	eof_fd = h->pagemap_fd;
+	mode = M_EOF;
+	memset(e, 0xa5, sizeof(e));
+	ck_assert_int_eq(pm_read(h, a, a + 8 * ps, e, NULL, NULL), 8);
+	for (int i = 0; i < 8; i++)
+		ck_assert_uint_eq(e[i], 0);
+	memset(e, 0xa5, sizeof(e));
+	ck_assert_int_eq(batch_read(h, a, e, 8), 8);
+	for (int i = 0; i < 8; i++)
+		ck_assert_uint_eq(e[i], 0);
+	mode = 0;
+	child_stop(&c);
+	mode = M_EOF;
+	ck_assert_int_eq(pm_read(h, a, a + 8 * ps, e, NULL, NULL), -ESRCH);
+	ck_assert_int_eq(batch_read(h, a, e, 8), -ESRCH);
 	pm_close(h);
 	/* the maps text source: an empty file is an exited process (the
 	 * open reads procfs files too: no fault there) */
 	mode = 0;
 	ck_assert_int_eq(pm_open(0, &text, &h), 0);
+	eof_fd = -1;
 	mode = M_EOF;
 	ck_assert_int_eq(pm_vmas(h, &l), -ESRCH);
 	pm_close(h);
@@ -209,10 +263,6 @@ START_TEST(eof_is_esrch_and_eio_passes)
 }
 END_TEST
 
-static void build_layout(void *arg, uint64_t *sh)
-{
-	sh[0] = (uintptr_t)layout(64);
-}
 
 /* A kernel without PROCMAP_QUERY: same lists, same entries via the text. */
 START_TEST(enotty_falls_back_to_text)
@@ -590,7 +640,7 @@ int main(void)
 	tcase_add_checked_fixture(t, setup, teardown);
 	tcase_add_test(t, eintr_is_retried);
 	tcase_add_test(t, short_reads_are_continued);
-	tcase_add_test(t, eof_is_esrch_and_eio_passes);
+	tcase_add_test(t, eof_is_top_or_exit_and_eio_passes);
 	tcase_add_test(t, enotty_falls_back_to_text);
 	tcase_add_test(t, gaps_are_not_read);
 	tcase_add_test(t, emulated_scan_looks_up_a_vma_once);

@@ -205,9 +205,11 @@ struct pm_read_info {
  * Write one raw pagemap entry per page of [start, end) into @p entries
  * ((end - start) / page size slots) and return that count.
  *
- * Unmapped gaps read as 0. The library plans its kernel reads (large gaps
- * are zero-filled, nearby small mappings are joined into one read) and reads
- * straight into @p entries, so memory use does not grow with the range.
+ * Unmapped gaps read as 0, and so do pages at or above the top of the
+ * target's address space (a 32-bit process's ends below 4 GiB). The library
+ * plans its kernel reads (large gaps are zero-filled, nearby small mappings
+ * are joined into one read) and reads straight into @p entries, so memory
+ * use does not grow with the range.
  * On a kernel without the pagemap retry fix (or with PM_READ_F_SNAPSHOT) every
  * kernel read is guarded and re-read when it may have been disturbed.
  *
