@@ -309,34 +309,27 @@ static void page_scan(struct uctx *c, size_t i, const struct vinfo *v)
 	}
 }
 
-/* PAGEMAP_SCAN's HUGE, PFNZERO and FILE categories of [a, b) into cat. */
-static int scan_chunk(struct uctx *c, uint64_t a, uint64_t b)
+/* The physical pages' records of pages [0, n) of the chunk's arrays:
+ * flags where flags[i] is not NOT_READ, mapcounts where mapped_once()
+ * does not tell them. */
+static int kp_records(struct uctx *c, size_t n)
 {
-	const struct pm__scan_req q = {
-		.anyof = PM_CAT_HUGE | PM_CAT_PFNZERO,
-		.ret = PM_CAT_HUGE | PM_CAT_PFNZERO | PM_CAT_FILE,
-	};
-	struct pm_region vec[SCAN_VEC];
+	int r;
 
-	memset(c->cat, 0, (size_t)((b - a) / c->ps) * sizeof(*c->cat));
-	for (uint64_t cur = a; cur < b;) {
-		struct pm__scan_out o = { .vec = vec, .vec_len = SCAN_VEC, .max_pages = UINT64_MAX };
-		int r = pm__scan_native(c->h, cur, b, &q, &o);
-
-		if (r)
-			return r;
-		for (size_t j = 0; j < o.n; j++)
-			for (uint64_t p = vec[j].start; p < vec[j].end; p += c->ps)
-				c->cat[(p - a) / c->ps] = vec[j].categories;
-		if (!o.done)
-			break;
-		cur = o.walk_end;
+	for (size_t i = 0; i < n; i++)
+		c->idx[i] = c->flags[i] == NOT_READ ? 0 : c->pfn[i];
+	memcpy(c->count, c->idx, n * sizeof(*c->count));
+	r = kp_sparse(c, 0, c->count, n, c->flags);
+	for (size_t i = 0; i < n && !r; i++) {
+		c->cpfn[i] = mapped_once(c, i) ? 0 : c->pfn[i];
+		c->count[i] = 1;
 	}
-	return 0;
+	return r ? r : kp_sparse(c, 1, c->cpfn, n, c->count);
 }
 
-/* Pages [a, b): one pagemap read, one scan, the physical pages' records,
- * then each page counted for the VMA it is in (*v moves along). */
+/* Without PAGEMAP_SCAN, pages [a, b): one pagemap read, the physical
+ * pages' records, then each page counted for the VMA it is in (*v moves
+ * along). */
 static int chunk(struct uctx *c, uint64_t a, uint64_t b, struct vinfo *v)
 {
 	const size_t n = (size_t)((b - a) / c->ps);
@@ -346,11 +339,6 @@ static int chunk(struct uctx *c, uint64_t a, uint64_t b, struct vinfo *v)
 	got = pm__read(c->h, a, b, c->e, &c->ro, NULL, &c->vc);
 	if (got < 0)
 		return (int)got;
-	if (c->scan) {
-		r = scan_chunk(c, a, b);
-		if (r)
-			return r;
-	}
 	for (size_t i = 0; i < n; i++) {
 		const uint64_t va = a + i * c->ps, e = c->e[i];
 
@@ -375,16 +363,7 @@ static int chunk(struct uctx *c, uint64_t a, uint64_t b, struct vinfo *v)
 		}
 	}
 	if (c->kp) {
-		for (size_t i = 0; i < n; i++)
-			c->idx[i] = c->flags[i] == NOT_READ ? 0 : c->pfn[i];
-		memcpy(c->count, c->idx, n * sizeof(*c->count));
-		r = kp_sparse(c, 0, c->count, n, c->flags);
-		for (size_t i = 0; i < n && !r; i++) {
-			c->cpfn[i] = mapped_once(c, i) ? 0 : c->pfn[i];
-			c->count[i] = 1;
-		}
-		if (!r)
-			r = kp_sparse(c, 1, c->cpfn, n, c->count);
+		r = kp_records(c, n);
 		if (r)
 			return r;
 	}
@@ -404,8 +383,6 @@ static int chunk(struct uctx *c, uint64_t a, uint64_t b, struct vinfo *v)
 			continue;
 		} else if (c->kp) {
 			r = page_kp(c, i, acc);
-		} else if (c->scan) {
-			page_scan(c, i, pv);
 		} else {
 			acc->unknown |= NEED_CLASS;
 		}
@@ -413,8 +390,8 @@ static int chunk(struct uctx *c, uint64_t a, uint64_t b, struct vinfo *v)
 	return r;
 }
 
-/* Count the pages of [start, end), read in chunks that skip the gaps
- * between VMAs and span small VMAs. */
+/* Without PAGEMAP_SCAN, count the pages of [start, end), read in chunks
+ * that skip the gaps between VMAs and span small VMAs. */
 static int walk(struct uctx *c, uint64_t start, uint64_t end)
 {
 	struct vinfo v;
@@ -438,6 +415,131 @@ static int walk(struct uctx *c, uint64_t start, uint64_t end)
 		r = v.end <= cur ? vma_at(c, cur, &v) : 1;
 	}
 	return r < 0 ? r : 0;
+}
+
+/* With PAGEMAP_SCAN: its walk counted swap, guard and zero pages and
+ * listed the present pages (usage-scan.c); only their entries are read,
+ * in windows of at most CHUNK pages over pieces at most WIN_GAP pages
+ * apart (reading the entries between costs less than a read of their
+ * own: ~3 ns an unmapped entry against ~2 us a pread). No VMA list: the
+ * pieces say where the pages are, PMD-mapped or not, and their VMA's
+ * kind where that matters. */
+#define WIN_GAP 512
+
+struct wread {
+	struct uctx *c;
+	struct pm__guard *g;
+	uint64_t w0;
+};
+
+static int wpass(void *arg, uint64_t from, uint64_t to)
+{
+	const struct wread *w = arg;
+	const uint64_t ps = w->c->ps;
+
+	return pm__span_read(w->g, w->c->h, from, w->c->e + (from - w->w0) / ps,
+			     (size_t)((to - from) / ps));
+}
+
+/* The entries of [w0, w1) into c->e, read whole under pm_read's guard
+ * (the caller checks the handle once, after every window). */
+static int window_entries(struct uctx *c, uint64_t w0, uint64_t w1)
+{
+	struct pm__guard g;
+	struct wread w = { c, &g, w0 };
+	int r = pm__guard_init(&g, c->ro.flags, c->ro.max_retries);
+
+	if (r)
+		return r;
+	if (g.active)
+		pm__prefault(c->e, (size_t)((w1 - w0) / c->ps));
+	r = pm__guarded(&g, c->h, w0, w1, wpass, &w);
+	pm__guard_fini(&g);
+	return r;
+}
+
+/* A present page of piece @v whose physical page is needed (or, without
+ * the physical pages, a PMD-mapped one), moved to slot m of the chunk's
+ * arrays (m <= its own slot: the entries are compacted in place). */
+static void slow_page(struct uctx *c, size_t m, uint64_t e, const struct vinfo *v, bool huge)
+{
+	c->e[m] = e;
+	c->cat[m] = (huge ? PM_CAT_HUGE : 0) | (e & PM_ENTRY_FILE ? PM_CAT_FILE : 0);
+	c->pv[m] = *v;
+	c->pfn[m] = c->kp ? pm_entry_pfn(e) : 0;
+	/* kpageflags costs twice kpagecount: read where needed */
+	c->flags[m] = c->kp && need_flags(c, e, c->cat[m], v) ? 0 : NOT_READ;
+}
+
+/* Window [w0, w1) over pieces p[0, n), the first from w0. Present 4K
+ * pages mapped once by an anonymous mapping (the common case) count
+ * straight away: full Pss, Uss, mapcount 1 (mapped_once()); the others
+ * with their physical pages' records. */
+static int window(struct uctx *c, uint64_t w0, uint64_t w1, const struct pm__upiece *p, size_t n)
+{
+	const uint64_t ps = c->ps, full = ps << PSS_SHIFT;
+	size_t m = 0;
+	int r = window_entries(c, w0, w1);
+
+	for (size_t k = 0; k < n && !r; k++) {
+		const uint64_t s = k ? p[k].start : w0, t = p[k].end < w1 ? p[k].end : w1;
+		const struct vinfo v = { p[k].start, p[k].end, p[k].anon, false, &c->acc[p[k].acc] };
+		struct pm__usage_acc *a = v.a;
+		uint64_t once = 0;
+
+		for (size_t i = (size_t)((s - w0) / ps), z = (size_t)((t - w0) / ps); i < z; i++) {
+			const uint64_t e = c->e[i];
+
+			if (!pm_entry_present(e))
+				continue; /* gone since the scan */
+			if (p[k].huge) {
+				slow_page(c, m++, e, &v, true);
+			} else if (!c->kp) {
+				a->u.rss += ps;
+				add_shared(a, ps, pm_entry_exclusive(e));
+			} else if (pm_entry_exclusive(e) && !(e & PM_ENTRY_FILE) && pm_entry_pfn(e)) {
+				once++;
+			} else {
+				slow_page(c, m++, e, &v, false);
+			}
+		}
+		a->u.rss += once * ps;
+		a->u.uss += once * ps;
+		a->u.pss += once * full;
+		a->u.pss_anon += once * full;
+	}
+	if (!r && c->kp)
+		r = kp_records(c, m);
+	for (size_t i = 0; i < m && !r; i++) {
+		if (c->kp)
+			r = page_kp(c, i, c->pv[i].a);
+		else
+			page_scan(c, i, &c->pv[i]);
+	}
+	return r;
+}
+
+static int walk_pieces(struct uctx *c, const struct pm__upiece *p, size_t n)
+{
+	const uint64_t max = CHUNK * c->ps;
+	uint64_t from = n ? p[0].start : 0;
+	size_t i = 0;
+	int r = 0;
+
+	while (i < n && !r) {
+		uint64_t w1 = p[i].end - from > max ? from + max : p[i].end;
+		size_t k = i + 1;
+
+		if (w1 == p[i].end)
+			while (k < n && p[k].start - w1 <= WIN_GAP * c->ps && p[k].end - from <= max)
+				w1 = p[k++].end;
+		r = window(c, from, w1, p + i, k - i);
+		if (w1 < p[i].end)
+			from = w1; /* a piece longer than a window */
+		else if ((i = k) < n)
+			from = p[i].start;
+	}
+	return r;
 }
 
 static int ctx_init(struct uctx *c, struct pm_handle *h, const struct pm_usage_opts *opts,
@@ -542,12 +644,13 @@ static int count_all(struct uctx *c, uint64_t start, uint64_t end, size_t nacc)
 {
 	const uint64_t cats = PM_CAT_PRESENT | PM_CAT_SWAPPED | PM_CAT_FILE | PM_CAT_PFNZERO |
 			      PM_CAT_HUGE | PM_CAT_GUARD;
+	struct pm__upieces present = { 0 };
 	int r = 1;
 
 	if (!(c->want & ~PM__USAGE_SCAN_FIELDS) && !c->ro.flags &&
 	    (pm__scan_categories() & cats) == cats) {
 		/* asking whether PFNs are visible costs a probe: only then */
-		r = pm__usage_scan(c->h, start, end, c->list, c->acc);
+		r = pm__usage_scan(c->h, start, end, c->list, c->acc, NULL);
 		if (r < 0)
 			return r;
 		if (!r || !want_kpages(c))
@@ -555,7 +658,13 @@ static int count_all(struct uctx *c, uint64_t start, uint64_t end, size_t nacc)
 		memset(c->acc, 0, nacc * sizeof(*c->acc));
 	}
 	r = ctx_pages(c);
-	return r ? r : walk(c, start, end);
+	if (r || !c->scan)
+		return r ? r : walk(c, start, end);
+	r = pm__usage_scan(c->h, start, end, c->list, c->acc, &present);
+	if (!r)
+		r = walk_pieces(c, present.v, present.n);
+	free(present.v);
+	return r ? r : pm__handle_check(c->h);
 }
 
 /* Write one answer: the fields asked for that every page decided. */
