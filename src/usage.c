@@ -44,6 +44,7 @@
 #define NOT_READ UINT64_MAX /* a flags record not read (no flags are all set) */
 
 #define F(b) (1ULL << PM_KPF_##b)
+#define PSS_SPLIT (PM_USAGE_PSS_ANON | PM_USAGE_PSS_FILE | PM_USAGE_PSS_SHMEM)
 #define PM__USAGE_FIELDS 12 /* rss .. guard, in PM_USAGE_* bit order */
 
 /* fields that need kpageflags and kpagecount */
@@ -214,10 +215,13 @@ static void add_shared(struct pm__usage_acc *a, uint64_t ps, int priv)
 
 /* Whether a present page's flags are needed: PAGEMAP_SCAN and the entry
  * tell an anonymous page that is not a zero page or hugetlb without
- * them; file pages need them for shmem against page cache. */
+ * them; file pages need them for shmem against page cache, when asked
+ * (Pss itself takes the mapcount alone, Uss and Shared the mapcount and
+ * the exclusive bit, see private_page()). */
 static bool need_flags(const struct uctx *c, uint64_t e, uint64_t cat, const struct vinfo *v)
 {
-	return !c->scan || (e & PM_ENTRY_FILE) || ((cat & PM_CAT_HUGE) && !v->anon);
+	return !c->scan || ((e & PM_ENTRY_FILE) && (c->want & PSS_SPLIT)) ||
+	       ((cat & PM_CAT_HUGE) && !v->anon);
 }
 
 /*
@@ -249,12 +253,12 @@ static int page_kp(struct uctx *c, size_t i, struct pm__usage_acc *a)
 	int r;
 
 	if (c->flags[i] == NOT_READ) {
-		/* anonymous, as need_flags() decided */
-		if (cat & PM_CAT_PFNZERO) {
-			a->u.zero += ps;
-			return 0;
-		}
-		ff = F(ANON);
+		/* as need_flags() decided: anonymous (a zero page is not
+		 * here: PAGEMAP_SCAN counted it), or a page-cache or shmem
+		 * page where nobody asked which */
+		ff = e & PM_ENTRY_FILE ? 0 : F(ANON);
+		if (e & PM_ENTRY_FILE)
+			a->unknown |= PSS_SPLIT;
 	} else {
 		if (c->flags[i] & F(NOPAGE)) {
 			a->unknown |= NEED_CLASS;
@@ -519,20 +523,46 @@ static int window(struct uctx *c, uint64_t w0, uint64_t w1, const struct pm__upi
 	return r;
 }
 
-static int walk_pieces(struct uctx *c, const struct pm__upiece *p, size_t n)
+/* The window from @from in piece p[i] (of n): its end, and in *k the
+ * piece after its last. */
+static uint64_t window_end(const struct uctx *c, const struct pm__upiece *p, size_t n, size_t i,
+			   uint64_t from, size_t *k)
 {
 	const uint64_t max = CHUNK * c->ps;
+	uint64_t w1 = p[i].end - from > max ? from + max : p[i].end;
+
+	*k = i + 1;
+	if (w1 == p[i].end)
+		while (*k < n && p[*k].start - w1 <= WIN_GAP * c->ps && p[*k].end - from <= max)
+			w1 = p[(*k)++].end;
+	return w1;
+}
+
+static int ctx_pages(struct uctx *c, size_t pages);
+
+/* The pieces window by window, with buffers for the longest window (a
+ * small process needs far less than CHUNK pages: pm-dump --all makes a
+ * call per process). */
+static int walk_pieces(struct uctx *c, const struct pm__upiece *p, size_t n)
+{
+	size_t i = 0, k, most = 0;
 	uint64_t from = n ? p[0].start : 0;
-	size_t i = 0;
-	int r = 0;
+	int r;
 
-	while (i < n && !r) {
-		uint64_t w1 = p[i].end - from > max ? from + max : p[i].end;
-		size_t k = i + 1;
+	while (i < n) {
+		uint64_t w1 = window_end(c, p, n, i, from, &k);
 
-		if (w1 == p[i].end)
-			while (k < n && p[k].start - w1 <= WIN_GAP * c->ps && p[k].end - from <= max)
-				w1 = p[k++].end;
+		if ((w1 - from) / c->ps > most)
+			most = (size_t)((w1 - from) / c->ps);
+		if (w1 < p[i].end)
+			from = w1;
+		else if ((i = k) < n)
+			from = p[i].start;
+	}
+	r = ctx_pages(c, most);
+	for (i = 0, from = n ? p[0].start : 0; i < n && !r;) {
+		uint64_t w1 = window_end(c, p, n, i, from, &k);
+
 		r = window(c, from, w1, p + i, k - i);
 		if (w1 < p[i].end)
 			from = w1; /* a piece longer than a window */
@@ -591,20 +621,22 @@ static bool want_kpages(const struct uctx *c)
 	return (c->want & NEED_CLASS) && pm_has_feature(PM_FEAT_PFN_VISIBLE) == 1;
 }
 
-static int ctx_pages(struct uctx *c)
+static int ctx_pages(struct uctx *c, size_t pages)
 {
+	const size_t n = pages ? pages : 1;
+
 	if (want_kpages(c) && pm__kpf_open(&c->kf, PM_KPAGE_FLAGS | PM_KPAGE_COUNT) == 0) {
 		c->kp = true;
 		c->avail |= NEED_CLASS;
 	}
-	c->e = malloc(CHUNK * sizeof(*c->e));
-	c->cat = calloc(CHUNK, sizeof(*c->cat));
-	c->pfn = malloc(CHUNK * sizeof(*c->pfn));
-	c->flags = malloc(CHUNK * sizeof(*c->flags));
-	c->count = malloc(CHUNK * sizeof(*c->count));
-	c->cpfn = malloc(CHUNK * sizeof(*c->cpfn));
-	c->pv = malloc(CHUNK * sizeof(*c->pv));
-	c->idx = malloc(CHUNK * sizeof(*c->idx));
+	c->e = malloc(n * sizeof(*c->e));
+	c->cat = calloc(n, sizeof(*c->cat));
+	c->pfn = malloc(n * sizeof(*c->pfn));
+	c->flags = malloc(n * sizeof(*c->flags));
+	c->count = malloc(n * sizeof(*c->count));
+	c->cpfn = malloc(n * sizeof(*c->cpfn));
+	c->pv = malloc(n * sizeof(*c->pv));
+	c->idx = malloc(n * sizeof(*c->idx));
 	c->kbuf = malloc(KP_WINDOW * sizeof(*c->kbuf));
 	if (!c->e || !c->cat || !c->pfn || !c->flags || !c->count || !c->cpfn || !c->pv || !c->idx ||
 	    !c->kbuf)
@@ -657,9 +689,10 @@ static int count_all(struct uctx *c, uint64_t start, uint64_t end, size_t nacc)
 			return pm__handle_check(c->h); /* as pm__read does for its answers */
 		memset(c->acc, 0, nacc * sizeof(*c->acc));
 	}
-	r = ctx_pages(c);
-	if (r || !c->scan)
+	if (!c->scan) {
+		r = ctx_pages(c, CHUNK);
 		return r ? r : walk(c, start, end);
+	}
 	r = pm__usage_scan(c->h, start, end, c->list, c->acc, &present);
 	if (!r)
 		r = walk_pieces(c, present.v, present.n);

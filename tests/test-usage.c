@@ -134,19 +134,26 @@ static bool compare(const char *what, const struct pm_usage *u, const struct sma
 	(PM_USAGE_RSS | PM_USAGE_SWAP | PM_USAGE_ANON_THP | PM_USAGE_HUGETLB | PM_USAGE_ZERO | \
 	 PM_USAGE_GUARD)
 
-/* Asked for those fields alone, the answer is the one of all fields. */
-static void same_fields(const char *what, const struct pm_usage *all, const struct pm_usage *u)
+/* pm-dump --all --pss's: Pss without its split needs no page flags */
+#define DUMP_FIELDS (PM_USAGE_RSS | PM_USAGE_PSS | PM_USAGE_USS | PM_USAGE_SHARED | PM_USAGE_SWAP)
+
+/* Asked for @fields alone, the answer is the one of all fields. */
+static void same_fields(const char *what, const struct pm_usage *all, const struct pm_usage *u,
+			uint64_t fields)
 {
 	const uint64_t both = all->valid & u->valid;
 
-	ck_assert_msg((all->valid & SCAN_FIELDS & ~u->valid) == 0,
+	ck_assert_msg((all->valid & fields & ~u->valid) == 0,
 		      "%s: valid %#" PRIx64 " alone, %#" PRIx64 " with all", what, u->valid,
 		      all->valid);
-	ck_assert_uint_eq(u->valid & ~SCAN_FIELDS, 0);
+	ck_assert_uint_eq(u->valid & ~fields, 0);
 #define SAME(bit, f)                                                                          \
 	ck_assert_msg(!(both & (bit)) || all->f == u->f, "%s: " #f " %" PRIu64 " alone, %" PRIu64 \
 		      " with all", what, u->f, all->f)
 	SAME(PM_USAGE_RSS, rss);
+	SAME(PM_USAGE_PSS, pss);
+	SAME(PM_USAGE_USS, uss);
+	SAME(PM_USAGE_SHARED, shared);
 	SAME(PM_USAGE_SWAP, swap);
 	SAME(PM_USAGE_ANON_THP, anon_thp);
 	SAME(PM_USAGE_HUGETLB, hugetlb);
@@ -162,7 +169,8 @@ static bool oracle_round(pid_t pid, struct pm_handle *h, const struct pm_vma_lis
 	static struct smap sm[MAXV], sm2[MAXV], roll, roll2;
 	static struct pm_usage per[MAXV], fper[MAXV];
 	PM_OPTS(pm_usage_opts, fast, .fields = SCAN_FIELDS);
-	struct pm_usage ftot = { .size = sizeof(ftot) };
+	PM_OPTS(pm_usage_opts, dump, .fields = DUMP_FIELDS);
+	struct pm_usage ftot = { .size = sizeof(ftot) }, dtot = { .size = sizeof(dtot) };
 	const size_t nv = pm_vma_count(l);
 	uint64_t rss = 0;
 	size_t ns, j = 0;
@@ -177,6 +185,7 @@ static bool oracle_round(pid_t pid, struct pm_handle *h, const struct pm_vma_lis
 	fper[0].size = sizeof(fper[0]);
 	ck_assert_int_eq(pm_usage_vmas(h, l, &fast, fper), (long)nv);
 	ck_assert_int_eq(pm_usage(h, 0, UINT64_MAX & ~(ps - 1), &fast, &ftot), 0);
+	ck_assert_int_eq(pm_usage(h, 0, UINT64_MAX & ~(ps - 1), &dump, &dtot), 0);
 	ck_assert_uint_eq(smaps_read(pid, "smaps", sm2, MAXV), ns);
 	ck_assert_uint_eq(smaps_read(pid, "smaps_rollup", &roll2, 1), 1);
 	if (memcmp(sm, sm2, ns * sizeof(*sm)) || memcmp(&roll, &roll2, sizeof(roll))) {
@@ -203,8 +212,9 @@ static bool oracle_round(pid_t pid, struct pm_handle *h, const struct pm_vma_lis
 	}
 	ck_assert_uint_eq(j, nv);
 	for (size_t i = 0; i < nv; i++)
-		same_fields(pm_vma_at(l, i)->name, &per[i], &fper[i]);
-	same_fields("process", tot, &ftot);
+		same_fields(pm_vma_at(l, i)->name, &per[i], &fper[i], SCAN_FIELDS);
+	same_fields("process", tot, &ftot, SCAN_FIELDS);
+	same_fields("process, pm-dump's fields", tot, &dtot, DUMP_FIELDS);
 	ck_assert_msg((tot->valid & need) == need, "valid %#" PRIx64 ", need %#" PRIx64, tot->valid,
 		      need);
 	if (tot->valid & PM_USAGE_RSS)
