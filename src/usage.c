@@ -76,7 +76,7 @@ struct uctx {
 	/* per page of a chunk */
 	uint64_t *e, *pfn, *cat, *flags, *count, *cpfn, *kbuf;
 	struct vinfo *pv;
-	size_t *idx;
+	size_t *idx, *rlen; /* kp_sparse()'s runs: first page, length */
 	uint64_t head_pfn, head_end, head_flags; /* the last compound head found */
 };
 
@@ -106,41 +106,68 @@ static int vma_at(struct uctx *c, uint64_t va, struct vinfo *v)
 	return 1;
 }
 
+/* Runs packed as (first page << RUN_SHIFT | length), by their first PFN;
+ * both below 1 << RUN_SHIFT, and the pair fits a 32-bit size_t. */
+#define RUN_SHIFT 16
+_Static_assert(CHUNK < (1 << RUN_SHIFT) && KP_WINDOW < (1 << RUN_SHIFT), "run packing");
+
 static int by_pfn(const void *x, const void *y, void *arg)
 {
-	const uint64_t *pfn = arg, a = pfn[*(const size_t *)x], b = pfn[*(const size_t *)y];
+	const uint64_t *pfn = arg;
+	const uint64_t a = pfn[*(const size_t *)x >> RUN_SHIFT], b = pfn[*(const size_t *)y >> RUN_SHIFT];
 
 	return a < b ? -1 : a > b;
 }
 
 /* Records of file @f for the pages of the chunk with pfn[i] != 0 into
- * out[i], the PFNs sorted and read in windows of nearby ones. */
+ * out[i]. Pages in a row with consecutive PFNs (a large folio, or pages
+ * allocated together) form runs; the runs are sorted by PFN (unless they
+ * already are) and read in windows of nearby ones: a sort of the runs
+ * rather than the pages, which for 2 MiB THPs is 512 times fewer. */
 static int kp_sparse(struct uctx *c, int f, const uint64_t *pfn, size_t n, uint64_t *out)
 {
 	uint64_t *buf = c->kbuf;
 	size_t m = 0;
+	bool sorted = true;
 
-	for (size_t i = 0; i < n; i++)
-		if (pfn[i])
-			c->idx[m++] = i;
-	qsort_r(c->idx, m, sizeof(*c->idx), by_pfn, (void *)pfn);
+	for (size_t i = 0, j; i < n; i = j) {
+		j = i + 1;
+		if (!pfn[i])
+			continue;
+		while (j < n && j - i < KP_WINDOW && pfn[j] == pfn[j - 1] + 1)
+			j++;
+		sorted &= !m || pfn[c->idx[m - 1]] < pfn[i];
+		c->idx[m] = i;
+		c->rlen[m++] = j - i;
+	}
+	if (!sorted) {
+		/* the lengths travel with the runs: sort (start, length) pairs */
+		for (size_t j = 0; j < m; j++)
+			c->rlen[j] |= c->idx[j] << RUN_SHIFT;
+		qsort_r(c->rlen, m, sizeof(*c->rlen), by_pfn, (void *)pfn);
+		for (size_t j = 0; j < m; j++) {
+			c->idx[j] = c->rlen[j] >> RUN_SHIFT;
+			c->rlen[j] &= ((size_t)1 << RUN_SHIFT) - 1;
+		}
+	}
 	for (size_t j = 0, k; j < m; j = k) {
 		const uint64_t lo = pfn[c->idx[j]];
-		uint64_t hi = lo;
+		uint64_t hi = lo + c->rlen[j];
 		int r;
 
 		for (k = j + 1; k < m; k++) {
-			uint64_t p = pfn[c->idx[k]];
+			const uint64_t p = pfn[c->idx[k]], e = p + c->rlen[k];
 
-			if (p - hi > KP_GAP || p - lo >= KP_WINDOW)
+			if (p > hi + KP_GAP || (e > hi ? e : hi) - lo > KP_WINDOW)
 				break;
-			hi = p;
+			hi = e > hi ? e : hi;
 		}
-		r = pm__kpf_pread(&c->kf, f, lo, buf, (size_t)(hi - lo + 1));
+		r = pm__kpf_pread(&c->kf, f, lo, buf, (size_t)(hi - lo));
 		if (r)
 			return r;
 		for (size_t q = j; q < k; q++)
-			out[c->idx[q]] = buf[pfn[c->idx[q]] - lo];
+			for (size_t i = c->idx[q], z = i + c->rlen[q]; i < z; i++)
+				out[i] = buf[pfn[i] - lo];
 	}
 	return 0;
 }
@@ -637,9 +664,10 @@ static int ctx_pages(struct uctx *c, size_t pages)
 	c->cpfn = malloc(n * sizeof(*c->cpfn));
 	c->pv = malloc(n * sizeof(*c->pv));
 	c->idx = malloc(n * sizeof(*c->idx));
+	c->rlen = malloc(n * sizeof(*c->rlen));
 	c->kbuf = malloc(KP_WINDOW * sizeof(*c->kbuf));
 	if (!c->e || !c->cat || !c->pfn || !c->flags || !c->count || !c->cpfn || !c->pv || !c->idx ||
-	    !c->kbuf)
+	    !c->rlen || !c->kbuf)
 		return -ENOMEM;
 	return 0;
 }
@@ -658,6 +686,7 @@ static void ctx_fini(struct uctx *c)
 	free(c->cpfn);
 	free(c->pv);
 	free(c->idx);
+	free(c->rlen);
 	free(c->kbuf);
 }
 
