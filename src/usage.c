@@ -68,6 +68,7 @@ struct uctx {
 	uint64_t want, avail;
 	uint64_t ps;
 	bool kp, scan, old_mapcount;
+	bool kp_decided; /* with PAGEMAP_SCAN: kp set at the first present entry */
 	struct pm__kpf kf;
 	struct pm__vcursor vc;
 	const struct pm_vma_list *list; /* pm_usage_vmas: pages count for its VMAs */
@@ -502,6 +503,22 @@ static void slow_page(struct uctx *c, size_t m, uint64_t e, const struct vinfo *
 	c->flags[m] = c->kp && need_flags(c, e, c->cat[m], v) ? 0 : NOT_READ;
 }
 
+/* Whether the handle shows PFNs, told by its first present entry (PFN 0
+ * is what a hidden one reads: pm_kpages' rule), rather than by
+ * pm_has_feature(), which maps, faults and reads a page of this process
+ * per call and asks about the caller's credentials, not those the
+ * handle's pagemap was opened with; the physical pages' files opened when
+ * it does. */
+static void kp_decide(struct uctx *c, uint64_t e)
+{
+	c->kp_decided = true;
+	if ((c->want & NEED_CLASS) && pm_entry_pfn(e) &&
+	    pm__kpf_open(&c->kf, PM_KPAGE_FLAGS | PM_KPAGE_COUNT) == 0) {
+		c->kp = true;
+		c->avail |= NEED_CLASS;
+	}
+}
+
 /* Window [w0, w1) over pieces p[0, n), the first from w0. Present 4K
  * pages mapped once by an anonymous mapping (the common case) count
  * straight away: full Pss, Uss, mapcount 1 (mapped_once()); the others
@@ -523,6 +540,8 @@ static int window(struct uctx *c, uint64_t w0, uint64_t w1, const struct pm__upi
 
 			if (!pm_entry_present(e))
 				continue; /* gone since the scan */
+			if (!c->kp_decided)
+				kp_decide(c, e);
 			if (p[k].huge) {
 				slow_page(c, m++, e, &v, true);
 			} else if (!c->kp) {
@@ -566,6 +585,7 @@ static uint64_t window_end(const struct uctx *c, const struct pm__upiece *p, siz
 }
 
 static int ctx_pages(struct uctx *c, size_t pages);
+static void ctx_kp(struct uctx *c);
 
 /* The pieces window by window, with buffers for the longest window (a
  * small process needs far less than CHUNK pages: pm-dump --all makes a
@@ -596,6 +616,10 @@ static int walk_pieces(struct uctx *c, const struct pm__upiece *p, size_t n)
 		else if ((i = k) < n)
 			from = p[i].start;
 	}
+	/* no present page: the fields are 0, valid as far as the caller's
+	 * rights go */
+	if (!r && !c->kp_decided)
+		ctx_kp(c);
 	return r;
 }
 
@@ -648,14 +672,18 @@ static bool want_kpages(const struct uctx *c)
 	return (c->want & NEED_CLASS) && pm_has_feature(PM_FEAT_PFN_VISIBLE) == 1;
 }
 
-static int ctx_pages(struct uctx *c, size_t pages)
+static void ctx_kp(struct uctx *c)
 {
-	const size_t n = pages ? pages : 1;
-
 	if (want_kpages(c) && pm__kpf_open(&c->kf, PM_KPAGE_FLAGS | PM_KPAGE_COUNT) == 0) {
 		c->kp = true;
 		c->avail |= NEED_CLASS;
 	}
+}
+
+static int ctx_pages(struct uctx *c, size_t pages)
+{
+	const size_t n = pages ? pages : 1;
+
 	c->e = malloc(n * sizeof(*c->e));
 	c->cat = calloc(n, sizeof(*c->cat));
 	c->pfn = malloc(n * sizeof(*c->pfn));
@@ -719,6 +747,7 @@ static int count_all(struct uctx *c, uint64_t start, uint64_t end, size_t nacc)
 		memset(c->acc, 0, nacc * sizeof(*c->acc));
 	}
 	if (!c->scan) {
+		ctx_kp(c);
 		r = ctx_pages(c, CHUNK);
 		return r ? r : walk(c, start, end);
 	}
