@@ -78,6 +78,7 @@ struct uctx {
 	uint64_t *e, *pfn, *cat, *flags, *count, *cpfn, *kbuf;
 	struct vinfo *pv;
 	size_t *idx, *rlen; /* kp_sparse()'s runs: first page, length */
+	size_t cap, scap;   /* pages e and cat hold; pages the others hold */
 	uint64_t head_pfn, head_end, head_flags; /* the last compound head found */
 };
 
@@ -490,17 +491,24 @@ static int window_entries(struct uctx *c, uint64_t w0, uint64_t w1)
 	return r;
 }
 
+static int slow_cap(struct uctx *c, size_t m);
+
 /* A present page of piece @v whose physical page is needed (or, without
  * the physical pages, a PMD-mapped one), moved to slot m of the chunk's
  * arrays (m <= its own slot: the entries are compacted in place). */
-static void slow_page(struct uctx *c, size_t m, uint64_t e, const struct vinfo *v, bool huge)
+static int slow_page(struct uctx *c, size_t m, uint64_t e, const struct vinfo *v, bool huge)
 {
+	int r = slow_cap(c, m + 1);
+
+	if (r)
+		return r;
 	c->e[m] = e;
 	c->cat[m] = (huge ? PM_CAT_HUGE : 0) | (e & PM_ENTRY_FILE ? PM_CAT_FILE : 0);
 	c->pv[m] = *v;
 	c->pfn[m] = c->kp ? pm_entry_pfn(e) : 0;
 	/* kpageflags costs twice kpagecount: read where needed */
 	c->flags[m] = c->kp && need_flags(c, e, c->cat[m], v) ? 0 : NOT_READ;
+	return 0;
 }
 
 /* Whether the handle shows PFNs, told by its first present entry (PFN 0
@@ -523,19 +531,20 @@ static void kp_decide(struct uctx *c, uint64_t e)
  * pages mapped once by an anonymous mapping (the common case) count
  * straight away: full Pss, Uss, mapcount 1 (mapped_once()); the others
  * with their physical pages' records. */
-static int window(struct uctx *c, uint64_t w0, uint64_t w1, const struct pm__upiece *p, size_t n)
+static int window_count(struct uctx *c, uint64_t w0, uint64_t w1, const struct pm__upiece *p,
+			size_t n)
 {
 	const uint64_t ps = c->ps, full = ps << PSS_SHIFT;
 	size_t m = 0;
-	int r = window_entries(c, w0, w1);
+	int r = 0;
 
 	for (size_t k = 0; k < n && !r; k++) {
-		const uint64_t s = k ? p[k].start : w0, t = p[k].end < w1 ? p[k].end : w1;
+		const uint64_t s = p[k].start > w0 ? p[k].start : w0, t = p[k].end < w1 ? p[k].end : w1;
 		const struct vinfo v = { p[k].start, p[k].end, p[k].anon, false, &c->acc[p[k].acc] };
 		struct pm__usage_acc *a = v.a;
 		uint64_t once = 0;
 
-		for (size_t i = (size_t)((s - w0) / ps), z = (size_t)((t - w0) / ps); i < z; i++) {
+		for (size_t i = (size_t)((s - w0) / ps), z = (size_t)((t - w0) / ps); i < z && !r; i++) {
 			const uint64_t e = c->e[i];
 
 			if (!pm_entry_present(e))
@@ -543,14 +552,14 @@ static int window(struct uctx *c, uint64_t w0, uint64_t w1, const struct pm__upi
 			if (!c->kp_decided)
 				kp_decide(c, e);
 			if (p[k].huge) {
-				slow_page(c, m++, e, &v, true);
+				r = slow_page(c, m++, e, &v, true);
 			} else if (!c->kp) {
 				a->u.rss += ps;
 				add_shared(a, ps, pm_entry_exclusive(e));
 			} else if (pm_entry_exclusive(e) && !(e & PM_ENTRY_FILE) && pm_entry_pfn(e)) {
 				once++;
 			} else {
-				slow_page(c, m++, e, &v, false);
+				r = slow_page(c, m++, e, &v, false);
 			}
 		}
 		a->u.rss += once * ps;
@@ -567,6 +576,13 @@ static int window(struct uctx *c, uint64_t w0, uint64_t w1, const struct pm__upi
 			page_scan(c, i, &c->pv[i]);
 	}
 	return r;
+}
+
+static int window(struct uctx *c, uint64_t w0, uint64_t w1, const struct pm__upiece *p, size_t n)
+{
+	int r = window_entries(c, w0, w1);
+
+	return r ? r : window_count(c, w0, w1, p, n);
 }
 
 /* The window from @from in piece p[i] (of n): its end, and in *k the
@@ -664,6 +680,190 @@ static int ctx_init(struct uctx *c, struct pm_handle *h, const struct pm_usage_o
 	return 0;
 }
 
+/*
+ * A whole range without a VMA list (pm_usage): PAGEMAP_SCAN walks every
+ * VMA as a pagemap read does, at about the cost of smaps_rollup's walk
+ * on 10,000 small VMAs, so the entries come first, read blind from the
+ * VMA PROCMAP_QUERY finds over windows that double while the mappings
+ * continue (gaps read as empty entries), and PAGEMAP_SCAN asks only
+ * about the pages the entries leave open: a present page neither
+ * exclusive nor page cache may be a zero page or a VM_PFNMAP page (which
+ * smaps skips and the scan does not report), and a PMD-aligned block of
+ * present pages (with visible PFNs, consecutive from an aligned one) may
+ * be one PMD mapping. Every other present page has a struct page of its
+ * own mapped by a PTE.
+ */
+#define RA_PAGES 512
+/* at most per window: 32 KiB of entries and categories, reused (fresh
+ * memory costs a fault per page; 2048 entries already amortize a read) */
+#define BLIND_PAGES 2048
+
+/* PAGEMAP_SCAN over pages [lo, hi) of window w0: their categories, with
+ * PRESENT set on the pages it reports (cat[] zeroed first). */
+static int blind_scan(struct uctx *c, uint64_t w0, size_t lo, size_t hi)
+{
+	const struct pm__scan_req q = {
+		.anyof = PM_CAT_PRESENT,
+		.ret = PM_CAT_PRESENT | PM_CAT_PFNZERO | PM_CAT_HUGE,
+	};
+	struct pm_region vec[SCAN_VEC];
+	const uint64_t ps = c->ps, end = w0 + hi * ps;
+
+	memset(c->cat + lo, 0, (hi - lo) * sizeof(*c->cat));
+	for (uint64_t cur = w0 + lo * ps; cur < end;) {
+		struct pm__scan_out o = { .vec = vec, .vec_len = SCAN_VEC, .max_pages = UINT64_MAX };
+		int r = pm__scan_native(c->h, cur, end, &q, &o);
+
+		if (r)
+			return r;
+		for (size_t j = 0; j < o.n; j++)
+			for (uint64_t p = vec[j].start; p < vec[j].end; p += ps)
+				c->cat[(p - w0) / ps] = vec[j].categories;
+		if (!o.done)
+			break;
+		cur = o.walk_end;
+	}
+	return 0;
+}
+
+/* Whether the PMD-aligned block of pages [i, i + pmd) may be one PMD
+ * mapping: every page present, and with visible PFNs those consecutive
+ * from an aligned one. */
+static bool maybe_pmd(const struct uctx *c, size_t i, size_t pmd)
+{
+	const uint64_t pfn = pm_entry_pfn(c->e[i]);
+
+	if (pfn & (pmd - 1))
+		return false;
+	for (size_t j = 0; j < pmd; j++)
+		if (!pm_entry_present(c->e[i + j]) || (pfn && pm_entry_pfn(c->e[i + j]) != pfn + j))
+			return false;
+	return true;
+}
+
+/* Present page i of window w0 into the pieces, PMD-mapped or not (a
+ * PMD-mapped one with its VMA's kind, asked once per VMA). */
+static int blind_piece(struct uctx *c, struct pm__upieces *p, uint64_t w0, size_t i, bool huge,
+		       struct pm_vma *hv)
+{
+	const uint64_t va = w0 + i * c->ps;
+	struct pm__upiece *last = p->n ? &p->v[p->n - 1] : NULL;
+
+	if (huge && (!hv->end || va >= hv->end || va < hv->start)) {
+		int r = pm__vcursor_next(&c->vc, va, hv, false);
+
+		if (r <= 0 || hv->start > va)
+			return r < 0 ? r : -EIO; /* the scan saw a page of a VMA */
+		last = NULL; /* a new VMA: a new piece */
+	}
+	if (last && last->end == va && last->huge == huge) {
+		last->end = va + c->ps;
+		return 0;
+	}
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 64;
+		struct pm__upiece *v = realloc(p->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		p->v = v;
+		p->cap = cap;
+	}
+	p->v[p->n++] = (struct pm__upiece){ va, va + c->ps, 0, huge, huge && !hv->inode };
+	return 0;
+}
+
+/* One window [w0, w1): entries, swap and guard pages from them, the scan
+ * where they leave a question, then the present pages as pieces. */
+static int blind_window(struct uctx *c, uint64_t w0, uint64_t w1, struct pm__upieces *p)
+{
+	const uint64_t ps = c->ps;
+	const size_t n = (size_t)((w1 - w0) / ps), pmd = (size_t)pm__pmd_pages();
+	struct pm__usage_acc *a = &c->acc[0];
+	struct pm_vma hv = { 0 };
+	size_t lo = n, hi = 0;
+	int r = window_entries(c, w0, w1);
+
+	for (size_t i = 0; i < n && !r; i++) {
+		const uint64_t e = c->e[i];
+
+		if (pm_entry_guard(e)) {
+			a->u.guard += ps;
+		} else if (!pm_entry_present(e)) {
+			if (pm_entry_swapped(e))
+				a->u.swap += ps;
+		} else if (!pm_entry_exclusive(e) && !(e & PM_ENTRY_FILE)) {
+			lo = i < lo ? i : lo;
+			hi = i + 1;
+		}
+	}
+	/* blocks of the window that are PMD-aligned in the address space */
+	for (size_t i = (size_t)(((w0 + pmd * ps - 1) & ~(pmd * ps - 1)) - w0) / ps;
+	     i + pmd <= n && !r; i += pmd) {
+		if (maybe_pmd(c, i, pmd)) {
+			lo = i < lo ? i : lo;
+			hi = i + pmd > hi ? i + pmd : hi;
+		}
+	}
+	if (!r && lo < hi)
+		r = blind_scan(c, w0, lo, hi);
+	p->n = 0;
+	for (size_t i = 0; i < n && !r; i++) {
+		uint64_t cat = 0;
+
+		if (!pm_entry_present(c->e[i]))
+			continue;
+		if (i >= lo && i < hi) {
+			cat = c->cat[i];
+			if (!(cat & PM_CAT_PRESENT))
+				continue; /* VM_PFNMAP, or gone since the read */
+			if (cat & PM_CAT_PFNZERO) {
+				a->u.zero += ps;
+				continue;
+			}
+		}
+		r = blind_piece(c, p, w0, i, cat & PM_CAT_HUGE, &hv);
+	}
+	return r ? r : window_count(c, w0, w1, p->v, p->n);
+}
+
+static int walk_blind(struct uctx *c, uint64_t start, uint64_t end)
+{
+	const uint64_t ps = c->ps, max = BLIND_PAGES * ps;
+	struct pm__upieces p = { 0 };
+	uint64_t cur = start, ra = RA_PAGES * ps;
+	int r = ctx_pages(c, BLIND_PAGES);
+
+	while (cur < end && !r) {
+		struct pm_vma v;
+		uint64_t w1;
+
+		r = pm__vcursor_next(&c->vc, cur, &v, false);
+		if (r <= 0)
+			break;
+		if (v.start > cur && v.start - cur > WIN_GAP * ps) {
+			cur = v.start; /* a gap worth a read of its own */
+			ra = RA_PAGES * ps;
+		}
+		if (cur >= end)
+			break;
+		w1 = end - cur > ra ? cur + ra : end;
+		if (w1 < v.end)
+			w1 = end - cur > max ? cur + max : end;
+		if (w1 > v.end && v.end > cur + ra)
+			w1 = v.end;
+		r = blind_window(c, cur, w1, &p);
+		cur = w1;
+		ra = 2 * ra < max ? 2 * ra : max;
+	}
+	free(p.v);
+	if (r > 0)
+		r = 0; /* the loop ended at a VMA past the range */
+	if (!r && !c->kp_decided)
+		ctx_kp(c);
+	return r;
+}
+
 /* What the page-by-page walk needs besides: the physical pages' files,
  * read when they answer a field asked for (without the rights the fields
  * needing them are just not valid), and the per-chunk buffers. */
@@ -680,23 +880,50 @@ static void ctx_kp(struct uctx *c)
 	}
 }
 
+static int grow(void *pp, size_t n, size_t size)
+{
+	void **p = pp, *q = realloc(*p, n * size);
+
+	if (!q)
+		return -ENOMEM;
+	*p = q;
+	return 0;
+}
+
+/* Buffers for windows of @pages pages, grown as windows grow (fresh
+ * memory costs a page fault per page: the per-page records of the
+ * physical pages are kept to the pages that need them, slow_cap()); cat
+ * starts zeroed (the walk without PAGEMAP_SCAN has no categories). */
 static int ctx_pages(struct uctx *c, size_t pages)
 {
 	const size_t n = pages ? pages : 1;
 
-	c->e = malloc(n * sizeof(*c->e));
-	c->cat = calloc(n, sizeof(*c->cat));
-	c->pfn = malloc(n * sizeof(*c->pfn));
-	c->flags = malloc(n * sizeof(*c->flags));
-	c->count = malloc(n * sizeof(*c->count));
-	c->cpfn = malloc(n * sizeof(*c->cpfn));
-	c->pv = malloc(n * sizeof(*c->pv));
-	c->idx = malloc(n * sizeof(*c->idx));
-	c->rlen = malloc(n * sizeof(*c->rlen));
-	c->kbuf = malloc(KP_WINDOW * sizeof(*c->kbuf));
-	if (!c->e || !c->cat || !c->pfn || !c->flags || !c->count || !c->cpfn || !c->pv || !c->idx ||
-	    !c->rlen || !c->kbuf)
+	if (!c->kbuf && grow(&c->kbuf, KP_WINDOW, sizeof(*c->kbuf)))
 		return -ENOMEM;
+	if (n <= c->cap)
+		return 0;
+	if (grow(&c->e, n, sizeof(*c->e)) || grow(&c->cat, n, sizeof(*c->cat)))
+		return -ENOMEM;
+	memset(c->cat + c->cap, 0, (n - c->cap) * sizeof(*c->cat));
+	c->cap = n;
+	return 0;
+}
+
+/* Room for @m pages' physical-page records. */
+static int slow_cap(struct uctx *c, size_t m)
+{
+	size_t n = c->scap ? c->scap : 64;
+
+	if (m <= c->scap)
+		return 0;
+	while (n < m)
+		n *= 2;
+	if (grow(&c->pfn, n, sizeof(*c->pfn)) || grow(&c->flags, n, sizeof(*c->flags)) ||
+	    grow(&c->count, n, sizeof(*c->count)) || grow(&c->cpfn, n, sizeof(*c->cpfn)) ||
+	    grow(&c->pv, n, sizeof(*c->pv)) || grow(&c->idx, n, sizeof(*c->idx)) ||
+	    grow(&c->rlen, n, sizeof(*c->rlen)))
+		return -ENOMEM;
+	c->scap = n;
 	return 0;
 }
 
@@ -749,7 +976,13 @@ static int count_all(struct uctx *c, uint64_t start, uint64_t end, size_t nacc)
 	if (!c->scan) {
 		ctx_kp(c);
 		r = ctx_pages(c, CHUNK);
+		if (!r)
+			r = slow_cap(c, CHUNK);
 		return r ? r : walk(c, start, end);
+	}
+	if (!c->list) {
+		r = walk_blind(c, start, end);
+		return r ? r : pm__handle_check(c->h);
 	}
 	r = pm__usage_scan(c->h, start, end, c->list, c->acc, &present);
 	if (!r)
