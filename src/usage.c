@@ -829,7 +829,7 @@ static int blind_window(struct uctx *c, uint64_t w0, uint64_t w1, struct pm__upi
 
 static int walk_blind(struct uctx *c, uint64_t start, uint64_t end)
 {
-	const uint64_t ps = c->ps, max = BLIND_PAGES * ps;
+	const uint64_t ps = c->ps, max = BLIND_PAGES * ps, pmd = pm__pmd_pages() * ps;
 	struct pm__upieces p = { 0 };
 	uint64_t cur = start, ra = RA_PAGES * ps;
 	int r = ctx_pages(c, BLIND_PAGES);
@@ -852,6 +852,9 @@ static int walk_blind(struct uctx *c, uint64_t start, uint64_t end)
 			w1 = end - cur > max ? cur + max : end;
 		if (w1 > v.end && v.end > cur + ra)
 			w1 = v.end;
+		/* a PMD mapping must lie in one window to be seen whole */
+		if (w1 < end && (w1 & ~(pmd - 1)) > cur)
+			w1 &= ~(pmd - 1);
 		r = blind_window(c, cur, w1, &p);
 		cur = w1;
 		ra = 2 * ra < max ? 2 * ra : max;

@@ -476,12 +476,29 @@ START_TEST(test_file)
 }
 END_TEST
 
+/* THPs in a VMA that starts a page before a PMD boundary and runs on for
+ * six PMDs: longer than one window of pm_usage's read (2048 pages), whose
+ * windows start at the VMA, so a PMD mapping lies across two of them
+ * unless they are cut at PMD boundaries. */
+static void make_thp_unaligned(void)
+{
+	const size_t n = 6 * HUGE_SZ, len = n + 2 * HUGE_SZ;
+	char *q = xmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	char *a = (char *)(((uintptr_t)q + HUGE_SZ - 1) & ~(uintptr_t)(HUGE_SZ - 1)) + HUGE_SZ;
+
+	if (munmap(q, (size_t)(a - ps - q)) || munmap(a + n, (size_t)(q + len - (a + n))) ||
+	    madvise(a - ps, n + ps, MADV_HUGEPAGE))
+		_exit(9);
+	touch(a - ps, 1 + n / ps, true);
+}
+
 static void build_thp(void *arg, uint64_t *sh)
 {
 	char *a = make_thp(), *b = make_thp();
 
 	if (!a || !b)
 		_exit(7);
+	make_thp_unaligned();
 	/* PTE-mapped after the split; the folio stays large */
 	if (mprotect(b + 16 * ps, ps, PROT_READ))
 		_exit(8);
