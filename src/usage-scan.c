@@ -37,11 +37,9 @@ struct sctx {
 	struct pm__upieces *present;
 };
 
-/* Present pages [s, e) of answer @acc into the list, joined to the last
- * piece when they continue it. 0 or -ENOMEM. */
-static int listed(struct sctx *c, uint64_t s, uint64_t e, size_t acc, bool huge, bool anon)
+int pm__upieces_add(struct pm__upieces *p, uint64_t s, uint64_t e, size_t acc, bool huge,
+		    bool anon)
 {
-	struct pm__upieces *p = c->present;
 	struct pm__upiece *last = p->n ? &p->v[p->n - 1] : NULL;
 
 	if (last && last->end == s && last->acc == acc && last->huge == huge && last->anon == anon) {
@@ -81,7 +79,7 @@ static int huge(struct sctx *c, uint64_t s, uint64_t e, struct pm__usage_acc *a)
 		}
 		b = v.end < e ? v.end : e;
 		if (c->present) {
-			r = listed(c, s, b, (size_t)(a - c->acc), true, !v.inode);
+			r = pm__upieces_add(c->present, s, b, (size_t)(a - c->acc), true, !v.inode);
 			if (r)
 				return r;
 		} else if (!v.inode) {
@@ -112,7 +110,7 @@ static int count(struct sctx *c, uint64_t s, uint64_t e, uint64_t cat, struct pm
 	else if (cat & PM_CAT_HUGE)
 		return huge(c, s, e, a);
 	else if (c->present)
-		return listed(c, s, e, (size_t)(a - c->acc), false, false);
+		return pm__upieces_add(c->present, s, e, (size_t)(a - c->acc), false, false);
 	else
 		a->u.rss += len;
 	return 0;

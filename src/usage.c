@@ -747,30 +747,14 @@ static int blind_piece(struct uctx *c, struct pm__upieces *p, uint64_t w0, size_
 		       struct pm_vma *hv)
 {
 	const uint64_t va = w0 + i * c->ps;
-	struct pm__upiece *last = p->n ? &p->v[p->n - 1] : NULL;
 
 	if (huge && (!hv->end || va >= hv->end || va < hv->start)) {
 		int r = pm__vcursor_next(&c->vc, va, hv, false);
 
 		if (r <= 0 || hv->start > va)
 			return r < 0 ? r : -EIO; /* the scan saw a page of a VMA */
-		last = NULL; /* a new VMA: a new piece */
 	}
-	if (last && last->end == va && last->huge == huge) {
-		last->end = va + c->ps;
-		return 0;
-	}
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? 2 * p->cap : 64;
-		struct pm__upiece *v = realloc(p->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		p->v = v;
-		p->cap = cap;
-	}
-	p->v[p->n++] = (struct pm__upiece){ va, va + c->ps, 0, huge, huge && !hv->inode };
-	return 0;
+	return pm__upieces_add(p, va, va + c->ps, 0, huge, huge && !hv->inode);
 }
 
 /* One window [w0, w1): entries, swap and guard pages from them, the scan

@@ -30,6 +30,11 @@ struct pm__upieces {
 	size_t n, cap;
 };
 
+/* Present pages [s, e) into the list, joined to the last piece when they
+ * continue it alike. 0 or -ENOMEM. */
+PM_HIDDEN int pm__upieces_add(struct pm__upieces *p, uint64_t s, uint64_t e, size_t acc, bool huge,
+			      bool anon);
+
 /*
  * Count [start, end) into acc[0], or with @l the pages of each of its VMAs
  * into acc[i], from PAGEMAP_SCAN alone. 0, -errno, or 1: a PMD-mapped
