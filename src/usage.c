@@ -726,17 +726,17 @@ static int blind_scan(struct uctx *c, uint64_t w0, size_t lo, size_t hi)
 	return 0;
 }
 
-/* Whether the PMD-aligned block of pages [i, i + pmd) may be one PMD
- * mapping: every page present, and with visible PFNs those consecutive
- * from an aligned one. */
-static bool maybe_pmd(const struct uctx *c, size_t i, size_t pmd)
+/* Whether pages [i, z) of the window, page k of a PMD-aligned block on,
+ * may be (part of) one PMD mapping: every page present, and with visible
+ * PFNs those consecutive from an aligned one. */
+static bool maybe_pmd(const struct uctx *c, size_t i, size_t z, size_t k)
 {
-	const uint64_t pfn = pm_entry_pfn(c->e[i]);
+	const uint64_t pfn = pm_entry_pfn(c->e[i]), pmd = pm__pmd_pages();
 
-	if (pfn & (pmd - 1))
+	if (pfn && ((pfn - k) & (pmd - 1)))
 		return false;
-	for (size_t j = 0; j < pmd; j++)
-		if (!pm_entry_present(c->e[i + j]) || (pfn && pm_entry_pfn(c->e[i + j]) != pfn + j))
+	for (size_t j = i; j < z; j++)
+		if (!pm_entry_present(c->e[j]) || (pfn && pm_entry_pfn(c->e[j]) != pfn + (j - i)))
 			return false;
 	return true;
 }
@@ -757,9 +757,11 @@ static int blind_piece(struct uctx *c, struct pm__upieces *p, uint64_t w0, size_
 	return pm__upieces_add(p, va, va + c->ps, 0, huge, huge && !hv->inode);
 }
 
-/* One window [w0, w1): entries, swap and guard pages from them, the scan
- * where they leave a question, then the present pages as pieces. */
-static int blind_window(struct uctx *c, uint64_t w0, uint64_t w1, struct pm__upieces *p)
+/* One window [w0, w1), @first or @last of the range: entries, swap and
+ * guard pages from them, the scan where they leave a question, then the
+ * present pages as pieces. */
+static int blind_window(struct uctx *c, uint64_t w0, uint64_t w1, bool first, bool last,
+			struct pm__upieces *p)
 {
 	const uint64_t ps = c->ps;
 	const size_t n = (size_t)((w1 - w0) / ps), pmd = (size_t)pm__pmd_pages();
@@ -781,12 +783,15 @@ static int blind_window(struct uctx *c, uint64_t w0, uint64_t w1, struct pm__upi
 			hi = i + 1;
 		}
 	}
-	/* blocks of the window that are PMD-aligned in the address space */
-	for (size_t i = (size_t)(((w0 + pmd * ps - 1) & ~(pmd * ps - 1)) - w0) / ps;
-	     i + pmd <= n && !r; i += pmd) {
-		if (maybe_pmd(c, i, pmd)) {
+	/* the window's PMD-aligned blocks, and the part of one that the
+	 * range's start or end cuts (a window's other ends are a VMA's, or
+	 * PMD-aligned) */
+	for (size_t i = 0, z, k; i < n && !r; i = z) {
+		k = (size_t)((w0 / ps + i) & (pmd - 1));
+		z = i + pmd - k < n ? i + pmd - k : n;
+		if ((z - i == pmd || (!i && first) || (z == n && last)) && maybe_pmd(c, i, z, k)) {
 			lo = i < lo ? i : lo;
-			hi = i + pmd > hi ? i + pmd : hi;
+			hi = z > hi ? z : hi;
 		}
 	}
 	if (!r && lo < hi)
@@ -839,7 +844,7 @@ static int walk_blind(struct uctx *c, uint64_t start, uint64_t end)
 		/* a PMD mapping must lie in one window to be seen whole */
 		if (w1 < end && (w1 & ~(pmd - 1)) > cur)
 			w1 &= ~(pmd - 1);
-		r = blind_window(c, cur, w1, &p);
+		r = blind_window(c, cur, w1, cur == start, w1 == end, &p);
 		cur = w1;
 		ra = 2 * ra < max ? 2 * ra : max;
 	}

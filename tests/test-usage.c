@@ -515,6 +515,41 @@ START_TEST(test_thp)
 }
 END_TEST
 
+static void build_one_thp(void *arg, uint64_t *sh)
+{
+	char *a = make_thp();
+
+	if (!a)
+		_exit(7);
+	sh[0] = (uintptr_t)a;
+}
+
+/* A range whose ends cut a PMD mapping: its pages in the range are still
+ * PMD-mapped (AnonHugePages), however the walk cuts its reads. */
+START_TEST(test_thp_range)
+{
+	const uint64_t cut = 16 * ps;
+	struct pm_usage u = { .size = sizeof(u) }, whole = { .size = sizeof(u) };
+	struct pm_handle *h;
+	struct child c;
+	uint64_t a;
+
+	child_start(&c, build_one_thp, NULL);
+	a = c.shared[0];
+	stop(c.pid);
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+	ck_assert_int_eq(pm_usage(h, a, a + HUGE_SZ, NULL, &whole), 0);
+	ck_assert_int_eq(pm_usage(h, a + cut, a + HUGE_SZ - cut, NULL, &u), 0);
+	if (whole.valid & PM_USAGE_ANON_THP && whole.anon_thp == HUGE_SZ) {
+		ck_assert_uint_eq(u.anon_thp, HUGE_SZ - 2 * cut);
+		ck_assert_uint_eq(u.rss, HUGE_SZ - 2 * cut);
+	}
+	pm_close(h);
+	cont(c.pid);
+	child_stop(&c);
+}
+END_TEST
+
 /* Read faults: the 4K zero page, and the huge zero page in a THP region. */
 static void build_zero(void *arg, uint64_t *sh)
 {
@@ -831,6 +866,7 @@ int main(void)
 	add_test_if(tc, test_fork_thp_cow, thp_possible(), "THP is disabled");
 	tcase_add_test(tc, test_file);
 	add_test_if(tc, test_thp, thp_possible(), "THP is disabled");
+	add_test_if(tc, test_thp_range, thp_possible(), "THP is disabled");
 	add_test_if(tc, test_zero, zero_page_possible(),
 		    "read faults get pages of their own here (no zero page)");
 	add_test_if(tc, test_hugetlb, root, "reserving huge pages needs root");
