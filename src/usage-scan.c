@@ -11,6 +11,11 @@
  * other PRESENT pages count in Rss, except PMD-mapped (HUGE) ones outside
  * anonymous VMAs, which may be hugetlb (not Rss) and are left unknown.
  * The kernel skips VM_PFNMAP VMAs ([vvar]), as smaps does.
+ *
+ * For the fields that need the exclusive bit or the physical pages, the
+ * same walk lists the present pages (pm_usage reads entries over those
+ * only): the kernel's answer says where pages are without the VMA list,
+ * and which of them are zero pages or PMD-mapped.
  */
 #include "usage.h"
 #include "scan.h"
@@ -29,13 +34,36 @@ struct sctx {
 	struct pm__vcursor vc;
 	bool undecided;
 	struct pm__usage_acc *acc;
+	struct pm__upieces *present;
 };
+
+int pm__upieces_add(struct pm__upieces *p, uint64_t s, uint64_t e, size_t acc, bool huge,
+		    bool anon)
+{
+	struct pm__upiece *last = p->n ? &p->v[p->n - 1] : NULL;
+
+	if (last && last->end == s && last->acc == acc && last->huge == huge && last->anon == anon) {
+		last->end = e;
+		return 0;
+	}
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 256;
+		struct pm__upiece *v = realloc(p->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		p->v = v;
+		p->cap = cap;
+	}
+	p->v[p->n++] = (struct pm__upiece){ s, e, acc, huge, anon };
+	return 0;
+}
 
 /* PMD-mapped pages [s, e) into a: AnonHugePages in anonymous VMAs, where
  * a PMD maps an anonymous THP or the huge zero page (PFNZERO, counted
  * before); the kernel merges regions across VMAs, so each VMA is asked.
- * 0 or -errno. */
-static int huge(struct sctx *c, uint64_t s, uint64_t e, uint64_t cat, struct pm__usage_acc *a)
+ * Listed instead when the caller counts present pages. 0 or -errno. */
+static int huge(struct sctx *c, uint64_t s, uint64_t e, struct pm__usage_acc *a)
 {
 	while (s < e) {
 		struct pm_vma v;
@@ -50,7 +78,11 @@ static int huge(struct sctx *c, uint64_t s, uint64_t e, uint64_t cat, struct pm_
 				return r < 0 ? r : -EIO; /* the kernel walked a VMA */
 		}
 		b = v.end < e ? v.end : e;
-		if (!v.inode) {
+		if (c->present) {
+			r = pm__upieces_add(c->present, s, b, (size_t)(a - c->acc), true, !v.inode);
+			if (r)
+				return r;
+		} else if (!v.inode) {
 			a->u.rss += b - s;
 			a->u.anon_thp += b - s;
 		} else {
@@ -75,10 +107,12 @@ static int count(struct sctx *c, uint64_t s, uint64_t e, uint64_t cat, struct pm
 		return 0;
 	else if (cat & PM_CAT_PFNZERO)
 		a->u.zero += len;
-	else if (!(cat & PM_CAT_HUGE))
-		a->u.rss += len;
+	else if (cat & PM_CAT_HUGE)
+		return huge(c, s, e, a);
+	else if (c->present)
+		return pm__upieces_add(c->present, s, e, (size_t)(a - c->acc), false, false);
 	else
-		return huge(c, s, e, cat, a);
+		a->u.rss += len;
 	return 0;
 }
 
@@ -111,16 +145,17 @@ static int region(struct sctx *c, uint64_t s, uint64_t e, uint64_t cat)
 }
 
 int pm__usage_scan(struct pm_handle *h, uint64_t start, uint64_t end,
-		   const struct pm_vma_list *l, struct pm__usage_acc *acc)
+		   const struct pm_vma_list *l, struct pm__usage_acc *acc,
+		   struct pm__upieces *present)
 {
 	const struct pm__scan_req q = {
 		.anyof = PM_CAT_PRESENT | PM_CAT_SWAPPED,
 		/* not FILE: the kernel looks at every present page's struct
 		 * page for it; a PMD mapping's VMA says anonymous or not */
 		.ret = PM_CAT_PRESENT | PM_CAT_SWAPPED | PM_CAT_PFNZERO | PM_CAT_HUGE |
-		       PM_CAT_GUARD,
+		       (PM_CAT_GUARD & pm__scan_categories()),
 	};
-	struct sctx c = { .h = h, .l = l, .acc = acc };
+	struct sctx c = { .h = h, .l = l, .acc = acc, .present = present };
 	struct pm_region *vec = malloc(VEC * sizeof(*vec));
 	int r = 0;
 
