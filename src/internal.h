@@ -202,6 +202,11 @@ PM_HIDDEN int pm__vcursor_kind(struct pm__vcursor *c, uint64_t addr, struct pm_v
 /* A plan: the VMA covering @addr or the next one by the handle's list
  * (stale or not), else as pm__vcursor_next. Never a fact. */
 PM_HIDDEN int pm__vcursor_plan(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v);
+/* A plan, with the handle's list: where a read that reaches @to, the end
+ * of a VMA, stops: at the first gap of @gap bytes or more after it (the
+ * gap up to @end counts when no VMA starts before @end), else at @end. */
+PM_HIDDEN uint64_t pm__vcursor_run(struct pm__vcursor *c, uint64_t to, uint64_t end,
+				   uint64_t gap);
 /* Read the list afresh (its gaps and kinds are facts in this call). */
 PM_HIDDEN int pm__vcursor_refresh(struct pm__vcursor *c);
 /* Ask the kernel again for facts (the address space may have changed). */

@@ -149,23 +149,9 @@ static int engine(void *arg, uint64_t start, uint64_t end)
 		/* read from cur through this VMA, and with a list through every
 		 * VMA after it up to a gap worth a read of its own */
 		to = r == 1 ? v.end : end;
-		if (vc->snap) {
-			while (to < end) {
-				struct pm_vma w;
-
-				r = pm__vcursor_plan(vc, to, &w);
-				if (r < 0)
-					return r;
-				if (r == 0 || w.start >= end) {
-					if (!big_gap(rd, to, end))
-						to = end;
-					break;
-				}
-				if (big_gap(rd, to, w.start))
-					break;
-				to = w.end;
-			}
-		} else if (to < cur + READ_AHEAD_PAGES * (1ULL << rd->shift)) {
+		if (vc->snap)
+			to = pm__vcursor_run(vc, to, end, GAP_SKIP_PAGES << rd->shift);
+		else if (to < cur + READ_AHEAD_PAGES * (1ULL << rd->shift)) {
 			to = cur + READ_AHEAD_PAGES * (1ULL << rd->shift);
 		}
 		if (to > end || to <= cur)

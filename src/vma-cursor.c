@@ -148,3 +148,27 @@ int pm__vcursor_plan(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v)
 		return from_list(c, addr, v);
 	return pm__vcursor_next(c, addr, v, false);
 }
+
+uint64_t pm__vcursor_run(struct pm__vcursor *c, uint64_t to, uint64_t end, uint64_t gap)
+{
+	const struct pm_vma_list *l = pm__vsnap_list(c->snap);
+	struct pm_vma w;
+	size_t i;
+
+	/* a walk over the list itself: one compare per VMA, where a lookup
+	 * per VMA cost more than the kernel's own walk of small ones */
+	if (to < end && from_list(c, to, &w)) {
+		for (i = c->idx; i < l->count && to < end; i++) {
+			if (l->v[i].start >= end)
+				break;
+			/* (a VMA of a stale list over @to: a stop too) */
+			if (l->v[i].start < to || l->v[i].start - to >= gap) {
+				c->idx = i;
+				return to;
+			}
+			to = l->v[i].end;
+		}
+		c->idx = i;
+	}
+	return to < end && end - to < gap ? end : to;
+}
