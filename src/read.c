@@ -296,6 +296,10 @@ long pm__read(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entri
 	if (!r)
 		r = pm__guarded(&g, h, start, end, engine, &rd);
 	pm__stop_end(st);
+	/* a token read after all of it answers for the caller's identity
+	 * check too (pm__vcursor_check) */
+	vc->ident_fresh = g.active && g.ident_fresh && g.ident != 1;
+	vc->ident = g.ident;
 	if (r == 0 && !(flags & PM__READ_UNCHECKED))
 		r = pm__guard_check(&g, h);
 	if (r == 0) {

@@ -94,6 +94,7 @@ static void zero_pages(struct emu *m, const uint64_t *e, size_t n, uint64_t *cat
 {
 	const uint64_t huge_zero_pages = pm__pmd_pages();
 
+	m->vc.ident_fresh = false; /* read after the last stat text */
 	for (size_t i = 0; i < n;) {
 		uint64_t pfn = pm_entry_pfn(e[i]), head, hf;
 		size_t run = 1;
@@ -421,6 +422,9 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 	r = r < 0 ? r : 0;
 	if (!r)
 		remember_density(h, o, n0, start, a, ps);
+	/* nothing read goes out before the handle's check */
+	if (!r)
+		r = pm__vcursor_check(&m.vc);
 out:
 	pm__vcursor_fini(&m.vc);
 	free(buf);

@@ -37,10 +37,18 @@ void pm__vcursor_forget(struct pm__vcursor *c)
 	c->checked = false;
 }
 
+int pm__vcursor_check(struct pm__vcursor *c)
+{
+	return c->ident_fresh ? c->ident : pm__handle_check(c->h);
+}
+
 int pm__vcursor_refresh(struct pm__vcursor *c)
 {
 	struct pm__vsnap *s;
-	int r = pm__vsnap_read(c->h, &s);
+	int r;
+
+	c->ident_fresh = false;
+	r = pm__vsnap_read(c->h, &s);
 
 	if (r)
 		return r;
@@ -89,6 +97,7 @@ static int query(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v, bool wa
 	 * lookups with and without names do not query the same VMA twice */
 	c->names |= want_name;
 	c->queries++;
+	c->ident_fresh = false;
 	r = pm__query_vma(c->h, addr, v, c->names ? &c->name : NULL, &c->name_cap);
 	if (r >= 0) {
 		c->have_last = true;
@@ -123,9 +132,15 @@ int pm__vcursor_kind(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v)
 	if (!c->snap)
 		return pm__vcursor_next(c, addr, v, true);
 	if (!c->fresh && !c->checked) {
-		r = pm__vsnap_current(c->h, c->snap);
+		int ident;
+
+		/* the last read so far: its stat text answers for the
+		 * identity of everything read before it */
+		r = pm__vsnap_current(c->h, c->snap, &ident);
 		if (r < 0)
 			return r;
+		c->ident = ident;
+		c->ident_fresh = ident != 1;
 		if (r)
 			c->checked = true;
 		else if ((r = pm__vcursor_refresh(c)) != 0)
