@@ -294,13 +294,16 @@ static int window(struct emu *m, uint64_t a, const uint64_t *buf, uint64_t *cats
 	return 0;
 }
 
-/* A window of @need entries and a margin: a read that falls short costs
- * a syscall (~40-60 entries' worth), one too long reads entries again in
- * the next call; the density of regions varies by a few percent between
- * calls of a regular layout, more on an irregular one. */
-static uint64_t with_margin(uint64_t need)
+/* The entries @slots more regions need at @d (16 x pages per region,
+ * each with the gap after it), and the first entry of the next region,
+ * whose start is where the walk ends; and a margin: a read that falls
+ * short costs a syscall (~40-60 entries' worth), one too long reads
+ * entries again in the next call. */
+static uint64_t need_window(uint64_t slots, uint64_t d)
 {
-	return need + need / 16 + 4;
+	const uint64_t need = slots * d / 16 + 1;
+
+	return need + need / 32 + 4;
 }
 
 /* The first window: without a page limit, what the caller's free slots
@@ -315,7 +318,7 @@ static uint64_t first_window(const struct pm_handle *h, const struct pm__scan_ou
 
 	if (!d || o->max_pages != UINT64_MAX || slots >= WINDOW)
 		return FIRST_WINDOW;
-	win = with_margin((slots + 1) * d / 16);
+	win = need_window(slots, d);
 	return win < WINDOW ? win : WINDOW;
 }
 
@@ -335,7 +338,7 @@ static uint64_t next_window(uint64_t win, const struct pm__scan_out *o, uint64_t
 	else if (o->n == n_before || o->max_pages != UINT64_MAX)
 		win *= 2;
 	else
-		win = with_margin((uint64_t)(free_slots + 1) * pages / found);
+		win = need_window(free_slots, pages * 16 / found);
 	return win < WINDOW ? win : WINDOW;
 }
 
