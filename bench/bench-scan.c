@@ -17,7 +17,10 @@
  *            no zero page) and of file pages
  *   text     emulated pm_scan on a PM_OPEN_MAPS_TEXT handle (the source of
  *            every kernel that needs emulation), 10,000 VMAs, vec_len 64,
- *            continued at walk_end, against the pread floor
+ *            continued at walk_end, against the pread floor; shown beside
+ *            it (not the floor): the span read raw in as many preads as
+ *            pm_scan made calls, and with a stat pread after each, the
+ *            identity check each call must make (#14)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -71,11 +74,14 @@ static size_t raw_ioctl(int fd, struct span s)
 	return n;
 }
 
+static size_t scan_calls; /* the calls of the last lib_scan_vec */
+
 static size_t lib_scan_vec(struct pm_handle *h, struct span s, uint64_t flags, size_t vec_len)
 {
 	PM_OPTS(pm_scan_opts, o, .flags = flags, .category_anyof_mask = QUERY, .return_mask = QUERY);
 	size_t n = 0;
 
+	scan_calls = 0;
 	for (uint64_t cur = s.lo; cur < s.hi;) {
 		long r = pm_scan(h, cur, s.hi, vec, vec_len, &o, &cur);
 
@@ -84,8 +90,24 @@ static size_t lib_scan_vec(struct pm_handle *h, struct span s, uint64_t flags, s
 			exit(1);
 		}
 		n += (size_t)r;
+		scan_calls++;
 	}
 	return n;
+}
+
+/* The span in @calls preads (and a pread of @stat_fd after each, if >= 0). */
+static void pread_pieces(int fd, struct span s, uint64_t *buf, size_t calls, int stat_fd)
+{
+	const uint64_t piece = ((s.hi - s.lo) / ps + calls - 1) / calls * ps;
+	char text[1024];
+
+	for (uint64_t a = s.lo; a < s.hi; a += piece) {
+		pread_all(fd, buf, a, s.hi - a > piece ? a + piece : s.hi);
+		if (stat_fd >= 0 && pread(stat_fd, text, sizeof(text), 0) <= 0) {
+			perror("pread stat");
+			exit(1);
+		}
+	}
 }
 
 static size_t lib_scan(struct pm_handle *h, struct span s, uint64_t flags)
@@ -119,30 +141,36 @@ static void emulated_row(pid_t pid, struct span s, uint64_t open_flags, size_t v
 	PM_OPTS(pm_open_opts, oo, .flags = open_flags);
 	uint64_t *buf = xmap((s.hi - s.lo) / ps * 8, PROT_READ | PROT_WRITE,
 			     MAP_PRIVATE | MAP_ANONYMOUS);
-	double t[2][REPS], cold;
+	const int methods = vec_len < VEC ? 4 : 2;
+	double t[4][REPS], cold;
 	struct pm_handle *h;
-	size_t regions = 0;
+	size_t regions = 0, calls;
 	char path[64];
-	int fd;
+	int fd, stat_fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || pm_open(pid, &oo, &h))
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	stat_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || stat_fd < 0 || pm_open(pid, &oo, &h))
 		exit(1);
 	cold = now();
 	lib_scan_vec(h, s, PM_SCAN_F_EMULATE, vec_len);
 	cold = now() - cold;
+	calls = scan_calls;
 	for (int r = 0; r < REPS; r++) {
-		int order[2];
+		int order[4];
 
-		shuffle(order, 2);
-		for (int k = 0; k < 2; k++) {
+		shuffle(order, methods);
+		for (int k = 0; k < methods; k++) {
 			double t0 = now();
 
 			if (order[k] == 0)
 				regions = lib_scan_vec(h, s, PM_SCAN_F_EMULATE, vec_len);
-			else
+			else if (order[k] == 1)
 				pread_present(fd, s, buf);
+			else
+				pread_pieces(fd, s, buf, calls, order[k] == 3 ? stat_fd : -1);
 			t[order[k]][r] = now() - t0;
 		}
 	}
@@ -150,9 +178,13 @@ static void emulated_row(pid_t pid, struct span s, uint64_t open_flags, size_t v
 
 	printf("%s: emulated %.3f ms (first call %.3f ms), pread %.3f ms, %zu regions\n", what,
 	       ml * 1e3, cold * 1e3, mp * 1e3, regions);
+	if (methods == 4)
+		printf("%s: raw in %zu preads %.2fx pread, and a stat pread after each %.2fx\n",
+		       what, calls, median(t[2], REPS) / mp, median(t[3], REPS) / mp);
 	print_row(what, ml / mp, 1.25, false);
 	pm_close(h);
 	close(fd);
+	close(stat_fd);
 	munmap(buf, (s.hi - s.lo) / ps * 8);
 }
 

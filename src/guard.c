@@ -123,6 +123,13 @@ static int stat_fields(const char *buf, uint64_t *faults, uint64_t *start_time, 
 	return 0;
 }
 
+int pm__stat_faults(const char *stat, uint64_t *faults)
+{
+	uint64_t threads;
+
+	return stat_fields(stat, faults, NULL, NULL, &threads);
+}
+
 int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time)
 {
 	char buf[1024];

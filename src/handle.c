@@ -59,18 +59,22 @@ static int parse_ident(const char *buf, uint64_t id[IDENT_N])
 	p += 2;
 	if (*p == 'Z' || *p == 'X' || *p == 'x') /* exited: no mm of its own */
 		return -ESRCH;
-	while (k < IDENT_N) {
-		const char *sp = strchr(p, ' ');
-
+	/* one pass over the text: read once per call that returns data */
+	while (k < IDENT_N && *p) {
 		if (field == ident_field[k]) {
-			id[k] = strtoull(p, NULL, 10);
+			uint64_t v = 0;
+
+			for (; *p >= '0' && *p <= '9'; p++)
+				v = v * 10 + (uint64_t)(*p - '0');
+			id[k] = v;
 			/* hidden, the code range reads 1 1, the rest 0 */
-			any |= k >= 2 && id[k] != 0;
+			any |= k >= 2 && v != 0;
 			k++;
 		}
-		if (!sp)
-			break;
-		p = sp + 1;
+		while (*p && *p != ' ')
+			p++;
+		if (*p)
+			p++;
 		field++;
 	}
 	if (k < IDENT_N)

@@ -161,8 +161,9 @@ struct pm__vsnap;
 PM_HIDDEN struct pm__vsnap *pm__vsnap_cached(struct pm_handle *h);
 /* Read the list afresh, make it the handle's; *out with a reference. */
 PM_HIDDEN int pm__vsnap_read(struct pm_handle *h, struct pm__vsnap **out);
-/* 1 if the target's counters are those stamped on @s, 0 if not, -errno. */
-PM_HIDDEN int pm__vsnap_current(struct pm_handle *h, const struct pm__vsnap *s);
+/* 1 if the target's counters are those stamped on @s, 0 if not, -errno;
+ * *ident: pm__handle_check_stat() of the stat text it read (1: none). */
+PM_HIDDEN int pm__vsnap_current(struct pm_handle *h, const struct pm__vsnap *s, int *ident);
 PM_HIDDEN const struct pm_vma_list *pm__vsnap_list(const struct pm__vsnap *s);
 PM_HIDDEN void pm__vsnap_put(struct pm__vsnap *s);
 /* pm_close: the handle's reference. */
@@ -188,6 +189,11 @@ struct pm__vcursor {
 	int last_r;             /* the last query's result: 1 or 0 (no VMA) */
 	uint64_t last_addr;     /* ... for this address */
 	struct pm_vma last;     /* ... and the VMA, when last_r is 1 */
+	/* the identity check of the last stat text read in this call (a
+	 * kept list's counters, a guard token), when nothing the call
+	 * returns was read after it: the call's own check then */
+	bool ident_fresh;
+	int ident;
 };
 PM_HIDDEN void pm__vcursor_init(struct pm__vcursor *c, struct pm_handle *h);
 PM_HIDDEN void pm__vcursor_fini(struct pm__vcursor *c);
@@ -202,10 +208,18 @@ PM_HIDDEN int pm__vcursor_kind(struct pm__vcursor *c, uint64_t addr, struct pm_v
 /* A plan: the VMA covering @addr or the next one by the handle's list
  * (stale or not), else as pm__vcursor_next. Never a fact. */
 PM_HIDDEN int pm__vcursor_plan(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v);
+/* A plan, with the handle's list: where a read that reaches @to, the end
+ * of a VMA, stops: at the first gap of @gap bytes or more after it (the
+ * gap up to @end counts when no VMA starts before @end), else at @end. */
+PM_HIDDEN uint64_t pm__vcursor_run(struct pm__vcursor *c, uint64_t to, uint64_t end,
+				   uint64_t gap);
 /* Read the list afresh (its gaps and kinds are facts in this call). */
 PM_HIDDEN int pm__vcursor_refresh(struct pm__vcursor *c);
 /* Ask the kernel again for facts (the address space may have changed). */
 PM_HIDDEN void pm__vcursor_forget(struct pm__vcursor *c);
+/* pm__handle_check() for what the call read: the last stat text's answer
+ * when it came after everything read, else a check of its own. */
+PM_HIDDEN int pm__vcursor_check(struct pm__vcursor *c);
 
 /* ---- the consistency guard (guard.c) ---- */
 
@@ -258,6 +272,8 @@ PM_HIDDEN int pm__token_after(struct pm_handle *h, struct pm__token *t);
 /* From a /proc/PID[/task/TID]/stat fd: minflt + majflt, and (optional)
  * the start time. */
 PM_HIDDEN int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time);
+/* The same from the text of a stat file read whole. */
+PM_HIDDEN int pm__stat_faults(const char *stat, uint64_t *faults);
 /* Whether reads issued between two tokens are certified by them: 1, 0. */
 PM_HIDDEN bool pm__token_certifies(const struct pm__token *before, const struct pm__token *after);
 /* Run @pass (all the kernel reads of one pm_read over [start, end)) under

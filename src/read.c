@@ -149,23 +149,9 @@ static int engine(void *arg, uint64_t start, uint64_t end)
 		/* read from cur through this VMA, and with a list through every
 		 * VMA after it up to a gap worth a read of its own */
 		to = r == 1 ? v.end : end;
-		if (vc->snap) {
-			while (to < end) {
-				struct pm_vma w;
-
-				r = pm__vcursor_plan(vc, to, &w);
-				if (r < 0)
-					return r;
-				if (r == 0 || w.start >= end) {
-					if (!big_gap(rd, to, end))
-						to = end;
-					break;
-				}
-				if (big_gap(rd, to, w.start))
-					break;
-				to = w.end;
-			}
-		} else if (to < cur + READ_AHEAD_PAGES * (1ULL << rd->shift)) {
+		if (vc->snap)
+			to = pm__vcursor_run(vc, to, end, GAP_SKIP_PAGES << rd->shift);
+		else if (to < cur + READ_AHEAD_PAGES * (1ULL << rd->shift)) {
 			to = cur + READ_AHEAD_PAGES * (1ULL << rd->shift);
 		}
 		if (to > end || to <= cur)
@@ -310,6 +296,10 @@ long pm__read(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *entri
 	if (!r)
 		r = pm__guarded(&g, h, start, end, engine, &rd);
 	pm__stop_end(st);
+	/* a token read after all of it answers for the caller's identity
+	 * check too (pm__vcursor_check) */
+	vc->ident_fresh = g.active && g.ident_fresh && g.ident != 1;
+	vc->ident = g.ident;
 	if (r == 0 && !(flags & PM__READ_UNCHECKED))
 		r = pm__guard_check(&g, h);
 	if (r == 0) {

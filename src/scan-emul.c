@@ -94,6 +94,7 @@ static void zero_pages(struct emu *m, const uint64_t *e, size_t n, uint64_t *cat
 {
 	const uint64_t huge_zero_pages = pm__pmd_pages();
 
+	m->vc.ident_fresh = false; /* read after the last stat text */
 	for (size_t i = 0; i < n;) {
 		uint64_t pfn = pm_entry_pfn(e[i]), head, hf;
 		size_t run = 1;
@@ -293,28 +294,22 @@ static int window(struct emu *m, uint64_t a, const uint64_t *buf, uint64_t *cats
 	return 0;
 }
 
-/* The next window: what the caller's free slots need at the density of
- * regions seen so far in this call (a caller with a small vector must not
- * pay for reading far past where its vector fills), growing by half while
- * nothing has been found; never above WINDOW, the buffers' size. */
-static uint64_t next_window(uint64_t win, const struct pm__scan_out *o, uint64_t pages,
-			    size_t n0)
+/* The entries @slots more regions need at @d (16 x pages per region,
+ * each with the gap after it), and the first entry of the next region,
+ * whose start is where the walk ends; and a margin: a read that falls
+ * short costs a syscall (~40-60 entries' worth), one too long reads
+ * entries again in the next call. */
+static uint64_t need_window(uint64_t slots, uint64_t d)
 {
-	size_t found = o->n - n0, free_slots = o->vec_len - o->n;
+	const uint64_t need = slots * d / 16 + 1;
 
-	if (found && o->max_pages == UINT64_MAX)
-		win = (uint64_t)(free_slots + 1) * pages / found + FIRST_WINDOW / 4;
-	else
-		win += win / 2;
-	if (win < FIRST_WINDOW)
-		win = FIRST_WINDOW;
-	return win < WINDOW ? win : WINDOW;
+	return need + need / 32 + 4;
 }
 
 /* The first window: without a page limit, what the caller's free slots
  * need at the density of regions the last emulated scan on this handle saw
- * (the caller's previous continuation call), with some to spare; a read
- * that falls short costs a syscall, one too long the entries read twice. */
+ * (the caller's previous continuation call): for the slots and the next
+ * region, whose start is where the walk ends. */
 static uint64_t first_window(const struct pm_handle *h, const struct pm__scan_out *o)
 {
 	const uint64_t d = atomic_load_explicit(&h->emu_pages, memory_order_relaxed);
@@ -323,8 +318,27 @@ static uint64_t first_window(const struct pm_handle *h, const struct pm__scan_ou
 
 	if (!d || o->max_pages != UINT64_MAX || slots >= WINDOW)
 		return FIRST_WINDOW;
-	win = (slots + 1) * d / 16;
-	win += win / 8 + 8;
+	win = need_window(slots, d);
+	return win < WINDOW ? win : WINDOW;
+}
+
+/* The next window: what the caller's free slots need at the density of
+ * regions seen so far in this call (a caller with a small vector must not
+ * pay for reading far past where its vector fills; one that fell just
+ * short reads the few entries it lacks), with the first window's margin;
+ * doubled after a window that added no region (a long run, or none yet,
+ * from FIRST_WINDOW); never above WINDOW, the buffers' size. */
+static uint64_t next_window(uint64_t win, const struct pm__scan_out *o, uint64_t pages,
+			    size_t n0, size_t n_before)
+{
+	size_t found = o->n - n0, free_slots = o->vec_len - o->n;
+
+	if (!found)
+		win = win < FIRST_WINDOW ? FIRST_WINDOW : win + win / 2;
+	else if (o->n == n_before || o->max_pages != UINT64_MAX)
+		win *= 2;
+	else
+		win = need_window(free_slots, pages * 16 / found);
 	return win < WINDOW ? win : WINDOW;
 }
 
@@ -355,9 +369,11 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 	m.zero_matches = pm__scan_match(q, 0);
 	pm__vcursor_init(&m.vc, h);
 	buf = malloc(WINDOW * sizeof(*buf));
-	cats = malloc(WINDOW * sizeof(*cats));
-	m.flags = malloc(WINDOW * sizeof(*m.flags));
-	if (!buf || !cats || !m.flags) {
+	if (buf && m.kpf >= 0) { /* per-page categories and flags: PFNZERO only */
+		cats = malloc(WINDOW * sizeof(*cats));
+		m.flags = malloc(WINDOW * sizeof(*m.flags));
+	}
+	if (!buf || (m.kpf >= 0 && (!cats || !m.flags))) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -366,8 +382,8 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 	 * VMA cursor, so a VMA is looked up once, and a list the handle kept
 	 * from an earlier call (the caller's previous continuation call) plans
 	 * them without reading the maps again */
-	for (uint64_t win = first_window(h, o), pages = 0; a < end && !o->done;
-	     win = next_window(win, o, pages, n0)) {
+	for (uint64_t win = first_window(h, o), pages = 0, nb = n0; a < end && !o->done;
+	     win = next_window(win, o, pages, n0, nb)) {
 		struct pm_vma v;
 		uint64_t b;
 		long n;
@@ -393,6 +409,7 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 			break;
 		b = end - a > win * ps ? a + win * ps : end;
 		pages += (b - a) / ps;
+		nb = o->n;
 		n = pm__read(h, a, b, buf, &ro, NULL, &m.vc);
 		if (n < 0) {
 			r = (int)n;
@@ -408,6 +425,9 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 	r = r < 0 ? r : 0;
 	if (!r)
 		remember_density(h, o, n0, start, a, ps);
+	/* nothing read goes out before the handle's check */
+	if (!r)
+		r = pm__vcursor_check(&m.vc);
 out:
 	pm__vcursor_fini(&m.vc);
 	free(buf);

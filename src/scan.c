@@ -44,6 +44,8 @@ PM_EXPORT long pm_scan(struct pm_handle *h, uint64_t start, uint64_t end, struct
 			return pm__ret(f); /* not probed yet (no fd free): do not guess */
 		if (f && !(cats & ~pm__scan_categories()))
 			r = pm__scan_native(h, start, end, &q, &o);
+		if (r >= 0)
+			r = pm__handle_check(h);
 	}
 	if (r == -ENOTTY) {
 		/* no PAGEMAP_SCAN, a category it lacks, or EMULATE; a native
@@ -51,10 +53,8 @@ PM_EXPORT long pm_scan(struct pm_handle *h, uint64_t start, uint64_t end, struct
 		if (q.flags & (PM_SCAN_F_WP_MATCHING | PM_SCAN_F_CHECK_WPASYNC))
 			r = -EOPNOTSUPP; /* write-protect operations have no emulation */
 		else
-			r = pm__scan_emulated(h, start, end, &q, &o);
+			r = pm__scan_emulated(h, start, end, &q, &o); /* checks the handle */
 	}
-	if (r >= 0)
-		r = pm__handle_check(h);
 	if (r < 0)
 		return pm__ret(r);
 	if (walk_end)

@@ -44,15 +44,25 @@ struct pm__vsnap {
 	struct pm_vma_list list; /* every VMA below user_top, sorted */
 };
 
-static int counters(struct pm_handle *h, struct ctr *c)
+/* The fault count (with @stamp's, no statm read when it moved: 0) and
+ * statm; *ident from the same stat text (vma-cursor.c). 1 when read. */
+static int counters(struct pm_handle *h, struct ctr *c, const struct ctr *stamp, int *ident)
 {
+	char stat[1024];
 	int r;
 
 	memset(c, 0, sizeof(*c));
-	r = pm__stat_fields(h->stat_fd, &c->faults, NULL);
+	r = pm__slurp(h->stat_fd, stat, sizeof(stat), true);
 	if (!r)
-		r = pm__slurp(h->statm_fd, c->statm, sizeof(c->statm), true);
-	return r;
+		r = pm__stat_faults(stat, &c->faults);
+	if (r)
+		return r;
+	if (ident)
+		*ident = pm__handle_check_stat(h, stat);
+	if (stamp && c->faults != stamp->faults)
+		return 0;
+	r = pm__slurp(h->statm_fd, c->statm, sizeof(c->statm), true);
+	return r ? r : 1;
 }
 
 void pm__vsnap_put(struct pm__vsnap *s)
@@ -104,8 +114,8 @@ int pm__vsnap_read(struct pm_handle *h, struct pm__vsnap **out)
 		return -ENOMEM;
 	atomic_init(&s->refs, 2); /* the caller's and the handle's */
 	s->gen = atomic_load(&h->fork_gen);
-	r = counters(h, &s->ctr);
-	if (!r)
+	r = counters(h, &s->ctr, NULL, NULL);
+	if (r == 1)
 		r = reserve_like_last(h, &s->list);
 	if (!r)
 		r = pm__maps_list(h, &s->list);
@@ -123,15 +133,16 @@ int pm__vsnap_read(struct pm_handle *h, struct pm__vsnap **out)
 	return 0;
 }
 
-int pm__vsnap_current(struct pm_handle *h, const struct pm__vsnap *s)
+int pm__vsnap_current(struct pm_handle *h, const struct pm__vsnap *s, int *ident)
 {
 	struct ctr c;
 	int r;
 
+	*ident = 1;
 	if (s->gen != atomic_load(&h->fork_gen))
 		return 0;
-	r = counters(h, &c);
-	if (r)
+	r = counters(h, &c, &s->ctr, ident);
+	if (r <= 0)
 		return r;
 	return !memcmp(&c, &s->ctr, sizeof(c));
 }

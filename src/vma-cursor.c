@@ -37,10 +37,18 @@ void pm__vcursor_forget(struct pm__vcursor *c)
 	c->checked = false;
 }
 
+int pm__vcursor_check(struct pm__vcursor *c)
+{
+	return c->ident_fresh ? c->ident : pm__handle_check(c->h);
+}
+
 int pm__vcursor_refresh(struct pm__vcursor *c)
 {
 	struct pm__vsnap *s;
-	int r = pm__vsnap_read(c->h, &s);
+	int r;
+
+	c->ident_fresh = false;
+	r = pm__vsnap_read(c->h, &s);
 
 	if (r)
 		return r;
@@ -89,6 +97,7 @@ static int query(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v, bool wa
 	 * lookups with and without names do not query the same VMA twice */
 	c->names |= want_name;
 	c->queries++;
+	c->ident_fresh = false;
 	r = pm__query_vma(c->h, addr, v, c->names ? &c->name : NULL, &c->name_cap);
 	if (r >= 0) {
 		c->have_last = true;
@@ -123,9 +132,15 @@ int pm__vcursor_kind(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v)
 	if (!c->snap)
 		return pm__vcursor_next(c, addr, v, true);
 	if (!c->fresh && !c->checked) {
-		r = pm__vsnap_current(c->h, c->snap);
+		int ident;
+
+		/* the last read so far: its stat text answers for the
+		 * identity of everything read before it */
+		r = pm__vsnap_current(c->h, c->snap, &ident);
 		if (r < 0)
 			return r;
+		c->ident = ident;
+		c->ident_fresh = ident != 1;
 		if (r)
 			c->checked = true;
 		else if ((r = pm__vcursor_refresh(c)) != 0)
@@ -147,4 +162,28 @@ int pm__vcursor_plan(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v)
 	if (c->snap)
 		return from_list(c, addr, v);
 	return pm__vcursor_next(c, addr, v, false);
+}
+
+uint64_t pm__vcursor_run(struct pm__vcursor *c, uint64_t to, uint64_t end, uint64_t gap)
+{
+	const struct pm_vma_list *l = pm__vsnap_list(c->snap);
+	struct pm_vma w;
+	size_t i;
+
+	/* a walk over the list itself: one compare per VMA, where a lookup
+	 * per VMA cost more than the kernel's own walk of small ones */
+	if (to < end && from_list(c, to, &w)) {
+		for (i = c->idx; i < l->count && to < end; i++) {
+			if (l->v[i].start >= end)
+				break;
+			/* (a VMA of a stale list over @to: a stop too) */
+			if (l->v[i].start < to || l->v[i].start - to >= gap) {
+				c->idx = i;
+				return to;
+			}
+			to = l->v[i].end;
+		}
+		c->idx = i;
+	}
+	return to < end && end - to < gap ? end : to;
 }
