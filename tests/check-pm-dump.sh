@@ -82,8 +82,8 @@ sleep 600 &
 idle=$!
 trap 'kill $idle 2> /dev/null || true; rm -rf "$tmp"' EXIT
 for opt in "" --pss "--sort uss"; do
-	# Uss can still move when a process mapping the same file pages
-	# starts or ends between the two dumps: three tries
+	# Uss is not compared: it moves whenever a process mapping the same
+	# file pages (sleep's, libc's) starts or ends between the two dumps
 	for try in 1 2 3; do
 	"$dump" --all --json $opt > "$tmp/all"
 	"$dump" --pid $idle --json > "$tmp/me"
@@ -107,9 +107,6 @@ for k in ("rss_kib", "swap_kib"):
     assert me[k] == v[k], (k, me, v)
 # Pss moves with every process that maps the same libc pages
 assert not pss or me["uss_kib"] <= me["pss_kib"] <= me["rss_kib"], me
-if pss and me["uss_kib"] != v["uss_kib"]:
-    print("uss", me, v, file=sys.stderr)
-    sys.exit(3)
 PY
 	[ $st -eq 3 ] && [ $try -lt 3 ] && continue
 	[ $st -eq 0 ] || fail "--all $opt disagrees with the per-VMA dump"

@@ -144,11 +144,13 @@ static void *churn(void *arg)
 
 static void build_many_churning(void *arg, uint64_t *sh)
 {
-	char *q = xmap((void *)(8ULL << 30), 3 * ps, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1);
 	pthread_t t;
+	char *q;
 
+	/* mapped after the others, so below them (mmap goes top-down):
+	 * listed first. No fixed address: a sanitizer's shadow is there. */
 	build_many(arg, sh);
+	q = xmap(NULL, 3 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
 	if (pthread_create(&t, NULL, churn, q))
 		abort();
 }
