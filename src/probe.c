@@ -11,7 +11,6 @@
 #include "compat/uapi.h"
 
 #include <fcntl.h>
-#include <sched.h>
 #include <linux/userfaultfd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -477,15 +476,6 @@ static int pfn_visible(void)
 	r = self_entry((uint64_t)(uintptr_t)p, &e);
 	munmap((void *)p, ps);
 	return r ? failed(-r) : pm_entry_pfn(e) != 0;
-}
-
-int pm__ncpus(void)
-{
-	cpu_set_t set;
-
-	if (sched_getaffinity(0, sizeof(set), &set))
-		return 1;
-	return CPU_COUNT(&set);
 }
 
 /* Every feature probed (the soft-dirty one creates a process); a probe

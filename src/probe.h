@@ -44,7 +44,5 @@ PM_HIDDEN bool pm__guard_wanted(uint64_t read_flags);
 /* A userfaultfd (O_CLOEXEC | @flags), retried user-mode-only where only
  * that is permitted: the fd or -errno. */
 PM_HIDDEN int pm__uffd_open(int flags);
-/* CPUs this process may run on. */
-PM_HIDDEN int pm__ncpus(void);
 
 #endif
