@@ -161,6 +161,50 @@ START_TEST(many_exact)
 }
 END_TEST
 
+static struct pm_wtrack *other; /* the second tracker of many_gap_tracked */
+static char *other_page;
+
+/* Map a page into an unmapped gap, track it with a tracker of its own
+ * (its registration makes it write-protectable like tracked memory),
+ * then write it. */
+static void track_in_gap(struct many *m)
+{
+	size_t i = NR - 2;
+
+	ck_assert(!gap_mapped(i));
+	other_page = mmap(gap_of(m, i), ps, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	ck_assert_ptr_eq(other_page, gap_of(m, i));
+	other = track(m->h, other_page, 1, PM_WT_METHOD_UFFD);
+	*other_page = 1;
+}
+
+/* Memory another tracker registered in a gap during a pass is not this
+ * tracker's: the pass neither reports it nor write-protects it (which
+ * would hide the write from its own tracker). */
+START_TEST(many_gap_tracked)
+{
+	static bool want[NP], got[NP];
+	struct pm_region v[1];
+	struct many m;
+	uint64_t we;
+
+	many_start(&m);
+	memset(want, 0, sizeof(want));
+	for (size_t i = 0; i < NR; i++) {
+		m.p[i * SLOT * ps] = 1;
+		want[i * SLOT] = true;
+	}
+	pass(&m, PM_WT_COLLECT_RESET, 4, got, track_in_gap);
+	assert_pages(want, got, NP, "collect and reset");
+	ck_assert_int_eq(pm_wtrack_collect(other, (uintptr_t)other_page,
+					   (uintptr_t)other_page + ps, v, 1, 0, &we), 1);
+	ck_assert_uint_eq(v[0].start, (uintptr_t)other_page);
+	pm_wtrack_free(other);
+	many_stop(&m);
+}
+END_TEST
+
 /* Replace range @i by a mapping the tracker did not register, written. */
 static void replace(struct many *m, size_t i)
 {
@@ -226,6 +270,7 @@ int main(void)
 	tcase_set_timeout(t, 120);
 	add_test_if(t, many_exact, have_uffd, NO_UFFD);
 	add_test_if(t, many_registration_lost, have_uffd, NO_UFFD);
+	add_test_if(t, many_gap_tracked, have_uffd, NO_UFFD);
 	suite_add_tcase(s, t);
 	return run_suite(s);
 }
