@@ -5,8 +5,8 @@
  * neighbours. Collect passes of small vectors, continued through
  * walk_end, report exactly the pages written in every range and nothing
  * between them, also when a mapping appears in a gap during a pass; a
- * range replaced by a mapping the tracker did not register fails the
- * call that would scan it, within the pass and at the next pass.
+ * range unmapped, or replaced by a mapping the tracker did not register,
+ * fails the call that would scan it, within the pass and at the next pass.
  */
 #include "wtrack-common.h"
 
@@ -220,7 +220,12 @@ static void replace_late(struct many *m)
 	replace(m, NR - 3);
 }
 
-/* The pass that meets the replaced range fails there: a call that
+static void unmap_late(struct many *m)
+{
+	ck_assert_int_eq(munmap(m->p + (NR - 3) * SLOT * ps, RP * ps), 0);
+}
+
+/* The pass that meets the lost range fails there: a call that
  * reaches it returns -EFAULT (after handing over what came before it),
  * and so does every later pass. */
 static void expect_lost(struct many *m, uint64_t cur, size_t vec_len, uint64_t flags, bool *got)
@@ -228,7 +233,7 @@ static void expect_lost(struct many *m, uint64_t cur, size_t vec_len, uint64_t f
 	long r;
 
 	while ((r = step(m, &cur, flags, vec_len, got)) >= 0)
-		ck_assert_msg(cur < m->b, "a pass over a replaced range ended without an error");
+		ck_assert_msg(cur < m->b, "a pass over a lost range ended without an error");
 	ck_assert_int_eq(r, -EFAULT);
 	cur = m->a; /* a new pass */
 	ck_assert_int_eq(step(m, &cur, flags, 16, got), -EFAULT);
@@ -240,15 +245,17 @@ START_TEST(many_registration_lost)
 	struct many m;
 	uint64_t cur;
 
-	/* during a pass */
-	many_start(&m);
-	for (size_t i = 0; i < NR; i++)
-		m.p[i * SLOT * ps] = 1;
-	cur = m.a;
-	ck_assert_int_ge(step(&m, &cur, PM_WT_COLLECT_RESET, 1, got), 0);
-	replace_late(&m);
-	expect_lost(&m, cur, 16, PM_WT_COLLECT_RESET, got);
-	many_stop(&m);
+	/* during a pass: replaced, or unmapped */
+	for (int unmap = 0; unmap < 2; unmap++) {
+		many_start(&m);
+		for (size_t i = 0; i < NR; i++)
+			m.p[i * SLOT * ps] = 1;
+		cur = m.a;
+		ck_assert_int_ge(step(&m, &cur, PM_WT_COLLECT_RESET, 1, got), 0);
+		(unmap ? unmap_late : replace_late)(&m);
+		expect_lost(&m, cur, 16, PM_WT_COLLECT_RESET, got);
+		many_stop(&m);
+	}
 
 	/* between passes, with and without reset */
 	for (int reset = 0; reset < 2; reset++) {
