@@ -123,6 +123,12 @@ static uint64_t page_index(const struct pm_wtrack *wt, uint64_t va)
  * thread is in here, and its own allocations move the rest. Returns 1
  * when this thread faulted while the counters were read (the token cannot
  * be trusted), else 0, or -errno.
+ *
+ * No wait for changes in flight (pm__token_after) before a closing token:
+ * a collect's follows clear_refs, whose mmap write lock (and per-VMA write
+ * locks) waits for every fault and madvise of the target in flight, their
+ * counts included; a reset's follows a walk whose reads, before 6.5, the
+ * read guard certified with settled tokens of its own.
  */
 static int sd_token(struct pm_wtrack *wt, struct pm__token *t)
 {

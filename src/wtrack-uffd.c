@@ -78,9 +78,9 @@ static void uffd_unregister(int fd, uint64_t start, uint64_t end)
  * before it, so those would be lost to a caller that gets only the error.
  * The VMAs that match are skipped whole by the kernel, so this is cheap.
  *
- * With @join, one scan covers each run of joined ranges. A VMA mapped in
- * the gap between two of them since the pass began is no tracked memory:
- * that pair is no longer joined, and the run is checked again.
+ * With @join, one scan covers each run of joined ranges. A VMA in the gap
+ * between two of them is no tracked memory: that pair is no longer
+ * joined, and the run is checked again.
  */
 static int unregistered_at(struct pm_handle *h, uint64_t start, uint64_t end, uint64_t *at)
 {
@@ -128,6 +128,7 @@ static int registered(struct pm_handle *h, const struct pm_range *r, size_t n, b
 	}
 	return 0;
 }
+
 /* Write-protect every written page of [start, end). */
 static int protect(struct pm_handle *h, uint64_t start, uint64_t end)
 {
@@ -258,7 +259,12 @@ int pm__wt_uffd_start(struct pm_wtrack *wt)
 	return r;
 }
 
-int pm__wt_uffd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n, bool *join,
+/* Ranges checked and scanned together: a call checks the ranges it
+ * reaches, at most this many past the one where its output fills; about
+ * one query each, fewer than the cursor's QUERY_STEPS. */
+#define CHUNK 30
+
+int pm__wt_uffd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n,
 			struct pm__scan_out *o, bool reset)
 {
 	/* no CHECK_WPASYNC (see registered()): a VMA replaced after the
@@ -268,11 +274,34 @@ int pm__wt_uffd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n
 		.mask = PM_CAT_WRITTEN,
 		.ret = PM_CAT_WRITTEN,
 	};
-	int err = registered(wt->h, r, n, join);
+	int err = 0;
 
-	for (size_t i = 0, j; !err && i < n && !o->done; i = j + 1) {
-		j = run_last(join, i, n);
-		err = pm__scan_native(wt->h, r[i].start, r[j].end, &q, o);
+	/* Whether a gap holds no VMA is a fact of this call (the check of a
+	 * pass's first call cannot answer for memory another userfaultfd
+	 * registers there since: the registration check takes it for
+	 * tracked), so each chunk is checked just before its scans; what is
+	 * mapped in a gap between the two is the residual. */
+	for (size_t i = 0, m; !err && i < n && !o->done; i += m) {
+		struct pm__vcursor vc, *c = wt->vc;
+		bool join[CHUNK];
+
+		m = n - i < CHUNK ? n - i : CHUNK;
+		/* where lookups are PROCMAP_QUERYs, a cursor of its own per
+		 * chunk: a call that reaches many ranges would otherwise read
+		 * the whole maps text (vma-cursor.c) */
+		if (c->use_query) {
+			pm__vcursor_init(&vc, wt->h);
+			c = &vc;
+		}
+		err = pm__wt_mapped(c, r + i, m, join);
+		if (c == &vc)
+			pm__vcursor_fini(&vc);
+		if (!err)
+			err = registered(wt->h, r + i, m, join);
+		for (size_t a = i, b; !err && a < i + m && !o->done; a = b + 1) {
+			b = i + run_last(join, a - i, m);
+			err = pm__scan_native(wt->h, r[a].start, r[b].end, &q, o);
+		}
 	}
 	return err;
 }

@@ -60,8 +60,7 @@ static int copy_ranges(struct pm_wtrack *wt, const struct pm_range *ranges, size
 	const struct pm__kernel *k = pm__kernel();
 
 	wt->ranges = malloc(n * sizeof(*ranges));
-	wt->join = calloc(n, sizeof(*wt->join));
-	if (!wt->ranges || !wt->join)
+	if (!wt->ranges)
 		return -ENOMEM;
 	memcpy(wt->ranges, ranges, n * sizeof(*ranges));
 	wt->nranges = n;
@@ -151,7 +150,6 @@ static int start_method(struct pm_wtrack *wt, uint64_t method, uint64_t flags)
 static void wt_free(struct pm_wtrack *wt)
 {
 	free(wt->ranges);
-	free(wt->join);
 	pthread_mutex_destroy(&wt->lock);
 	free(wt);
 }
@@ -206,10 +204,8 @@ static int wt_ready(struct pm_wtrack *wt)
 	return pm__handle_ready(wt->h);
 }
 
-/* The parts of [start, end) inside tracked ranges into out[], the index
- * of the first of their ranges into *first. */
-static size_t clip(const struct pm_wtrack *wt, uint64_t start, uint64_t end, struct pm_range *out,
-		   size_t *first)
+/* The parts of [start, end) inside tracked ranges into out[]. */
+static size_t clip(const struct pm_wtrack *wt, uint64_t start, uint64_t end, struct pm_range *out)
 {
 	size_t lo = 0, hi = wt->nranges, n = 0;
 
@@ -222,7 +218,6 @@ static size_t clip(const struct pm_wtrack *wt, uint64_t start, uint64_t end, str
 		else
 			hi = mid;
 	}
-	*first = lo;
 	for (size_t i = lo; i < wt->nranges && wt->ranges[i].start < end; i++) {
 		out[n].start = wt->ranges[i].start > start ? wt->ranges[i].start : start;
 		out[n].end = wt->ranges[i].end < end ? wt->ranges[i].end : end;
@@ -231,62 +226,13 @@ static size_t clip(const struct pm_wtrack *wt, uint64_t start, uint64_t end, str
 	return n;
 }
 
-/*
- * A collect pass is a first call and the calls that continue it from the
- * walk_end each returned, with the same end and flags. The userfaultfd
- * method checks at the first call that the ranges are mapped and which
- * neighbours it may scan together; every call still checks, in one scan
- * per run of joined ranges, that their VMAs are registered before it
- * write-protects anything. A range unmapped during a pass has nothing
- * left to report; the next pass's first call fails with -EFAULT.
- */
-static bool continues_pass(const struct pm_wtrack *wt, uint64_t start, uint64_t end, bool reset)
-{
-	return wt->method == PM_WT_METHOD_UFFD && wt->pass_end && start == wt->pass_next &&
-	       end == wt->pass_end && reset == wt->pass_reset;
-}
-
-static int collect_locked(struct pm_wtrack *wt, const struct pm_range *sub, size_t n,
-			  size_t first, uint64_t start, uint64_t end, struct pm__scan_out *o,
-			  bool reset)
-{
-	/* a soft-dirty reset clears every tracked page: all must be mapped */
-	const bool all = wt->method == PM_WT_METHOD_SOFT_DIRTY && reset;
-	const bool cont = continues_pass(wt, start, end, reset);
-	struct pm__vcursor vc;
-	int r = 0;
-
-	wt->pass_end = 0;
-	op_begin(wt, &vc);
-	if (wt->method == PM_WT_METHOD_UFFD) {
-		if (!cont)
-			r = pm__wt_mapped(wt->vc, sub, n, wt->join + first);
-		if (!r)
-			r = pm__wt_uffd_collect(wt, sub, n, wt->join + first, o, reset);
-	} else {
-		r = pm__wt_mapped(wt->vc, all ? wt->ranges : sub, all ? wt->nranges : n, NULL);
-		if (!r)
-			r = pm__wt_sd_collect(wt, sub, n, o, reset);
-	}
-	/* nothing of another process's memory goes out */
-	if (!r && (r = pm__handle_check(wt->h)) != 0)
-		o->n = 0;
-	op_end(wt);
-	if (!r && o->done) {
-		wt->pass_next = o->walk_end;
-		wt->pass_end = end;
-		wt->pass_reset = reset;
-	}
-	return r;
-}
-
 PM_EXPORT long pm_wtrack_collect(struct pm_wtrack *wt, uint64_t start, uint64_t end,
 				 struct pm_region *vec, size_t vec_len, uint64_t flags,
 				 uint64_t *walk_end)
 {
 	struct pm__scan_out o;
 	struct pm_range *sub;
-	size_t n, first;
+	size_t n;
 	long r;
 
 	if (!wt || !vec || !vec_len || !pm__range_ok(start, end) ||
@@ -295,7 +241,7 @@ PM_EXPORT long pm_wtrack_collect(struct pm_wtrack *wt, uint64_t start, uint64_t 
 	sub = malloc(wt->nranges * sizeof(*sub));
 	if (!sub)
 		return pm__ret(-ENOMEM);
-	n = clip(wt, start, end, sub, &first);
+	n = clip(wt, start, end, sub);
 	if (!n) {
 		free(sub);
 		return pm__ret(-EINVAL);
@@ -303,10 +249,24 @@ PM_EXPORT long pm_wtrack_collect(struct pm_wtrack *wt, uint64_t start, uint64_t 
 	pm__out_init(&o, vec, vec_len, 0);
 	pthread_mutex_lock(&wt->lock);
 	r = wt_ready(wt);
-	if (r)
-		wt->pass_end = 0;
-	else
-		r = collect_locked(wt, sub, n, first, start, end, &o, flags & PM_WT_COLLECT_RESET);
+	if (!r) {
+		const bool reset = flags & PM_WT_COLLECT_RESET;
+		/* a soft-dirty reset clears every tracked page: all must be mapped */
+		const bool all = wt->method == PM_WT_METHOD_SOFT_DIRTY && reset;
+		struct pm__vcursor vc;
+
+		op_begin(wt, &vc);
+		/* the userfaultfd method checks the ranges it reaches as it goes */
+		if (wt->method == PM_WT_METHOD_UFFD)
+			r = pm__wt_uffd_collect(wt, sub, n, &o, reset);
+		else if (!(r = pm__wt_mapped(wt->vc, all ? wt->ranges : sub, all ? wt->nranges : n,
+					     NULL)))
+			r = pm__wt_sd_collect(wt, sub, n, &o, reset);
+		/* nothing of another process's memory goes out */
+		if (!r && (r = pm__handle_check(wt->h)) != 0)
+			o.n = 0;
+		op_end(wt);
+	}
 	pthread_mutex_unlock(&wt->lock);
 	free(sub);
 	/* Regions already reported were reset with them: hand them over and
@@ -334,7 +294,6 @@ PM_EXPORT int pm_wtrack_reset(struct pm_wtrack *wt)
 	if (!wt)
 		return (int)pm__ret(-EINVAL);
 	pthread_mutex_lock(&wt->lock);
-	wt->pass_end = 0;
 	r = wt_ready(wt);
 	if (!r) {
 		struct pm__vcursor vc;

@@ -18,14 +18,6 @@ struct pm_wtrack {
 	uint64_t npages;
 	struct pm_wtrack_stats stats;
 
-	/* The collect pass in progress (its continuation calls), PM_WT_METHOD_UFFD:
-	 * the ranges were checked mapped at its first call, and join[i] says
-	 * that no VMA lay between ranges i and i + 1 then, so one scan covers
-	 * both. pass_end 0: no pass. */
-	uint64_t pass_next, pass_end;
-	bool pass_reset;
-	bool *join;
-
 	/* PM_WT_METHOD_UFFD */
 	int uffd;
 
@@ -48,9 +40,8 @@ PM_HIDDEN const char *pm__wt_sd_why_not(void);
 /* Both methods report into @o the written pages of the @n sub-ranges @r
  * (sorted, inside the tracked ranges), resetting them with @reset. */
 PM_HIDDEN int pm__wt_uffd_start(struct pm_wtrack *wt);
-/* @join: the pass's join flags of r[0..n) (see struct pm_wtrack) */
 PM_HIDDEN int pm__wt_uffd_collect(struct pm_wtrack *wt, const struct pm_range *r, size_t n,
-				  bool *join, struct pm__scan_out *o, bool reset);
+				  struct pm__scan_out *o, bool reset);
 PM_HIDDEN int pm__wt_uffd_reset(struct pm_wtrack *wt);
 PM_HIDDEN void pm__wt_uffd_stop(struct pm_wtrack *wt, bool owner);
 

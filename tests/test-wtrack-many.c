@@ -5,8 +5,8 @@
  * neighbours. Collect passes of small vectors, continued through
  * walk_end, report exactly the pages written in every range and nothing
  * between them, also when a mapping appears in a gap during a pass; a
- * range replaced by a mapping the tracker did not register fails the
- * call that would scan it, within the pass and at the next pass.
+ * range unmapped, or replaced by a mapping the tracker did not register,
+ * fails the call that would scan it, within the pass and at the next pass.
  */
 #include "wtrack-common.h"
 
@@ -161,6 +161,50 @@ START_TEST(many_exact)
 }
 END_TEST
 
+static struct pm_wtrack *other; /* the second tracker of many_gap_tracked */
+static char *other_page;
+
+/* Map a page into an unmapped gap, track it with a tracker of its own
+ * (its registration makes it write-protectable like tracked memory),
+ * then write it. */
+static void track_in_gap(struct many *m)
+{
+	size_t i = NR - 2;
+
+	ck_assert(!gap_mapped(i));
+	other_page = mmap(gap_of(m, i), ps, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	ck_assert_ptr_eq(other_page, gap_of(m, i));
+	other = track(m->h, other_page, 1, PM_WT_METHOD_UFFD);
+	*other_page = 1;
+}
+
+/* Memory another tracker registered in a gap during a pass is not this
+ * tracker's: the pass neither reports it nor write-protects it (which
+ * would hide the write from its own tracker). */
+START_TEST(many_gap_tracked)
+{
+	static bool want[NP], got[NP];
+	struct pm_region v[1];
+	struct many m;
+	uint64_t we;
+
+	many_start(&m);
+	memset(want, 0, sizeof(want));
+	for (size_t i = 0; i < NR; i++) {
+		m.p[i * SLOT * ps] = 1;
+		want[i * SLOT] = true;
+	}
+	pass(&m, PM_WT_COLLECT_RESET, 4, got, track_in_gap);
+	assert_pages(want, got, NP, "collect and reset");
+	ck_assert_int_eq(pm_wtrack_collect(other, (uintptr_t)other_page,
+					   (uintptr_t)other_page + ps, v, 1, 0, &we), 1);
+	ck_assert_uint_eq(v[0].start, (uintptr_t)other_page);
+	pm_wtrack_free(other);
+	many_stop(&m);
+}
+END_TEST
+
 /* Replace range @i by a mapping the tracker did not register, written. */
 static void replace(struct many *m, size_t i)
 {
@@ -176,7 +220,12 @@ static void replace_late(struct many *m)
 	replace(m, NR - 3);
 }
 
-/* The pass that meets the replaced range fails there: a call that
+static void unmap_late(struct many *m)
+{
+	ck_assert_int_eq(munmap(m->p + (NR - 3) * SLOT * ps, RP * ps), 0);
+}
+
+/* The pass that meets the lost range fails there: a call that
  * reaches it returns -EFAULT (after handing over what came before it),
  * and so does every later pass. */
 static void expect_lost(struct many *m, uint64_t cur, size_t vec_len, uint64_t flags, bool *got)
@@ -184,7 +233,7 @@ static void expect_lost(struct many *m, uint64_t cur, size_t vec_len, uint64_t f
 	long r;
 
 	while ((r = step(m, &cur, flags, vec_len, got)) >= 0)
-		ck_assert_msg(cur < m->b, "a pass over a replaced range ended without an error");
+		ck_assert_msg(cur < m->b, "a pass over a lost range ended without an error");
 	ck_assert_int_eq(r, -EFAULT);
 	cur = m->a; /* a new pass */
 	ck_assert_int_eq(step(m, &cur, flags, 16, got), -EFAULT);
@@ -196,15 +245,17 @@ START_TEST(many_registration_lost)
 	struct many m;
 	uint64_t cur;
 
-	/* during a pass */
-	many_start(&m);
-	for (size_t i = 0; i < NR; i++)
-		m.p[i * SLOT * ps] = 1;
-	cur = m.a;
-	ck_assert_int_ge(step(&m, &cur, PM_WT_COLLECT_RESET, 1, got), 0);
-	replace_late(&m);
-	expect_lost(&m, cur, 16, PM_WT_COLLECT_RESET, got);
-	many_stop(&m);
+	/* during a pass: replaced, or unmapped */
+	for (int unmap = 0; unmap < 2; unmap++) {
+		many_start(&m);
+		for (size_t i = 0; i < NR; i++)
+			m.p[i * SLOT * ps] = 1;
+		cur = m.a;
+		ck_assert_int_ge(step(&m, &cur, PM_WT_COLLECT_RESET, 1, got), 0);
+		(unmap ? unmap_late : replace_late)(&m);
+		expect_lost(&m, cur, 16, PM_WT_COLLECT_RESET, got);
+		many_stop(&m);
+	}
 
 	/* between passes, with and without reset */
 	for (int reset = 0; reset < 2; reset++) {
@@ -226,6 +277,7 @@ int main(void)
 	tcase_set_timeout(t, 120);
 	add_test_if(t, many_exact, have_uffd, NO_UFFD);
 	add_test_if(t, many_registration_lost, have_uffd, NO_UFFD);
+	add_test_if(t, many_gap_tracked, have_uffd, NO_UFFD);
 	suite_add_tcase(s, t);
 	return run_suite(s);
 }

@@ -487,9 +487,7 @@ PM_EXPORT int pm_wtrack_supported(struct pm_handle *h, const struct pm_wtrack_op
  *
  * @return the number of regions, or -EINVAL (NULL tracker, vec NULL or
  * vec_len 0, unaligned or empty range, a range meeting no tracked range,
- * unknown flags), -EFAULT (tracked memory was unmapped or replaced; a
- * range unmapped while a collect continues through walk_end, which has
- * nothing left to report, fails the next collect that starts afresh),
+ * unknown flags), -EFAULT (tracked memory was unmapped or replaced),
  * -ECHILD (called in a child forked after the tracker was made for its
  * parent's own memory: the child's memory is not tracked), -ESRCH, -EAGAIN
  * (soft-dirty: the read guard), -ENOMEM, or another errno from the kernel.
