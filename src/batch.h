@@ -19,6 +19,11 @@ struct pm__bstate {
 	long res;                 /* 0 while fine, else the read's error */
 	bool guard;               /* certified by its group's token pair */
 	struct pm_read_info info; /* what the caller's info receives */
+	/* a group's first read: the identity check its closing token's stat
+	 * text gave, when it had one (ident_fresh); that token was read
+	 * after every read of the group */
+	bool ident_fresh;
+	int ident;
 };
 
 /* Consecutive reads [i, j) on one handle: one token pair certifies them
@@ -44,7 +49,9 @@ struct pm_batch {
 PM_HIDDEN void pm__batch_begin(struct pm_batch *b, struct pm__bstate *st, size_t i,
 			       struct pm__bgroup *g);
 /* Close a group whose reads were all answered: certify them with the
- * token after, or read each again, certifying, as pm_read does. */
+ * token after, or read each again, certifying, as pm_read does (each such
+ * read checks the handle itself); the token's identity answer goes to
+ * the group's first read. */
 PM_HIDDEN void pm__batch_end(struct pm_batch *b, struct pm__bstate *st,
 			     const struct pm__bgroup *g);
 /* The kernel reads of a span that a batch read asks for: chunks of at
