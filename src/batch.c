@@ -89,7 +89,30 @@ void pm__batch_begin(struct pm_batch *b, struct pm__bstate *st, size_t i, struct
 	}
 	g->i = i;
 	g->j = j;
-	g->have_token = any && !pm__token(h, &g->before);
+	g->have_token = false;
+	if (!any)
+		return;
+	/*
+	 * The THP events (v[5], /proc/vmstat: half a token's cost) need not
+	 * be read again for each group: the sum only grows, so a sum read
+	 * earlier, before any read of this group, opens a wider bracket,
+	 * which a split during the reads still moves. The last sum read:
+	 * on the sync backend the previous group's closing token, read after
+	 * that group's reads and before this one's; on io_uring the previous
+	 * group's opening token, as every group opens before any read is
+	 * issued. Closing tokens read it afresh, after the reads. Not across
+	 * runs: a bracket that wide would trip on the machine's THP use.
+	 */
+	if (b->have_thp) {
+		g->have_token = !pm__token_own(h, &g->before);
+		g->before.v[5] = b->thp;
+	} else {
+		g->have_token = !pm__token(h, &g->before);
+	}
+	if (g->have_token) {
+		b->have_thp = true;
+		b->thp = g->before.v[5];
+	}
 }
 
 void pm__batch_end(struct pm_batch *b, struct pm__bstate *st, const struct pm__bgroup *g)
@@ -99,6 +122,10 @@ void pm__batch_end(struct pm_batch *b, struct pm__bstate *st, const struct pm__b
 	bool took = g->have_token && !pm__token_after(h, &after);
 	bool cert = took && pm__token_certifies(&g->before, &after);
 
+	if (took) {
+		b->have_thp = true;
+		b->thp = after.v[5];
+	}
 	/* 1: the stat text was not one we know (faked counters) */
 	if (took && after.ident != 1) {
 		st[g->i].ident_fresh = true;
@@ -277,6 +304,7 @@ PM_EXPORT int pm_batch_run(struct pm_batch *b)
 		free(heads);
 		return (int)pm__ret(-ENOMEM);
 	}
+	b->have_thp = false;
 	if (b->backend == PM_BACKEND_URING)
 		r = pm__batch_uring(b, st, &lost);
 	if (r == 0) {

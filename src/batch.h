@@ -39,13 +39,17 @@ struct pm_batch {
 	void *ring;         /* the io_uring, kept across runs: its io-wq workers too */
 	int used;           /* PM_BACKEND_URING or _SYNC */
 	uint64_t read_flags, max_retries;
+	/* the last THP event sum a token of this run read (pm__batch_begin) */
+	bool have_thp;
+	uint64_t thp;
 	struct pm__bread *r;
 	size_t n, cap;
 };
 
 /* Open the group of reads starting at @i: check each read's arguments and
  * its handle, prefault the buffers and take the token where the guard is
- * wanted. Sets g->i and g->j. */
+ * wanted (its system-wide part, v[5], the last one this run read). Sets
+ * g->i and g->j. */
 PM_HIDDEN void pm__batch_begin(struct pm_batch *b, struct pm__bstate *st, size_t i,
 			       struct pm__bgroup *g);
 /* Close a group whose reads were all answered: certify them with the

@@ -265,6 +265,8 @@ PM_HIDDEN void pm__guard_fini(struct pm__guard *g);
 /* v[0] faults, v[1..3] statm size/resident/shared, v[4] VmPTE: the
  * target's own; v[5] the system-wide THP events. */
 PM_HIDDEN int pm__token(struct pm_handle *h, struct pm__token *t);
+/* The target's part of a token, v[5] left 0. */
+PM_HIDDEN int pm__token_own(struct pm_handle *h, struct pm__token *t);
 /* The token that closes a bracket of reads: taken once every page-table
  * change that was in flight during them is counted (see guard.c). 0, 1
  * when that cannot be waited for (the bracket is not certified), -errno. */
