@@ -70,8 +70,9 @@ PM_HIDDEN extern struct pm__sysops pm__sys;
  * status), generated whole, so a short read that ends the line has all of
  * it. Otherwise (vmstat) it is read to EOF. */
 PM_HIDDEN int pm__slurp(int fd, char *buf, size_t cap, bool one_record);
-/* Read exactly @n bytes at @off, retrying EINTR and short reads. A read of
- * 0 bytes from a procfs file pinned to an mm means the mm is gone: -ESRCH. */
+/* Read exactly @n bytes at @off, retrying EINTR and short reads; EOF
+ * before that: -ESRCH. Not for a handle's pagemap, whose EOF is not
+ * always an exit: pm__pagemap_pread. */
 PM_HIDDEN int pm__pread_full(int fd, void *buf, size_t n, uint64_t off, uint64_t *nreads);
 /* The same from the handle's pagemap, where EOF is told apart: the target
  * exited or exec'd (-ESRCH), or the rest lies above the top of its address
