@@ -9,7 +9,8 @@
  *   per VMA of the process (sync and io_uring);
  *   a batch of 10,000 ranges of 16 pages in one process, and one of
  *   200 processes x 8 MiB (sync and io_uring).
- * Prints medians and on/off ratios; timing is never asserted.
+ * Prints medians and on/off ratios, and a ROW line per shape against
+ * issue 10's floor (<= 1.10x); timing is never asserted.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -26,6 +27,7 @@
 
 #define REPS 11
 #define NPROC 200
+#define FLOOR 1.10
 
 enum { B_4K, B_THP, B_VMAS };
 
@@ -206,6 +208,12 @@ int main(void)
 		double off = median(sh[i].t[0], REPS), on = median(sh[i].t[1], REPS);
 
 		printf("%-44s %9.3f ms %9.3f ms %7.3fx\n", sh[i].name, off * 1e3, on * 1e3, on / off);
+	}
+	for (size_t i = 0; i < ns; i++) {
+		double r = median(sh[i].t[1], REPS) / median(sh[i].t[0], REPS);
+
+		printf("ROW | guard on vs off, %s | %.2fx | <= %.2fx | %s\n", sh[i].name, r, FLOOR,
+		       r <= FLOOR ? "PASS" : "FAIL");
 	}
 	for (size_t i = 0; i < np; i++)
 		layouts_stop(pids[i], holds[i]);

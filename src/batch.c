@@ -89,16 +89,48 @@ void pm__batch_begin(struct pm_batch *b, struct pm__bstate *st, size_t i, struct
 	}
 	g->i = i;
 	g->j = j;
-	g->have_token = any && !pm__token(h, &g->before);
+	g->have_token = false;
+	if (!any)
+		return;
+	/*
+	 * The THP events (v[5], /proc/vmstat: half a token's cost) need not
+	 * be read again for each group: the sum only grows, so a sum read
+	 * earlier, before any read of this group, opens a wider bracket,
+	 * which a split during the reads still moves. The last sum read:
+	 * on the sync backend the previous group's closing token, read after
+	 * that group's reads and before this one's; on io_uring the previous
+	 * group's opening token, as every group opens before any read is
+	 * issued. Closing tokens read it afresh, after the reads. Not across
+	 * runs: a bracket that wide would trip on the machine's THP use.
+	 */
+	if (b->have_thp) {
+		g->have_token = !pm__token_own(h, &g->before);
+		g->before.v[5] = b->thp;
+	} else {
+		g->have_token = !pm__token(h, &g->before);
+	}
+	if (g->have_token) {
+		b->have_thp = true;
+		b->thp = g->before.v[5];
+	}
 }
 
 void pm__batch_end(struct pm_batch *b, struct pm__bstate *st, const struct pm__bgroup *g)
 {
 	struct pm_handle *h = b->r[g->i].h;
 	struct pm__token after;
-	bool cert = g->have_token && !pm__token_after(h, &after) &&
-		    pm__token_certifies(&g->before, &after);
+	bool took = g->have_token && !pm__token_after(h, &after);
+	bool cert = took && pm__token_certifies(&g->before, &after);
 
+	if (took) {
+		b->have_thp = true;
+		b->thp = after.v[5];
+	}
+	/* 1: the stat text was not one we know (faked counters) */
+	if (took && after.ident != 1) {
+		st[g->i].ident_fresh = true;
+		st[g->i].ident = after.ident;
+	}
 	for (size_t k = g->i; k < g->j; k++) {
 		struct pm__bread *r = &b->r[k];
 		struct pm__bstate *s = &st[k];
@@ -204,7 +236,12 @@ static int by_handle(const void *a, const void *b)
 /* Every read answered: the identity check, once per handle, after all of
  * that handle's reads (pm_read's rule: no data is returned before the
  * check said the answers describe the handle's process); then the
- * results and infos. @heads: room for a pointer per read. */
+ * results and infos. The closing token of the handle's last group was
+ * read after all of them on either backend (sync runs the groups in
+ * order; io_uring closes every group after the last completion), so its
+ * stat text answers the check where it was read; a read done again
+ * after that token checked the handle itself (pm__batch_end). @heads:
+ * room for a pointer per read. */
 static void finish(struct pm_batch *b, struct pm__bstate *st, struct pm__bread **heads)
 {
 	const unsigned shift = pm__kernel()->page_shift;
@@ -217,13 +254,15 @@ static void finish(struct pm_batch *b, struct pm__bstate *st, struct pm__bread *
 	qsort(heads, nh, sizeof(*heads), by_handle);
 	for (size_t a = 0, z; a < nh; a = z) {
 		struct pm_handle *h = heads[a]->h;
+		const struct pm__bstate *last;
 		bool answered = false;
 		int e;
 
 		for (z = a; z < nh && heads[z]->h == h; z++)
 			for (size_t k = (size_t)(heads[z] - b->r); k < b->n && b->r[k].h == h; k++)
 				answered |= !st[k].res;
-		e = answered ? pm__handle_check(h) : 0;
+		last = &st[heads[z - 1] - b->r];
+		e = !answered ? 0 : last->ident_fresh ? last->ident : pm__handle_check(h);
 		for (size_t g = a; e && g < z; g++)
 			for (size_t k = (size_t)(heads[g] - b->r); k < b->n && b->r[k].h == h; k++)
 				if (!st[k].res)
@@ -265,6 +304,7 @@ PM_EXPORT int pm_batch_run(struct pm_batch *b)
 		free(heads);
 		return (int)pm__ret(-ENOMEM);
 	}
+	b->have_thp = false;
 	if (b->backend == PM_BACKEND_URING)
 		r = pm__batch_uring(b, st, &lost);
 	if (r == 0) {

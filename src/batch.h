@@ -19,6 +19,11 @@ struct pm__bstate {
 	long res;                 /* 0 while fine, else the read's error */
 	bool guard;               /* certified by its group's token pair */
 	struct pm_read_info info; /* what the caller's info receives */
+	/* a group's first read: the identity check its closing token's stat
+	 * text gave, when it had one (ident_fresh); that token was read
+	 * after every read of the group */
+	bool ident_fresh;
+	int ident;
 };
 
 /* Consecutive reads [i, j) on one handle: one token pair certifies them
@@ -34,17 +39,23 @@ struct pm_batch {
 	void *ring;         /* the io_uring, kept across runs: its io-wq workers too */
 	int used;           /* PM_BACKEND_URING or _SYNC */
 	uint64_t read_flags, max_retries;
+	/* the last THP event sum a token of this run read (pm__batch_begin) */
+	bool have_thp;
+	uint64_t thp;
 	struct pm__bread *r;
 	size_t n, cap;
 };
 
 /* Open the group of reads starting at @i: check each read's arguments and
  * its handle, prefault the buffers and take the token where the guard is
- * wanted. Sets g->i and g->j. */
+ * wanted (its system-wide part, v[5], the last one this run read). Sets
+ * g->i and g->j. */
 PM_HIDDEN void pm__batch_begin(struct pm_batch *b, struct pm__bstate *st, size_t i,
 			       struct pm__bgroup *g);
 /* Close a group whose reads were all answered: certify them with the
- * token after, or read each again, certifying, as pm_read does. */
+ * token after, or read each again, certifying, as pm_read does (each such
+ * read checks the handle itself); the token's identity answer goes to
+ * the group's first read. */
 PM_HIDDEN void pm__batch_end(struct pm_batch *b, struct pm__bstate *st,
 			     const struct pm__bgroup *g);
 /* The kernel reads of a span that a batch read asks for: chunks of at

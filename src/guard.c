@@ -140,8 +140,7 @@ int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time)
 	return r ? r : stat_fields(buf, faults, start_time, NULL, &threads);
 }
 
-/* The target's part of a token (v[5] left 0). */
-static int token_own(struct pm_handle *h, struct pm__token *t)
+int pm__token_own(struct pm_handle *h, struct pm__token *t)
 {
 	char buf[4096];
 	const char *p;
@@ -198,7 +197,7 @@ static int thp_events(uint64_t *sum)
 
 int pm__token(struct pm_handle *h, struct pm__token *t)
 {
-	int r = token_own(h, t);
+	int r = pm__token_own(h, t);
 
 	return r ? r : thp_events(&t->v[5]);
 }

@@ -70,8 +70,9 @@ PM_HIDDEN extern struct pm__sysops pm__sys;
  * status), generated whole, so a short read that ends the line has all of
  * it. Otherwise (vmstat) it is read to EOF. */
 PM_HIDDEN int pm__slurp(int fd, char *buf, size_t cap, bool one_record);
-/* Read exactly @n bytes at @off, retrying EINTR and short reads. A read of
- * 0 bytes from a procfs file pinned to an mm means the mm is gone: -ESRCH. */
+/* Read exactly @n bytes at @off, retrying EINTR and short reads; EOF
+ * before that: -ESRCH. Not for a handle's pagemap, whose EOF is not
+ * always an exit: pm__pagemap_pread. */
 PM_HIDDEN int pm__pread_full(int fd, void *buf, size_t n, uint64_t off, uint64_t *nreads);
 /* The same from the handle's pagemap, where EOF is told apart: the target
  * exited or exec'd (-ESRCH), or the rest lies above the top of its address
@@ -265,6 +266,8 @@ PM_HIDDEN void pm__guard_fini(struct pm__guard *g);
 /* v[0] faults, v[1..3] statm size/resident/shared, v[4] VmPTE: the
  * target's own; v[5] the system-wide THP events. */
 PM_HIDDEN int pm__token(struct pm_handle *h, struct pm__token *t);
+/* The target's part of a token, v[5] left 0. */
+PM_HIDDEN int pm__token_own(struct pm_handle *h, struct pm__token *t);
 /* The token that closes a bracket of reads: taken once every page-table
  * change that was in flight during them is counted (see guard.c). 0, 1
  * when that cannot be waited for (the bracket is not certified), -errno. */

@@ -29,6 +29,9 @@ static struct pm_handle *guarded_h; /* whose statm reads the token moves */
 static uint64_t token_moves;
 static uint64_t statm_reads;
 static bool flipped;
+/* /proc/vmstat reads, and the guarded handle's pagemap reads: a THP split
+ * (thp_split_pmd 1) happens during the split_at-th one (0: never) */
+static uint64_t vmstat_reads, pagemap_reads, split_at;
 
 enum { M_EINTR = 1, M_SHORT, M_EOF, M_EIO, M_FLIP_ONCE, M_FLIP_ALWAYS };
 
@@ -86,9 +89,14 @@ static ssize_t fake_pread(int fd, void *buf, size_t n, off_t off)
 		return off ? 0 : fake_file(buf, n, "1 (t) S 0 0 0 0 0 0 5 0 6 0\n%.0lu", 0UL);
 	if (guarded_h && fd == guarded_h->status_fd)
 		return off ? 0 : fake_file(buf, n, "Name:\tt\nVmPTE:\t4 kB\n%.0lu", 0UL);
+	if (guarded_h && fd == guarded_h->pagemap_fd)
+		pagemap_reads++;
 	r = real_pread(fd, buf, n, off);
-	if (guarded_h && r > 0 && off == 0 && !strncmp(buf, "nr_free_pages", 13))
-		return fake_file(buf, n, "nr_free_pages 1\nthp_split_pmd 0\n%.0lu", 0UL);
+	if (guarded_h && r > 0 && off == 0 && !strncmp(buf, "nr_free_pages", 13)) {
+		vmstat_reads++;
+		return fake_file(buf, n, "nr_free_pages 1\nthp_split_pmd %d\n",
+				 split_at && pagemap_reads >= split_at);
+	}
 	if (guarded_h && r > 0 && off > 0 && fd != guarded_h->pagemap_fd &&
 	    fd != guarded_h->maps_fd)
 		return 0; /* the rest of the faked vmstat */
@@ -136,6 +144,7 @@ static void setup(void)
 	token_moves = 0;
 	statm_reads = 0;
 	flipped = false;
+	vmstat_reads = pagemap_reads = split_at = 0;
 }
 
 static void teardown(void)
@@ -631,6 +640,60 @@ START_TEST(batch_uring_refused_runs_sync)
 }
 END_TEST
 
+/* A guarded batch whose handle's reads make two groups (a read of
+ * another handle between them) reads /proc/vmstat three times, not four:
+ * the second group opens with the sum read before it (sync: the first
+ * group's closing one; io_uring: its opening one). A split during the
+ * second group's read still moves its bracket: that read alone is read
+ * again, certified (sync: io_uring's reads do not pass through here). */
+START_TEST(batch_groups_share_vmstat)
+{
+	char *p;
+	uint64_t truth[64], b[2][64];
+	struct pm_handle *other;
+
+	open_guarded(&p, truth);
+	ck_assert_int_eq(pm_open(0, NULL, &other), 0);
+	for (int split = 0; split < 3; split++) {
+		PM_OPTS(pm_batch_opts, o, .backend = split == 2 ? PM_BACKEND_URING : PM_BACKEND_SYNC,
+			.read_flags = PM_READ_F_SNAPSHOT);
+		PM_OPTS(pm_read_info, i0);
+		PM_OPTS(pm_read_info, i1);
+		struct pm_batch *bt;
+		long res[3];
+
+		ck_assert_int_eq(pm_batch_new(&o, &bt), 0);
+		ck_assert_int_eq(pm_batch_add_read(bt, guarded_h, (uintptr_t)p,
+						   (uintptr_t)p + 64 * ps, b[0], &i0, &res[0]),
+				 0);
+		ck_assert_int_eq(pm_batch_add_read(bt, other, 1, ps, b[1], NULL, &res[1]), 0);
+		ck_assert_int_eq(pm_batch_add_read(bt, guarded_h, (uintptr_t)p,
+						   (uintptr_t)p + 64 * ps, b[1], &i1, &res[2]),
+				 0);
+		vmstat_reads = pagemap_reads = 0;
+		split_at = split == 1 ? 2 : 0;
+		ck_assert_int_eq(pm_batch_run(bt), 0);
+		if (split == 2 && pm_has_feature(PM_FEAT_IO_URING) == 1)
+			ck_assert_int_eq(pm_batch_backend(bt), PM_BACKEND_URING);
+		ck_assert_int_eq(res[0], 64);
+		ck_assert_int_eq(res[1], -EINVAL);
+		ck_assert_int_eq(res[2], 64);
+		ck_assert_mem_eq(truth, b[0], sizeof(truth));
+		ck_assert_mem_eq(truth, b[1], sizeof(truth));
+		ck_assert(!(i0.flags & PM_READ_INFO_RETRIED));
+		if (split == 1) {
+			ck_assert(i1.flags & PM_READ_INFO_RETRIED);
+		} else {
+			ck_assert(!(i1.flags & PM_READ_INFO_RETRIED));
+			ck_assert_uint_eq(vmstat_reads, 3);
+		}
+		pm_batch_free(bt);
+	}
+	pm_close(other);
+	close_guarded(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("fault");
@@ -650,6 +713,7 @@ int main(void)
 	tcase_add_test(t, guard_certifies_piece_by_piece);
 	tcase_add_test(t, guard_budget_exhausted);
 	tcase_add_test(t, batch_uring_refused_runs_sync);
+	tcase_add_test(t, batch_groups_share_vmstat);
 	/* 6.1 only: with the retry fix (6.12) reads are not guarded, so there
 	 * is no uncertified read to distrust */
 	add_test_if(t, soft_dirty_distrusts_uncertified_reads,
