@@ -68,7 +68,7 @@ struct uctx {
 	uint64_t want, avail;
 	uint64_t ps;
 	bool kp, scan, old_mapcount;
-	bool kp_decided; /* with PAGEMAP_SCAN: kp set at the first present entry */
+	bool kp_decided; /* kp set at the first present entry (kp_decide()) */
 	struct pm__kpf kf;
 	struct pm__vcursor vc;
 	const struct pm_vma_list *list; /* pm_usage_vmas: pages count for its VMAs */
@@ -360,6 +360,22 @@ static int kp_records(struct uctx *c, size_t n)
 	return r ? r : kp_sparse(c, 1, c->cpfn, n, c->count);
 }
 
+/* Whether the handle shows PFNs, told by its first present entry (PFN 0
+ * is what a hidden one reads: pm_kpages' rule), rather than by
+ * pm_has_feature(), which maps, faults and reads a page of this process
+ * per call and asks about the caller's credentials, not those the
+ * handle's pagemap was opened with; the physical pages' files opened when
+ * it does. */
+static void kp_decide(struct uctx *c, uint64_t e)
+{
+	c->kp_decided = true;
+	if ((c->want & NEED_CLASS) && pm_entry_pfn(e) &&
+	    pm__kpf_open(&c->kf, PM_KPAGE_FLAGS | PM_KPAGE_COUNT) == 0) {
+		c->kp = true;
+		c->avail |= NEED_CLASS;
+	}
+}
+
 /* Without PAGEMAP_SCAN, pages [a, b): one pagemap read, the physical
  * pages' records, then each page counted for the VMA it is in (*v moves
  * along). */
@@ -388,6 +404,8 @@ static int chunk(struct uctx *c, uint64_t a, uint64_t b, struct vinfo *v)
 			c->pv[i].a = NULL; /* not in a VMA: the kernel has no page there */
 		c->pfn[i] = 0;
 		c->flags[i] = NOT_READ;
+		if (!c->kp_decided && c->pv[i].a && pm_entry_present(e))
+			kp_decide(c, e);
 		if (c->kp && c->pv[i].a && pm_entry_present(e) && !v->pfnmap) {
 			c->pfn[i] = pm_entry_pfn(e);
 			/* kpageflags costs twice kpagecount: read where needed */
@@ -511,22 +529,6 @@ static int slow_page(struct uctx *c, size_t m, uint64_t e, const struct vinfo *v
 	return 0;
 }
 
-/* Whether the handle shows PFNs, told by its first present entry (PFN 0
- * is what a hidden one reads: pm_kpages' rule), rather than by
- * pm_has_feature(), which maps, faults and reads a page of this process
- * per call and asks about the caller's credentials, not those the
- * handle's pagemap was opened with; the physical pages' files opened when
- * it does. */
-static void kp_decide(struct uctx *c, uint64_t e)
-{
-	c->kp_decided = true;
-	if ((c->want & NEED_CLASS) && pm_entry_pfn(e) &&
-	    pm__kpf_open(&c->kf, PM_KPAGE_FLAGS | PM_KPAGE_COUNT) == 0) {
-		c->kp = true;
-		c->avail |= NEED_CLASS;
-	}
-}
-
 /* Window [w0, w1) over pieces p[0, n), the first from w0. Present 4K
  * pages mapped once by an anonymous mapping (the common case) count
  * straight away: full Pss, Uss, mapcount 1 (mapped_once()); the others
@@ -601,7 +603,6 @@ static uint64_t window_end(const struct uctx *c, const struct pm__upiece *p, siz
 }
 
 static int ctx_pages(struct uctx *c, size_t pages);
-static void ctx_kp(struct uctx *c);
 
 /* The pieces window by window, with buffers for the longest window (a
  * small process needs far less than CHUNK pages: pm-dump --all makes a
@@ -632,10 +633,6 @@ static int walk_pieces(struct uctx *c, const struct pm__upiece *p, size_t n)
 		else if ((i = k) < n)
 			from = p[i].start;
 	}
-	/* no present page: the fields are 0, valid as far as the caller's
-	 * rights go */
-	if (!r && !c->kp_decided)
-		ctx_kp(c);
 	return r;
 }
 
@@ -849,16 +846,13 @@ static int walk_blind(struct uctx *c, uint64_t start, uint64_t end)
 		ra = 2 * ra < max ? 2 * ra : max;
 	}
 	free(p.v);
-	if (r > 0)
-		r = 0; /* the loop ended at a VMA past the range */
-	if (!r && !c->kp_decided)
-		ctx_kp(c);
-	return r;
+	return r > 0 ? 0 : r; /* > 0: the loop ended at a VMA past the range */
 }
 
-/* What the page-by-page walk needs besides: the physical pages' files,
- * read when they answer a field asked for (without the rights the fields
- * needing them are just not valid), and the per-chunk buffers. */
+/* Whether the caller may read physical pages, by a probe of its own
+ * credentials: asked only where no entry of the handle said (kp_decide()),
+ * for a range without a present page, or before a walk that may need
+ * them. Without the rights the fields needing them are just not valid. */
 static bool want_kpages(const struct uctx *c)
 {
 	return (c->want & NEED_CLASS) && pm_has_feature(PM_FEAT_PFN_VISIBLE) == 1;
@@ -966,21 +960,25 @@ static int count_all(struct uctx *c, uint64_t start, uint64_t end, size_t nacc)
 		memset(c->acc, 0, nacc * sizeof(*c->acc));
 	}
 	if (!c->scan) {
-		ctx_kp(c);
 		r = ctx_pages(c, CHUNK);
 		if (!r)
 			r = slow_cap(c, CHUNK);
-		return r ? r : walk(c, start, end);
-	}
-	if (!c->list) {
+		if (!r)
+			r = walk(c, start, end);
+	} else if (!c->list) {
 		r = walk_blind(c, start, end);
-		return r ? r : pm__handle_check(c->h);
+	} else {
+		r = pm__usage_scan(c->h, start, end, c->list, c->acc, &present);
+		if (!r)
+			r = walk_pieces(c, present.v, present.n);
+		free(present.v);
 	}
-	r = pm__usage_scan(c->h, start, end, c->list, c->acc, &present);
-	if (!r)
-		r = walk_pieces(c, present.v, present.n);
-	free(present.v);
-	return r ? r : pm__handle_check(c->h);
+	/* no present page: the fields are 0, valid as far as the caller's
+	 * rights go */
+	if (!r && !c->kp_decided)
+		ctx_kp(c);
+	/* the walk without PAGEMAP_SCAN reads through pm__read, which checks */
+	return r || !c->scan ? r : pm__handle_check(c->h);
 }
 
 /* Write one answer: the fields asked for that every page decided. */
