@@ -65,6 +65,19 @@ static int vma_at(struct pm__uctx *c, uint64_t va, struct pm__uvma *v)
 	return 1;
 }
 
+/* A guard or swapped page's entry counted into @a: true, or false for a
+ * present page (left to the caller). */
+static bool absent_page(struct pm__usage_acc *a, uint64_t e, uint64_t ps)
+{
+	if (pm_entry_guard(e))
+		a->u.guard += ps;
+	else if (pm_entry_present(e))
+		return false;
+	else if (pm_entry_swapped(e))
+		a->u.swap += ps;
+	return true;
+}
+
 /* Without PAGEMAP_SCAN, pages [a, b): one pagemap read, the physical
  * pages' records, then each page counted for the VMA it is in (*v moves
  * along). */
@@ -114,18 +127,12 @@ static int chunk(struct pm__uctx *c, uint64_t a, uint64_t b, struct pm__uvma *v)
 
 		if (!acc)
 			continue;
-		if (pm_entry_guard(e)) {
-			acc->u.guard += c->ps;
-		} else if (!pm_entry_present(e)) {
-			if (pm_entry_swapped(e))
-				acc->u.swap += c->ps;
-		} else if (pv->pfnmap) {
+		if (absent_page(acc, e, c->ps) || pv->pfnmap)
 			continue;
-		} else if (c->kp) {
+		if (c->kp)
 			r = pm__usage_page_kp(c, i, acc);
-		} else {
+		else
 			acc->unknown |= PM__NEED_CLASS;
-		}
 	}
 	return r;
 }
@@ -460,12 +467,7 @@ static int blind_window(struct pm__uctx *c, uint64_t w0, uint64_t w1, bool first
 	for (size_t i = 0; i < n && !r; i++) {
 		const uint64_t e = c->e[i];
 
-		if (pm_entry_guard(e)) {
-			a->u.guard += ps;
-		} else if (!pm_entry_present(e)) {
-			if (pm_entry_swapped(e))
-				a->u.swap += ps;
-		} else if (!pm_entry_exclusive(e) && !(e & PM_ENTRY_FILE)) {
+		if (!absent_page(a, e, ps) && !pm_entry_exclusive(e) && !(e & PM_ENTRY_FILE)) {
 			lo = i < lo ? i : lo;
 			hi = i + 1;
 		}
