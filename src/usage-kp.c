@@ -179,7 +179,7 @@ static bool mapped_once(const struct pm__uctx *c, size_t i)
 {
 	const uint64_t e = c->e[i];
 
-	if (!c->pfn[i] || !pm_entry_exclusive(e) || (e & PM_ENTRY_FILE))
+	if (!c->pfn[i] || !pm__usage_once(e))
 		return false;
 	if (c->scan)
 		return !(c->cat[i] & PM_CAT_HUGE);

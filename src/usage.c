@@ -254,7 +254,7 @@ static int window_count(struct pm__uctx *c, uint64_t w0, uint64_t w1, const stru
 			} else if (!c->kp) {
 				a->u.rss += ps;
 				pm__usage_add_shared(a, ps, pm_entry_exclusive(e));
-			} else if (pm_entry_exclusive(e) && !(e & PM_ENTRY_FILE) && pm_entry_pfn(e)) {
+			} else if (pm__usage_once(e)) {
 				once++;
 			} else {
 				r = slow_page(c, m++, e, &v, false);

@@ -90,6 +90,14 @@ struct pm__uctx {
 	uint64_t head_pfn, head_end, head_flags; /* the last compound head found */
 };
 
+/* Whether a present page outside a PMD mapping has mapcount 1 by its
+ * entry alone: an anonymous page the entry calls exclusive, with a
+ * visible PFN (why: mapped_once() in usage-kp.c). */
+static inline bool pm__usage_once(uint64_t e)
+{
+	return pm_entry_exclusive(e) && !(e & PM_ENTRY_FILE) && pm_entry_pfn(e);
+}
+
 /* usage-kp.c. Pages i of the chunk's arrays (e, pfn, cat, flags, count,
  * pv): flags[i] PM__NOT_READ where the flags are not needed, pfn[i] 0
  * where no physical page is read. */
