@@ -786,6 +786,33 @@ START_TEST(test_handle_creds)
 }
 END_TEST
 
+/* A sparse reservation, as a runtime's heap or a sanitizer's shadow: 8
+ * GiB with pages written far apart and a THP between them. The walk
+ * skips what was never populated and must miss none of these. */
+static void build_sparse(void *arg, uint64_t *sh)
+{
+	const uint64_t len = 8ULL << 30, huge = 2ULL << 20;
+	char *p = xmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1);
+	char *t = (char *)(((uintptr_t)p + (5ULL << 30)) & ~(uintptr_t)(huge - 1));
+
+	(void)arg;
+	p[0] = 1;
+	p[(3ULL << 30) + 5 * ps] = 1;
+	p[len - ps] = 1;
+	if (thp_possible()) {
+		madvise(t, huge, MADV_HUGEPAGE);
+		memset(t, 1, huge);
+	}
+	sh[0] = (uintptr_t)p;
+}
+
+START_TEST(test_sparse)
+{
+	check_layout(build_sparse, NULL, root_need(), NULL);
+}
+END_TEST
+
 START_TEST(test_usage_args)
 {
 	struct pm_handle *h;
@@ -941,6 +968,7 @@ int main(void)
 	add_test_if(tc, test_swap, root, "swapon needs root");
 	add_test_if(tc, test_unprivileged, root, "dropping to uid 65534 needs root");
 	add_test_if(tc, test_handle_creds, root, "changing credentials needs root");
+	tcase_add_test(tc, test_sparse);
 	tcase_add_test(tc, test_usage_args);
 	add_test_if(tc, test_kpages, root, "/proc/kpage* need root");
 	tcase_add_test(tc, test_kpages_args);
