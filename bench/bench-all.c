@@ -104,7 +104,16 @@ static size_t pids(int **out)
 	return n;
 }
 
-/* The two raw passes, run as a process of their own like pm-dump. */
+/* /proc/PID/<name>, read-only: an fd or -1. */
+static int proc_open(int pid, const char *name)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, name);
+	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+/* The raw passes, each run as a process of its own like pm-dump. */
 static int pass_raw(void)
 {
 	static struct pm_region v[512];
@@ -113,11 +122,8 @@ static int pass_raw(void)
 	size_t n = pids(&p);
 
 	for (size_t i = 0; i < n; i++) {
-		char path[64];
-		int fd;
+		int fd = proc_open(p[i], "pagemap");
 
-		snprintf(path, sizeof(path), "/proc/%d/pagemap", p[i]);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			continue;
 		for (uint64_t cur = 0, end = 0x7ffffffff000ULL; cur < end;) {
@@ -167,12 +173,9 @@ static int pass_rollup(void)
 	size_t n = pids(&p);
 
 	for (size_t i = 0; i < n; i++) {
-		char path[64];
+		int fd = proc_open(p[i], "smaps_rollup");
 		ssize_t r;
-		int fd;
 
-		snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", p[i]);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			continue;
 		while ((r = read(fd, buf, sizeof(buf))) > 0)

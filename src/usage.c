@@ -24,6 +24,9 @@
  *   pss*, hugetlb    kpageflags and kpagecount (visible PFNs, root)
  * A field some page of the range cannot be decided for with the caller's
  * rights is left out of `valid`, never guessed.
+ *
+ * Here the walks over a range; usage-scan.c counts what PAGEMAP_SCAN
+ * answers alone, usage-kp.c a page from its physical page.
  */
 #include "internal.h"
 #include "kpages.h"
@@ -33,57 +36,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK 8192   /* pages per pagemap read */
 #define SCAN_VEC 512 /* regions per PAGEMAP_SCAN call */
-#define PSS_SHIFT 12
-/* Physical pages are scattered. Measured on the development machine (a
- * 6.18 guest): a pread of these files costs ~5 us, a record ~130 ns, so
- * PFNs this close share one read. */
-#define KP_GAP 32
-#define KP_WINDOW 4096 /* records per pread at most */
-#define NOT_READ UINT64_MAX /* a flags record not read (no flags are all set) */
-
-#define F(b) (1ULL << PM_KPF_##b)
-#define PSS_SPLIT (PM_USAGE_PSS_ANON | PM_USAGE_PSS_FILE | PM_USAGE_PSS_SHMEM)
 #define PM__USAGE_FIELDS 12 /* rss .. guard, in PM_USAGE_* bit order */
 
-/* fields that need kpageflags and kpagecount */
-#define NEED_KPAGE (PM_USAGE_PSS | PM_USAGE_PSS_ANON | PM_USAGE_PSS_FILE | PM_USAGE_PSS_SHMEM)
-/* fields that need to know which present pages smaps counts */
-#define NEED_CLASS                                                                        \
-	(NEED_KPAGE | PM_USAGE_RSS | PM_USAGE_USS | PM_USAGE_SHARED | PM_USAGE_HUGETLB | \
-	 PM_USAGE_ZERO)
-
-/* The VMA a page is in, as far as the count goes. */
-struct vinfo {
-	uint64_t start, end; /* end 0: no VMA at or above the address */
-	bool anon;           /* no file: only these hold anonymous PMD mappings */
-	bool pfnmap;         /* the vDSO data pages: smaps skips VM_PFNMAP */
-	struct pm__usage_acc *a;
-};
-
-struct uctx {
-	struct pm_handle *h;
-	struct pm_read_opts ro;
-	uint64_t want, avail;
-	uint64_t ps;
-	bool kp, scan, old_mapcount;
-	bool kp_decided; /* with PAGEMAP_SCAN: kp set at the first present entry */
-	struct pm__kpf kf;
-	struct pm__vcursor vc;
-	const struct pm_vma_list *list; /* pm_usage_vmas: pages count for its VMAs */
-	size_t li;
-	struct pm__usage_acc *acc;
-	/* per page of a chunk */
-	uint64_t *e, *pfn, *cat, *flags, *count, *cpfn, *kbuf;
-	struct vinfo *pv;
-	size_t *idx, *rlen; /* kp_sparse()'s runs: first page, length */
-	size_t cap, scap;   /* pages e and cat hold; pages the others hold */
-	uint64_t head_pfn, head_end, head_flags; /* the last compound head found */
-};
-
 /* The VMA holding @va or the next one into *v: 1, 0 (none), -errno. */
-static int vma_at(struct uctx *c, uint64_t va, struct vinfo *v)
+static int vma_at(struct pm__uctx *c, uint64_t va, struct pm__uvma *v)
 {
 	struct pm_vma m;
 
@@ -108,262 +65,23 @@ static int vma_at(struct uctx *c, uint64_t va, struct vinfo *v)
 	return 1;
 }
 
-/* Runs packed as (first page << RUN_SHIFT | length), by their first PFN;
- * both below 1 << RUN_SHIFT, and the pair fits a 32-bit size_t. */
-#define RUN_SHIFT 16
-_Static_assert(CHUNK < (1 << RUN_SHIFT) && KP_WINDOW < (1 << RUN_SHIFT), "run packing");
-
-static int by_pfn(const void *x, const void *y, void *arg)
+/* A guard or swapped page's entry counted into @a: true, or false for a
+ * present page (left to the caller). */
+static bool absent_page(struct pm__usage_acc *a, uint64_t e, uint64_t ps)
 {
-	const uint64_t *pfn = arg;
-	const uint64_t a = pfn[*(const size_t *)x >> RUN_SHIFT], b = pfn[*(const size_t *)y >> RUN_SHIFT];
-
-	return a < b ? -1 : a > b;
-}
-
-/* Records of file @f for the pages of the chunk with pfn[i] != 0 into
- * out[i]. Pages in a row with consecutive PFNs (a large folio, or pages
- * allocated together) form runs; the runs are sorted by PFN (unless they
- * already are) and read in windows of nearby ones: a sort of the runs
- * rather than the pages, which for 2 MiB THPs is 512 times fewer. */
-static int kp_sparse(struct uctx *c, int f, const uint64_t *pfn, size_t n, uint64_t *out)
-{
-	uint64_t *buf = c->kbuf;
-	size_t m = 0;
-	bool sorted = true;
-
-	for (size_t i = 0, j; i < n; i = j) {
-		j = i + 1;
-		if (!pfn[i])
-			continue;
-		while (j < n && j - i < KP_WINDOW && pfn[j] == pfn[j - 1] + 1)
-			j++;
-		sorted &= !m || pfn[c->idx[m - 1]] < pfn[i];
-		c->idx[m] = i;
-		c->rlen[m++] = j - i;
-	}
-	if (!sorted) {
-		/* the lengths travel with the runs: sort (start, length) pairs */
-		for (size_t j = 0; j < m; j++)
-			c->rlen[j] |= c->idx[j] << RUN_SHIFT;
-		qsort_r(c->rlen, m, sizeof(*c->rlen), by_pfn, (void *)pfn);
-		for (size_t j = 0; j < m; j++) {
-			c->idx[j] = c->rlen[j] >> RUN_SHIFT;
-			c->rlen[j] &= ((size_t)1 << RUN_SHIFT) - 1;
-		}
-	}
-	for (size_t j = 0, k; j < m; j = k) {
-		const uint64_t lo = pfn[c->idx[j]];
-		uint64_t hi = lo + c->rlen[j];
-		int r;
-
-		for (k = j + 1; k < m; k++) {
-			const uint64_t p = pfn[c->idx[k]], e = p + c->rlen[k];
-
-			if (p > hi + KP_GAP || (e > hi ? e : hi) - lo > KP_WINDOW)
-				break;
-			hi = e > hi ? e : hi;
-		}
-		r = pm__kpf_pread(&c->kf, f, lo, buf, (size_t)(hi - lo));
-		if (r)
-			return r;
-		for (size_t q = j; q < k; q++)
-			for (size_t i = c->idx[q], z = i + c->rlen[q]; i < z; i++)
-				out[i] = buf[pfn[i] - lo];
-	}
-	return 0;
-}
-
-/* The folio's flags for page i of the chunk: a tail page's head's (6.1
- * reports ANON, SWAPBACKED and ZERO_PAGE on the head only). The head of
- * a naturally aligned folio is the first compound head at an alignment
- * below the page. */
-static int folio_flags(struct uctx *c, size_t i, uint64_t *out)
-{
-	const uint64_t pfn = c->pfn[i];
-
-	*out = c->flags[i];
-	if (!(*out & F(COMPOUND_TAIL)))
-		return 0;
-	if (pfn >= c->head_pfn && pfn < c->head_end) {
-		*out = c->head_flags;
-		return 0;
-	}
-	/* up to PMD-sized folios */
-	for (uint64_t sz = 2; sz <= pm__pmd_pages(); sz <<= 1) {
-		uint64_t cand = pfn & ~(sz - 1), d = pfn - cand, f;
-
-		if (d <= i && c->pfn[i - d] == cand && c->flags[i - d] != NOT_READ) {
-			f = c->flags[i - d];
-		} else {
-			int r = pm__kpf_pread(&c->kf, 0, cand, &f, 1);
-
-			if (r)
-				return r;
-		}
-		if (f & F(COMPOUND_HEAD)) {
-			c->head_pfn = cand;
-			c->head_end = cand + sz;
-			c->head_flags = f;
-			*out = f;
-			return 0;
-		}
-	}
-	return 0;
-}
-
-/* Whether smaps counts the page Private: 1, 0, or -1 when this kernel's
- * rule cannot be told from here. The mapcount and the exclusive bit agree
- * except on large folios: with per-page mapcounts a PMD mapping carries
- * the head's exclusive bit for all its pages (the mapcount is right);
- * with CONFIG_NO_PAGE_MAPCOUNT (6.15+) the bit is the folio's answer and
- * the mapcount an average (the bit is right), and there only they can
- * differ for a PTE-mapped page. @flags NOT_READ: maybe a large folio. */
-static int private_page(const struct uctx *c, uint64_t e, uint64_t count, uint64_t flags,
-			uint64_t cat)
-{
-	const bool by_count = count < 2, by_bit = pm_entry_exclusive(e);
-
-	if (by_count == by_bit || !(flags & (F(COMPOUND_HEAD) | F(COMPOUND_TAIL))) ||
-	    c->old_mapcount)
-		return by_count;
-	if (c->scan && !(cat & PM_CAT_HUGE))
-		return by_bit;
-	return -1;
-}
-
-static void add_shared(struct pm__usage_acc *a, uint64_t ps, int priv)
-{
-	if (priv < 0)
-		a->unknown |= PM_USAGE_USS | PM_USAGE_SHARED;
-	else if (priv)
-		a->u.uss += ps;
-	else
-		a->u.shared += ps;
-}
-
-/* Whether a present page's flags are needed: PAGEMAP_SCAN and the entry
- * tell an anonymous page that is not a zero page or hugetlb without
- * them; file pages need them for shmem against page cache, when asked
- * (Pss itself takes the mapcount alone, Uss and Shared the mapcount and
- * the exclusive bit, see private_page()). */
-static bool need_flags(const struct uctx *c, uint64_t e, uint64_t cat, const struct vinfo *v)
-{
-	return !c->scan || ((e & PM_ENTRY_FILE) && (c->want & PSS_SPLIT)) ||
-	       ((cat & PM_CAT_HUGE) && !v->anon);
-}
-
-/*
- * Whether page i's mapcount is 1 without reading it: an anonymous page
- * the entry calls exclusive, outside any PMD mapping. Its exclusive bit is
- * then the page's own mapcount == 1 (per-page mapcounts), or, with
- * CONFIG_NO_PAGE_MAPCOUNT (6.15+), "no other mm maps the folio", where
- * kpagecount's average over the folio is at most 1 because one mm maps an
- * anonymous page once. A PMD mapping carries its head page's bit (see
- * private_page()); without PAGEMAP_SCAN the flags tell a large folio.
- */
-static bool mapped_once(const struct uctx *c, size_t i)
-{
-	const uint64_t e = c->e[i];
-
-	if (!c->pfn[i] || !pm_entry_exclusive(e) || (e & PM_ENTRY_FILE))
+	if (pm_entry_guard(e))
+		a->u.guard += ps;
+	else if (pm_entry_present(e))
 		return false;
-	if (c->scan)
-		return !(c->cat[i] & PM_CAT_HUGE);
-	return c->flags[i] != NOT_READ &&
-	       !(c->flags[i] & (F(COMPOUND_HEAD) | F(COMPOUND_TAIL) | F(NOPAGE)));
-}
-
-/* A present page, with the physical page's records. */
-static int page_kp(struct uctx *c, size_t i, struct pm__usage_acc *a)
-{
-	const uint64_t ps = c->ps, e = c->e[i], cat = c->cat[i], count = c->count[i];
-	uint64_t ff, pss;
-	int r;
-
-	if (c->flags[i] == NOT_READ) {
-		/* as need_flags() decided: anonymous (a zero page is not
-		 * here: PAGEMAP_SCAN counted it), or a page-cache or shmem
-		 * page where nobody asked which */
-		ff = e & PM_ENTRY_FILE ? 0 : F(ANON);
-		if (e & PM_ENTRY_FILE)
-			a->unknown |= PSS_SPLIT;
-	} else {
-		if (c->flags[i] & F(NOPAGE)) {
-			a->unknown |= NEED_CLASS;
-			return 0;
-		}
-		r = folio_flags(c, i, &ff);
-		if (r)
-			return r;
-		if ((c->flags[i] | ff) & F(ZERO_PAGE)) {
-			a->u.zero += ps;
-			return 0;
-		}
-		if (ff & F(HUGE)) {
-			a->u.hugetlb += ps;
-			return 0;
-		}
-	}
-	a->u.rss += ps;
-	pss = count >= 2 ? (ps << PSS_SHIFT) / count : ps << PSS_SHIFT;
-	a->u.pss += pss;
-	if (ff & F(ANON))
-		a->u.pss_anon += pss;
-	else if (ff & F(SWAPBACKED))
-		a->u.pss_shmem += pss;
-	else
-		a->u.pss_file += pss;
-	add_shared(a, ps, private_page(c, e, count, c->flags[i], cat));
-	if ((cat & PM_CAT_HUGE) && (ff & F(ANON)))
-		a->u.anon_thp += ps;
-	return 0;
-}
-
-/* A present page, from PAGEMAP_SCAN's categories and the entry alone. */
-static void page_scan(struct uctx *c, size_t i, const struct vinfo *v)
-{
-	const uint64_t ps = c->ps, cat = c->cat[i];
-	struct pm__usage_acc *a = v->a;
-
-	if (cat & PM_CAT_PFNZERO) {
-		a->u.zero += ps;
-	} else if (!(cat & PM_CAT_HUGE)) {
-		a->u.rss += ps;
-		add_shared(a, ps, pm_entry_exclusive(c->e[i]));
-	} else if (v->anon && !(cat & PM_CAT_FILE)) {
-		/* the exclusive bit of a PMD mapping is its head page's */
-		a->u.rss += ps;
-		a->u.anon_thp += ps;
-		a->unknown |= PM_USAGE_USS | PM_USAGE_SHARED;
-	} else {
-		/* hugetlb, or a file or shmem THP: only the page knows */
-		a->unknown |= PM_USAGE_RSS | PM_USAGE_USS | PM_USAGE_SHARED | PM_USAGE_HUGETLB;
-	}
-}
-
-/* The physical pages' records of pages [0, n) of the chunk's arrays:
- * flags where flags[i] is not NOT_READ, mapcounts where mapped_once()
- * does not tell them. */
-static int kp_records(struct uctx *c, size_t n)
-{
-	int r;
-
-	for (size_t i = 0; i < n; i++)
-		c->idx[i] = c->flags[i] == NOT_READ ? 0 : c->pfn[i];
-	memcpy(c->count, c->idx, n * sizeof(*c->count));
-	r = kp_sparse(c, 0, c->count, n, c->flags);
-	for (size_t i = 0; i < n && !r; i++) {
-		c->cpfn[i] = mapped_once(c, i) ? 0 : c->pfn[i];
-		c->count[i] = 1;
-	}
-	return r ? r : kp_sparse(c, 1, c->cpfn, n, c->count);
+	else if (pm_entry_swapped(e))
+		a->u.swap += ps;
+	return true;
 }
 
 /* Without PAGEMAP_SCAN, pages [a, b): one pagemap read, the physical
  * pages' records, then each page counted for the VMA it is in (*v moves
  * along). */
-static int chunk(struct uctx *c, uint64_t a, uint64_t b, struct vinfo *v)
+static int chunk(struct pm__uctx *c, uint64_t a, uint64_t b, struct pm__uvma *v)
 {
 	const size_t n = (size_t)((b - a) / c->ps);
 	long got;
@@ -387,47 +105,43 @@ static int chunk(struct uctx *c, uint64_t a, uint64_t b, struct vinfo *v)
 		if (!v->end || va < v->start)
 			c->pv[i].a = NULL; /* not in a VMA: the kernel has no page there */
 		c->pfn[i] = 0;
-		c->flags[i] = NOT_READ;
+		c->flags[i] = PM__NOT_READ;
+		if (!c->kp_decided && c->pv[i].a && pm_entry_present(e))
+			pm__usage_kp_decide(c, e);
 		if (c->kp && c->pv[i].a && pm_entry_present(e) && !v->pfnmap) {
 			c->pfn[i] = pm_entry_pfn(e);
 			/* kpageflags costs twice kpagecount: read where needed */
-			if (need_flags(c, e, c->cat[i], v))
+			if (pm__usage_need_flags(c, e, c->cat[i], v))
 				c->flags[i] = 0;
 		}
 	}
 	if (c->kp) {
-		r = kp_records(c, n);
+		r = pm__usage_kp_records(c, n);
 		if (r)
 			return r;
 	}
 	for (size_t i = 0; i < n && !r; i++) {
 		const uint64_t e = c->e[i];
-		const struct vinfo *pv = &c->pv[i];
+		const struct pm__uvma *pv = &c->pv[i];
 		struct pm__usage_acc *acc = pv->a;
 
 		if (!acc)
 			continue;
-		if (pm_entry_guard(e)) {
-			acc->u.guard += c->ps;
-		} else if (!pm_entry_present(e)) {
-			if (pm_entry_swapped(e))
-				acc->u.swap += c->ps;
-		} else if (pv->pfnmap) {
+		if (absent_page(acc, e, c->ps) || pv->pfnmap)
 			continue;
-		} else if (c->kp) {
-			r = page_kp(c, i, acc);
-		} else {
-			acc->unknown |= NEED_CLASS;
-		}
+		if (c->kp)
+			r = pm__usage_page_kp(c, i, acc);
+		else
+			acc->unknown |= PM__NEED_CLASS;
 	}
 	return r;
 }
 
 /* Without PAGEMAP_SCAN, count the pages of [start, end), read in chunks
  * that skip the gaps between VMAs and span small VMAs. */
-static int walk(struct uctx *c, uint64_t start, uint64_t end)
+static int walk(struct pm__uctx *c, uint64_t start, uint64_t end)
 {
-	struct vinfo v;
+	struct pm__uvma v;
 	uint64_t cur = start;
 	int r = vma_at(c, cur, &v);
 
@@ -438,7 +152,7 @@ static int walk(struct uctx *c, uint64_t start, uint64_t end)
 			cur = v.start;
 		if (cur >= end)
 			break;
-		b = end - cur > CHUNK * c->ps ? cur + CHUNK * c->ps : end;
+		b = end - cur > PM__USAGE_CHUNK * c->ps ? cur + PM__USAGE_CHUNK * c->ps : end;
 		r = chunk(c, cur, b, &v);
 		if (r)
 			return r;
@@ -452,7 +166,7 @@ static int walk(struct uctx *c, uint64_t start, uint64_t end)
 
 /* With PAGEMAP_SCAN: its walk counted swap, guard and zero pages and
  * listed the present pages (usage-scan.c); only their entries are read,
- * in windows of at most CHUNK pages over pieces at most WIN_GAP pages
+ * in windows of at most PM__USAGE_CHUNK pages over pieces at most WIN_GAP pages
  * apart (reading the entries between costs less than a read of their
  * own: ~3 ns an unmapped entry against ~2 us a pread). No VMA list: the
  * pieces say where the pages are, PMD-mapped or not, and their VMA's
@@ -460,7 +174,7 @@ static int walk(struct uctx *c, uint64_t start, uint64_t end)
 #define WIN_GAP 512
 
 struct wread {
-	struct uctx *c;
+	struct pm__uctx *c;
 	struct pm__guard *g;
 	uint64_t w0;
 };
@@ -476,7 +190,7 @@ static int wpass(void *arg, uint64_t from, uint64_t to)
 
 /* The entries of [w0, w1) into c->e, read whole under pm_read's guard
  * (the caller checks the handle once, after every window). */
-static int window_entries(struct uctx *c, uint64_t w0, uint64_t w1)
+static int window_entries(struct pm__uctx *c, uint64_t w0, uint64_t w1)
 {
 	struct pm__guard g;
 	struct wread w = { c, &g, w0 };
@@ -491,12 +205,19 @@ static int window_entries(struct uctx *c, uint64_t w0, uint64_t w1)
 	return r;
 }
 
-static int slow_cap(struct uctx *c, size_t m);
+/* Pages that need their physical page are counted in batches of at most
+ * this many: their per-page records stay small. Grown to a window's
+ * 2,048 pages, they cost page faults to fill and, freed at the end of the
+ * call, a heap trim with its TLB flush: 1.1 ms of a 1.2 ms pm_usage of a
+ * process with 8 MiB of THPs, where smaps_rollup takes 20 us. */
+#define SLOW_BATCH 512
+
+static int slow_cap(struct pm__uctx *c, size_t m);
 
 /* A present page of piece @v whose physical page is needed (or, without
  * the physical pages, a PMD-mapped one), moved to slot m of the chunk's
  * arrays (m <= its own slot: the entries are compacted in place). */
-static int slow_page(struct uctx *c, size_t m, uint64_t e, const struct vinfo *v, bool huge)
+static int slow_page(struct pm__uctx *c, size_t m, uint64_t e, const struct pm__uvma *v, bool huge)
 {
 	int r = slow_cap(c, m + 1);
 
@@ -507,40 +228,39 @@ static int slow_page(struct uctx *c, size_t m, uint64_t e, const struct vinfo *v
 	c->pv[m] = *v;
 	c->pfn[m] = c->kp ? pm_entry_pfn(e) : 0;
 	/* kpageflags costs twice kpagecount: read where needed */
-	c->flags[m] = c->kp && need_flags(c, e, c->cat[m], v) ? 0 : NOT_READ;
+	c->flags[m] = c->kp && pm__usage_need_flags(c, e, c->cat[m], v) ? 0 : PM__NOT_READ;
 	return 0;
 }
 
-/* Whether the handle shows PFNs, told by its first present entry (PFN 0
- * is what a hidden one reads: pm_kpages' rule), rather than by
- * pm_has_feature(), which maps, faults and reads a page of this process
- * per call and asks about the caller's credentials, not those the
- * handle's pagemap was opened with; the physical pages' files opened when
- * it does. */
-static void kp_decide(struct uctx *c, uint64_t e)
+/* The first @m pages of the chunk's arrays, from their physical pages
+ * (or, without them, from PAGEMAP_SCAN's categories). */
+static int slow_count(struct pm__uctx *c, size_t m)
 {
-	c->kp_decided = true;
-	if ((c->want & NEED_CLASS) && pm_entry_pfn(e) &&
-	    pm__kpf_open(&c->kf, PM_KPAGE_FLAGS | PM_KPAGE_COUNT) == 0) {
-		c->kp = true;
-		c->avail |= NEED_CLASS;
+	int r = c->kp ? pm__usage_kp_records(c, m) : 0;
+
+	for (size_t i = 0; i < m && !r; i++) {
+		if (c->kp)
+			r = pm__usage_page_kp(c, i, c->pv[i].a);
+		else
+			pm__usage_page_scan(c, i, &c->pv[i]);
 	}
+	return r;
 }
 
 /* Window [w0, w1) over pieces p[0, n), the first from w0. Present 4K
  * pages mapped once by an anonymous mapping (the common case) count
- * straight away: full Pss, Uss, mapcount 1 (mapped_once()); the others
- * with their physical pages' records. */
-static int window_count(struct uctx *c, uint64_t w0, uint64_t w1, const struct pm__upiece *p,
+ * straight away: full Pss, Uss, mapcount 1 (mapped_once() in usage-kp.c);
+ * the others with their physical pages' records. */
+static int window_count(struct pm__uctx *c, uint64_t w0, uint64_t w1, const struct pm__upiece *p,
 			size_t n)
 {
-	const uint64_t ps = c->ps, full = ps << PSS_SHIFT;
+	const uint64_t ps = c->ps, full = ps << PM__PSS_SHIFT;
 	size_t m = 0;
 	int r = 0;
 
 	for (size_t k = 0; k < n && !r; k++) {
 		const uint64_t s = p[k].start > w0 ? p[k].start : w0, t = p[k].end < w1 ? p[k].end : w1;
-		const struct vinfo v = { p[k].start, p[k].end, p[k].anon, false, &c->acc[p[k].acc] };
+		const struct pm__uvma v = { p[k].start, p[k].end, p[k].anon, false, &c->acc[p[k].acc] };
 		struct pm__usage_acc *a = v.a;
 		uint64_t once = 0;
 
@@ -550,16 +270,18 @@ static int window_count(struct uctx *c, uint64_t w0, uint64_t w1, const struct p
 			if (!pm_entry_present(e))
 				continue; /* gone since the scan */
 			if (!c->kp_decided)
-				kp_decide(c, e);
-			if (p[k].huge) {
-				r = slow_page(c, m++, e, &v, true);
+				pm__usage_kp_decide(c, e);
+			if (p[k].huge || (c->kp && !pm__usage_once(e))) {
+				r = slow_page(c, m++, e, &v, p[k].huge);
+				if (!r && m == SLOW_BATCH) {
+					r = slow_count(c, m);
+					m = 0;
+				}
 			} else if (!c->kp) {
 				a->u.rss += ps;
-				add_shared(a, ps, pm_entry_exclusive(e));
-			} else if (pm_entry_exclusive(e) && !(e & PM_ENTRY_FILE) && pm_entry_pfn(e)) {
-				once++;
+				pm__usage_add_shared(a, ps, pm_entry_exclusive(e));
 			} else {
-				r = slow_page(c, m++, e, &v, false);
+				once++;
 			}
 		}
 		a->u.rss += once * ps;
@@ -567,18 +289,11 @@ static int window_count(struct uctx *c, uint64_t w0, uint64_t w1, const struct p
 		a->u.pss += once * full;
 		a->u.pss_anon += once * full;
 	}
-	if (!r && c->kp)
-		r = kp_records(c, m);
-	for (size_t i = 0; i < m && !r; i++) {
-		if (c->kp)
-			r = page_kp(c, i, c->pv[i].a);
-		else
-			page_scan(c, i, &c->pv[i]);
-	}
-	return r;
+	return r ? r : slow_count(c, m);
 }
 
-static int window(struct uctx *c, uint64_t w0, uint64_t w1, const struct pm__upiece *p, size_t n)
+static int window(struct pm__uctx *c, uint64_t w0, uint64_t w1, const struct pm__upiece *p,
+		  size_t n)
 {
 	int r = window_entries(c, w0, w1);
 
@@ -587,10 +302,10 @@ static int window(struct uctx *c, uint64_t w0, uint64_t w1, const struct pm__upi
 
 /* The window from @from in piece p[i] (of n): its end, and in *k the
  * piece after its last. */
-static uint64_t window_end(const struct uctx *c, const struct pm__upiece *p, size_t n, size_t i,
+static uint64_t window_end(const struct pm__uctx *c, const struct pm__upiece *p, size_t n, size_t i,
 			   uint64_t from, size_t *k)
 {
-	const uint64_t max = CHUNK * c->ps;
+	const uint64_t max = PM__USAGE_CHUNK * c->ps;
 	uint64_t w1 = p[i].end - from > max ? from + max : p[i].end;
 
 	*k = i + 1;
@@ -600,13 +315,12 @@ static uint64_t window_end(const struct uctx *c, const struct pm__upiece *p, siz
 	return w1;
 }
 
-static int ctx_pages(struct uctx *c, size_t pages);
-static void ctx_kp(struct uctx *c);
+static int ctx_pages(struct pm__uctx *c, size_t pages);
 
 /* The pieces window by window, with buffers for the longest window (a
- * small process needs far less than CHUNK pages: pm-dump --all makes a
+ * small process needs far less than PM__USAGE_CHUNK pages: pm-dump --all makes a
  * call per process). */
-static int walk_pieces(struct uctx *c, const struct pm__upiece *p, size_t n)
+static int walk_pieces(struct pm__uctx *c, const struct pm__upiece *p, size_t n)
 {
 	size_t i = 0, k, most = 0;
 	uint64_t from = n ? p[0].start : 0;
@@ -632,14 +346,10 @@ static int walk_pieces(struct uctx *c, const struct pm__upiece *p, size_t n)
 		else if ((i = k) < n)
 			from = p[i].start;
 	}
-	/* no present page: the fields are 0, valid as far as the caller's
-	 * rights go */
-	if (!r && !c->kp_decided)
-		ctx_kp(c);
 	return r;
 }
 
-static int ctx_init(struct uctx *c, struct pm_handle *h, const struct pm_usage_opts *opts,
+static int ctx_init(struct pm__uctx *c, struct pm_handle *h, const struct pm_usage_opts *opts,
 		    size_t nacc)
 {
 	const struct pm__kernel *k = pm__kernel();
@@ -669,9 +379,9 @@ static int ctx_init(struct uctx *c, struct pm_handle *h, const struct pm_usage_o
 	if (pm__feature(PM_FEAT_GUARD_REGIONS) == 1)
 		c->avail |= PM_USAGE_GUARD;
 	if ((pm__scan_categories() & scan_cats) == scan_cats &&
-	    (c->want & (NEED_CLASS | PM_USAGE_ANON_THP))) {
+	    (c->want & (PM__NEED_CLASS | PM_USAGE_ANON_THP))) {
 		c->scan = true;
-		c->avail |= PM_USAGE_ANON_THP | (NEED_CLASS & ~NEED_KPAGE);
+		c->avail |= PM_USAGE_ANON_THP | (PM__NEED_CLASS & ~PM__NEED_KPAGE);
 	}
 	c->acc = calloc(nacc ? nacc : 1, sizeof(*c->acc));
 	if (!c->acc)
@@ -700,7 +410,7 @@ static int ctx_init(struct uctx *c, struct pm_handle *h, const struct pm_usage_o
 
 /* PAGEMAP_SCAN over pages [lo, hi) of window w0: their categories, with
  * PRESENT set on the pages it reports (cat[] zeroed first). */
-static int blind_scan(struct uctx *c, uint64_t w0, size_t lo, size_t hi)
+static int blind_scan(struct pm__uctx *c, uint64_t w0, size_t lo, size_t hi)
 {
 	const struct pm__scan_req q = {
 		.anyof = PM_CAT_PRESENT,
@@ -729,7 +439,7 @@ static int blind_scan(struct uctx *c, uint64_t w0, size_t lo, size_t hi)
 /* Whether pages [i, z) of the window, page k of a PMD-aligned block on,
  * may be (part of) one PMD mapping: every page present, and with visible
  * PFNs those consecutive from an aligned one. */
-static bool maybe_pmd(const struct uctx *c, size_t i, size_t z, size_t k)
+static bool maybe_pmd(const struct pm__uctx *c, size_t i, size_t z, size_t k)
 {
 	const uint64_t pfn = pm_entry_pfn(c->e[i]), pmd = pm__pmd_pages();
 
@@ -743,7 +453,7 @@ static bool maybe_pmd(const struct uctx *c, size_t i, size_t z, size_t k)
 
 /* Present page i of window w0 into the pieces, PMD-mapped or not (a
  * PMD-mapped one with its VMA's kind, asked once per VMA). */
-static int blind_piece(struct uctx *c, struct pm__upieces *p, uint64_t w0, size_t i, bool huge,
+static int blind_piece(struct pm__uctx *c, struct pm__upieces *p, uint64_t w0, size_t i, bool huge,
 		       struct pm_vma *hv)
 {
 	const uint64_t va = w0 + i * c->ps;
@@ -760,7 +470,7 @@ static int blind_piece(struct uctx *c, struct pm__upieces *p, uint64_t w0, size_
 /* One window [w0, w1), @first or @last of the range: entries, swap and
  * guard pages from them, the scan where they leave a question, then the
  * present pages as pieces. */
-static int blind_window(struct uctx *c, uint64_t w0, uint64_t w1, bool first, bool last,
+static int blind_window(struct pm__uctx *c, uint64_t w0, uint64_t w1, bool first, bool last,
 			struct pm__upieces *p)
 {
 	const uint64_t ps = c->ps;
@@ -773,12 +483,7 @@ static int blind_window(struct uctx *c, uint64_t w0, uint64_t w1, bool first, bo
 	for (size_t i = 0; i < n && !r; i++) {
 		const uint64_t e = c->e[i];
 
-		if (pm_entry_guard(e)) {
-			a->u.guard += ps;
-		} else if (!pm_entry_present(e)) {
-			if (pm_entry_swapped(e))
-				a->u.swap += ps;
-		} else if (!pm_entry_exclusive(e) && !(e & PM_ENTRY_FILE)) {
+		if (!absent_page(a, e, ps) && !pm_entry_exclusive(e) && !(e & PM_ENTRY_FILE)) {
 			lo = i < lo ? i : lo;
 			hi = i + 1;
 		}
@@ -816,7 +521,7 @@ static int blind_window(struct uctx *c, uint64_t w0, uint64_t w1, bool first, bo
 	return r ? r : window_count(c, w0, w1, p->v, p->n);
 }
 
-static int walk_blind(struct uctx *c, uint64_t start, uint64_t end)
+static int walk_blind(struct pm__uctx *c, uint64_t start, uint64_t end)
 {
 	const uint64_t ps = c->ps, max = BLIND_PAGES * ps, pmd = pm__pmd_pages() * ps;
 	struct pm__upieces p = { 0 };
@@ -849,27 +554,7 @@ static int walk_blind(struct uctx *c, uint64_t start, uint64_t end)
 		ra = 2 * ra < max ? 2 * ra : max;
 	}
 	free(p.v);
-	if (r > 0)
-		r = 0; /* the loop ended at a VMA past the range */
-	if (!r && !c->kp_decided)
-		ctx_kp(c);
-	return r;
-}
-
-/* What the page-by-page walk needs besides: the physical pages' files,
- * read when they answer a field asked for (without the rights the fields
- * needing them are just not valid), and the per-chunk buffers. */
-static bool want_kpages(const struct uctx *c)
-{
-	return (c->want & NEED_CLASS) && pm_has_feature(PM_FEAT_PFN_VISIBLE) == 1;
-}
-
-static void ctx_kp(struct uctx *c)
-{
-	if (want_kpages(c) && pm__kpf_open(&c->kf, PM_KPAGE_FLAGS | PM_KPAGE_COUNT) == 0) {
-		c->kp = true;
-		c->avail |= NEED_CLASS;
-	}
+	return r > 0 ? 0 : r; /* > 0: the loop ended at a VMA past the range */
 }
 
 static int grow(void *pp, size_t n, size_t size)
@@ -886,11 +571,11 @@ static int grow(void *pp, size_t n, size_t size)
  * memory costs a page fault per page: the per-page records of the
  * physical pages are kept to the pages that need them, slow_cap()); cat
  * starts zeroed (the walk without PAGEMAP_SCAN has no categories). */
-static int ctx_pages(struct uctx *c, size_t pages)
+static int ctx_pages(struct pm__uctx *c, size_t pages)
 {
 	const size_t n = pages ? pages : 1;
 
-	if (!c->kbuf && grow(&c->kbuf, KP_WINDOW, sizeof(*c->kbuf)))
+	if (!c->kbuf && grow(&c->kbuf, PM__KP_WINDOW, sizeof(*c->kbuf)))
 		return -ENOMEM;
 	if (n <= c->cap)
 		return 0;
@@ -902,9 +587,9 @@ static int ctx_pages(struct uctx *c, size_t pages)
 }
 
 /* Room for @m pages' physical-page records. */
-static int slow_cap(struct uctx *c, size_t m)
+static int slow_cap(struct pm__uctx *c, size_t m)
 {
-	size_t n = c->scap ? c->scap : 64;
+	size_t n = c->scap ? c->scap : SLOW_BATCH;
 
 	if (m <= c->scap)
 		return 0;
@@ -919,7 +604,7 @@ static int slow_cap(struct uctx *c, size_t m)
 	return 0;
 }
 
-static void ctx_fini(struct uctx *c)
+static void ctx_fini(struct pm__uctx *c)
 {
 	if (c->h)
 		pm__vcursor_fini(&c->vc);
@@ -948,7 +633,7 @@ static int out_check(const struct pm_usage *out)
 
 /* Count [start, end), or the VMAs of @l, through PAGEMAP_SCAN alone when
  * it answers every field asked for (usage-scan.c), else page by page. */
-static int count_all(struct uctx *c, uint64_t start, uint64_t end, size_t nacc)
+static int count_all(struct pm__uctx *c, uint64_t start, uint64_t end, size_t nacc)
 {
 	const uint64_t cats = PM_CAT_PRESENT | PM_CAT_SWAPPED | PM_CAT_FILE | PM_CAT_PFNZERO |
 			      PM_CAT_HUGE | PM_CAT_GUARD;
@@ -961,30 +646,34 @@ static int count_all(struct uctx *c, uint64_t start, uint64_t end, size_t nacc)
 		r = pm__usage_scan(c->h, start, end, c->list, c->acc, NULL);
 		if (r < 0)
 			return r;
-		if (!r || !want_kpages(c))
+		if (!r || !pm__usage_kp_allowed(c))
 			return pm__handle_check(c->h); /* as pm__read does for its answers */
 		memset(c->acc, 0, nacc * sizeof(*c->acc));
 	}
 	if (!c->scan) {
-		ctx_kp(c);
-		r = ctx_pages(c, CHUNK);
+		r = ctx_pages(c, PM__USAGE_CHUNK);
 		if (!r)
-			r = slow_cap(c, CHUNK);
-		return r ? r : walk(c, start, end);
-	}
-	if (!c->list) {
+			r = slow_cap(c, PM__USAGE_CHUNK);
+		if (!r)
+			r = walk(c, start, end);
+	} else if (!c->list) {
 		r = walk_blind(c, start, end);
-		return r ? r : pm__handle_check(c->h);
+	} else {
+		r = pm__usage_scan(c->h, start, end, c->list, c->acc, &present);
+		if (!r)
+			r = walk_pieces(c, present.v, present.n);
+		free(present.v);
 	}
-	r = pm__usage_scan(c->h, start, end, c->list, c->acc, &present);
-	if (!r)
-		r = walk_pieces(c, present.v, present.n);
-	free(present.v);
-	return r ? r : pm__handle_check(c->h);
+	/* no present page: the fields are 0, valid as far as the caller's
+	 * rights go */
+	if (!r && !c->kp_decided)
+		pm__usage_kp_probe(c);
+	/* the walk without PAGEMAP_SCAN reads through pm__read, which checks */
+	return r || !c->scan ? r : pm__handle_check(c->h);
 }
 
 /* Write one answer: the fields asked for that every page decided. */
-static void put(const struct uctx *c, const struct pm__usage_acc *a, struct pm_usage *out, uint64_t size)
+static void put(const struct pm__uctx *c, const struct pm__usage_acc *a, struct pm_usage *out, uint64_t size)
 {
 	struct pm_usage u = a->u;
 	uint64_t vals[PM__USAGE_FIELDS];
@@ -1006,7 +695,7 @@ PM_EXPORT int pm_usage(struct pm_handle *h, uint64_t start, uint64_t end,
 		       const struct pm_usage_opts *opts, struct pm_usage *out)
 {
 	const struct pm__kernel *k = pm__kernel();
-	struct uctx c;
+	struct pm__uctx c;
 	int r;
 
 	if (end > k->user_top)
@@ -1026,7 +715,7 @@ PM_EXPORT long pm_usage_vmas(struct pm_handle *h, const struct pm_vma_list *l,
 			     const struct pm_usage_opts *opts, struct pm_usage *out)
 {
 	const size_t n = pm_vma_count(l);
-	struct uctx c;
+	struct pm__uctx c;
 	uint64_t stride;
 	long r;
 

@@ -247,15 +247,13 @@ static bool oracle_round(pid_t pid, struct pm_handle *h, const struct pm_vma_lis
  * everyone's libc) change mapcounts, and so Pss, between two reads: a
  * round counts when smaps read the same before and after it, and a real
  * difference shows in every round. */
-static void oracle(pid_t pid, uint64_t need, struct pm_usage *seen)
+static void oracle_on(pid_t pid, struct pm_handle *h, uint64_t need, struct pm_usage *seen)
 {
 	struct pm_vma_list *l;
-	struct pm_handle *h;
 	struct pm_usage tot;
 	char why[256] = "";
 	bool ok = false;
 
-	ck_assert_int_eq(pm_open(pid, NULL, &h), 0);
 	ck_assert_int_eq(pm_vmas(h, &l), 0);
 	/* a busy machine starts and ends processes (libc's mapcounts) all the
 	 * time: many short rounds, spaced out, until one reads still */
@@ -268,6 +266,14 @@ static void oracle(pid_t pid, uint64_t need, struct pm_usage *seen)
 	if (seen)
 		*seen = tot;
 	pm_vma_list_free(l);
+}
+
+static void oracle(pid_t pid, uint64_t need, struct pm_usage *seen)
+{
+	struct pm_handle *h;
+
+	ck_assert_int_eq(pm_open(pid, NULL, &h), 0);
+	oracle_on(pid, h, need, seen);
 	pm_close(h);
 }
 
@@ -718,6 +724,95 @@ START_TEST(test_unprivileged)
 }
 END_TEST
 
+/* The anonymous layout in a child of uid 65534, readable by that uid. */
+static void build_anon_nobody(void *arg, uint64_t *sh)
+{
+	build_anon(arg, sh);
+	if (setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
+		_exit(3);
+	prctl(PR_SET_DUMPABLE, 1);
+}
+
+/* Become uid/gid 65534 (@nobody) or root again: the saved ids stay 0. */
+static void become(bool nobody)
+{
+	const uid_t id = nobody ? 65534 : 0;
+
+	if (!nobody)
+		ck_assert_int_eq(setresuid(0, 0, 0), 0);
+	ck_assert_int_eq(setresgid(id, id, 0), 0);
+	if (nobody)
+		ck_assert_int_eq(setresuid(id, id, 0), 0);
+}
+
+/* The kernel decides whether a pagemap shows PFNs by the credentials it
+ * was opened with (pagemap_open: show_pfn), not the reader's: a handle
+ * opened unprivileged and used as root shows none, one opened as root
+ * and used unprivileged shows them but the physical pages' files do not
+ * open. Either way every valid field equals smaps, and Pss is valid only
+ * where PFNs and the files both were. */
+START_TEST(test_handle_creds)
+{
+	const uint64_t pss = PM_USAGE_PSS | PM_USAGE_PSS_ANON | PM_USAGE_PSS_FILE |
+			     PM_USAGE_PSS_SHMEM;
+	uint64_t need = PM_USAGE_SWAP;
+	struct pm_handle *h;
+	struct pm_usage u;
+	struct child c;
+
+	if (pm_has_feature(PM_FEAT_PAGEMAP_SCAN) == 1)
+		need |= PM_USAGE_RSS | PM_USAGE_USS | PM_USAGE_SHARED | PM_USAGE_ZERO |
+			PM_USAGE_ANON_THP;
+	child_start(&c, build_anon_nobody, NULL);
+	stop(c.pid);
+
+	become(true);
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+	become(false);
+	oracle_on(c.pid, h, need, &u);
+	ck_assert_msg((u.valid & pss) == 0, "no PFNs in the handle, valid %#" PRIx64, u.valid);
+	pm_close(h);
+
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+	become(true);
+	oracle_on(c.pid, h, need, &u);
+	ck_assert_msg((u.valid & pss) == 0, "no kpagecount for uid 65534, valid %#" PRIx64,
+		      u.valid);
+	become(false);
+	pm_close(h);
+
+	cont(c.pid);
+	child_stop(&c);
+}
+END_TEST
+
+/* A sparse reservation, as a runtime's heap or a sanitizer's shadow: 8
+ * GiB with pages written far apart and a THP between them. The walk
+ * skips what was never populated and must miss none of these. */
+static void build_sparse(void *arg, uint64_t *sh)
+{
+	const uint64_t len = 8ULL << 30, huge = 2ULL << 20;
+	char *p = xmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1);
+	char *t = (char *)(((uintptr_t)p + (5ULL << 30)) & ~(uintptr_t)(huge - 1));
+
+	(void)arg;
+	p[0] = 1;
+	p[(3ULL << 30) + 5 * ps] = 1;
+	p[len - ps] = 1;
+	if (thp_possible()) {
+		madvise(t, huge, MADV_HUGEPAGE);
+		memset(t, 1, huge);
+	}
+	sh[0] = (uintptr_t)p;
+}
+
+START_TEST(test_sparse)
+{
+	check_layout(build_sparse, NULL, root_need(), NULL);
+}
+END_TEST
+
 START_TEST(test_usage_args)
 {
 	struct pm_handle *h;
@@ -872,6 +967,8 @@ int main(void)
 	add_test_if(tc, test_hugetlb, root, "reserving huge pages needs root");
 	add_test_if(tc, test_swap, root, "swapon needs root");
 	add_test_if(tc, test_unprivileged, root, "dropping to uid 65534 needs root");
+	add_test_if(tc, test_handle_creds, root, "changing credentials needs root");
+	tcase_add_test(tc, test_sparse);
 	tcase_add_test(tc, test_usage_args);
 	add_test_if(tc, test_kpages, root, "/proc/kpage* need root");
 	tcase_add_test(tc, test_kpages_args);

@@ -191,17 +191,22 @@ int all_dump(struct dump *d, const struct pm_kernel_info *ki)
 			fprintf(stderr, "\rpm-dump: %zu/%zu processes", i + 1, nps);
 		read_stat(&ps[i]);
 		ps[i].u.size = sizeof(ps[i].u);
+		/* stat shows any caller the size of the address space, 0 for a
+		 * kernel thread or an exited process (no memory): no handle for
+		 * those (a pm_open costs about 25 system calls) */
+		if (!ps[i].size) {
+			ps[i].err = -ESRCH;
+			continue;
+		}
+		/* not ours to read, or gone */
 		r = pm_open(ps[i].pid, NULL, &h);
 		if (r < 0) {
 			ps[i].err = r;
 			continue;
 		}
-		/* not ours to read, gone, or a kernel thread (no memory) */
 		r = pm_usage(h, 0, UINT64_MAX & ~(d->page_size - 1), &uo, &ps[i].u);
 		if (r < 0)
 			ps[i].err = r;
-		else if (!ps[i].size)
-			ps[i].err = -ESRCH;
 		pm_close(h);
 	}
 	if (tty)
