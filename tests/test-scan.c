@@ -626,6 +626,67 @@ START_TEST(scan_kind_change_between_calls)
 }
 END_TEST
 
+/* The same change without a fault: a private file mapping, its pages read
+ * in while the list was kept, moved by mremap() over the second half. No
+ * fault is counted; only statm (the size and resident pages of what the
+ * move unmapped) says the kept list is old, and the kind must follow it. */
+static char *move_file;
+
+static void kind_by_move(void)
+{
+	mremap(move_file, KIND_PAGES / 2 * ps, KIND_PAGES / 2 * ps, MREMAP_MAYMOVE | MREMAP_FIXED,
+	       kind_base + KIND_PAGES / 2 * ps);
+}
+
+/* Stack the signal that makes the change will use, faulted in now. */
+static __attribute__((noinline)) void touch_stack(void)
+{
+	volatile char pad[64 * 1024];
+
+	memset((char *)pad, 0, sizeof(pad));
+}
+
+static void build_kind_move(void *arg, uint64_t *sh)
+{
+	build_kind(arg, sh);
+	touch_stack();
+	move_file = mmap(NULL, KIND_PAGES / 2 * ps, PROT_READ, MAP_PRIVATE, kind_fd, 0);
+	if (move_file == MAP_FAILED)
+		_exit(1);
+	for (size_t i = 0; i < KIND_PAGES / 2; i++)
+		(void)((volatile char *)move_file)[i * ps];
+	/* a move in place binds mremap() now: no fault when the change runs */
+	if (mremap(move_file, KIND_PAGES / 2 * ps, KIND_PAGES / 2 * ps, 0) != move_file)
+		_exit(1);
+	child_on_change(sh, kind_by_move);
+}
+
+START_TEST(scan_kind_change_without_fault)
+{
+	PM_OPTS(pm_open_opts, oo, .flags = _i ? PM_OPEN_MAPS_TEXT : 0);
+	PM_OPTS(pm_scan_opts, o, .flags = PM_SCAN_F_EMULATE, .category_mask = PM_CAT_PRESENT,
+		.return_mask = PM_CAT_PRESENT | PM_CAT_FILE);
+	uint64_t half, we;
+	struct pm_region v[1];
+	struct pm_handle *h;
+	struct child c;
+
+	child_start(&c, build_kind_move, NULL);
+	half = c.shared[0] + KIND_PAGES / 2 * ps;
+	ck_assert_int_eq(pm_open(c.pid, &oo, &h), 0);
+	ck_assert_int_eq(pm_scan(h, c.shared[0], c.shared[1], v, 1, &o, &we), 1);
+	ck_assert_uint_eq(v[0].end, half - ps);
+	ck_assert_uint_eq(v[0].categories, PM_CAT_PRESENT);
+	child_change(&c);
+	ck_assert_int_eq(pm_scan(h, we, c.shared[1], v, 1, &o, &we), 1);
+	ck_assert_uint_eq(v[0].start, half);
+	ck_assert_uint_eq(v[0].end, c.shared[1]);
+	ck_assert_uint_eq(v[0].categories, PM_CAT_PRESENT | PM_CAT_FILE);
+	pm_close(h);
+	child_stop(&c);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("scan");
@@ -653,6 +714,7 @@ int main(void)
 	tcase_add_test(t, scan_bad_arguments);
 	tcase_add_test(t, scan_differential_self);
 	tcase_add_loop_test(t, scan_kind_change_between_calls, 0, 2);
+	tcase_add_loop_test(t, scan_kind_change_without_fault, 0, 2);
 	uffd = expect_feature(PM_FEAT_UFFD_WP_ASYNC) && expect_feature(PM_FEAT_PAGEMAP_SCAN);
 	add_test_if(t, scan_uffd_written, uffd, lacks(PM_FEAT_UFFD_WP_ASYNC));
 	add_test_if(t, scan_wp_only_never_sends_an_empty_vector, uffd,
