@@ -601,9 +601,11 @@ static void build_kind(void *arg, uint64_t *sh)
 	sh[1] = (uintptr_t)kind_base + KIND_PAGES * ps;
 }
 
-START_TEST(scan_kind_change_between_calls)
+/* Scan the first half, make the child's change, scan on from walk_end:
+ * the second half is file pages now, and must be reported FILE. */
+static void kind_change(bool maps_text, void (*build)(void *, uint64_t *))
 {
-	PM_OPTS(pm_open_opts, oo, .flags = _i ? PM_OPEN_MAPS_TEXT : 0);
+	PM_OPTS(pm_open_opts, oo, .flags = maps_text ? PM_OPEN_MAPS_TEXT : 0);
 	PM_OPTS(pm_scan_opts, o, .flags = PM_SCAN_F_EMULATE, .category_mask = PM_CAT_PRESENT,
 		.return_mask = PM_CAT_PRESENT | PM_CAT_FILE);
 	uint64_t half, we;
@@ -612,7 +614,7 @@ START_TEST(scan_kind_change_between_calls)
 	struct child c;
 
 	ck_assert(KIND_PAGES / 2 * ps <= 65536);
-	child_start(&c, build_kind, NULL);
+	child_start(&c, build, NULL);
 	half = c.shared[0] + KIND_PAGES / 2 * ps;
 	ck_assert_int_eq(pm_open(c.pid, &oo, &h), 0);
 	ck_assert_int_eq(pm_scan(h, c.shared[0], c.shared[1], v, 1, &o, &we), 1);
@@ -626,6 +628,11 @@ START_TEST(scan_kind_change_between_calls)
 	ck_assert_uint_eq(v[0].categories, PM_CAT_PRESENT | PM_CAT_FILE);
 	pm_close(h);
 	child_stop(&c);
+}
+
+START_TEST(scan_kind_change_between_calls)
+{
+	kind_change(_i, build_kind);
 }
 END_TEST
 
@@ -666,27 +673,7 @@ static void build_kind_move(void *arg, uint64_t *sh)
 
 START_TEST(scan_kind_change_without_fault)
 {
-	PM_OPTS(pm_open_opts, oo, .flags = _i ? PM_OPEN_MAPS_TEXT : 0);
-	PM_OPTS(pm_scan_opts, o, .flags = PM_SCAN_F_EMULATE, .category_mask = PM_CAT_PRESENT,
-		.return_mask = PM_CAT_PRESENT | PM_CAT_FILE);
-	uint64_t half, we;
-	struct pm_region v[1];
-	struct pm_handle *h;
-	struct child c;
-
-	child_start(&c, build_kind_move, NULL);
-	half = c.shared[0] + KIND_PAGES / 2 * ps;
-	ck_assert_int_eq(pm_open(c.pid, &oo, &h), 0);
-	ck_assert_int_eq(pm_scan(h, c.shared[0], c.shared[1], v, 1, &o, &we), 1);
-	ck_assert_uint_eq(v[0].end, half - ps);
-	ck_assert_uint_eq(v[0].categories, PM_CAT_PRESENT);
-	child_change(&c);
-	ck_assert_int_eq(pm_scan(h, we, c.shared[1], v, 1, &o, &we), 1);
-	ck_assert_uint_eq(v[0].start, half);
-	ck_assert_uint_eq(v[0].end, c.shared[1]);
-	ck_assert_uint_eq(v[0].categories, PM_CAT_PRESENT | PM_CAT_FILE);
-	pm_close(h);
-	child_stop(&c);
+	kind_change(_i, build_kind_move);
 }
 END_TEST
 
