@@ -151,20 +151,6 @@ struct span file_vmas(void)
 	return (struct span){ (uintptr_t)p, (uintptr_t)p + len };
 }
 
-void shuffle(int *order, int n)
-{
-	static unsigned seed = 16;
-
-	for (int i = 0; i < n; i++)
-		order[i] = i;
-	for (int i = n - 1; i > 0; i--) {
-		int j = (int)(rand_r(&seed) % (unsigned)(i + 1)), t = order[i];
-
-		order[i] = order[j];
-		order[j] = t;
-	}
-}
-
 void print_row(const char *what, double ratio, double floor, bool at_least)
 {
 	bool pass = at_least ? ratio >= floor : ratio <= floor;

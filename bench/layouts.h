@@ -49,8 +49,6 @@ struct span file_vmas(void);
 /* Contiguous, alternately untouched and with two written pages. */
 struct span many_vmas(void);
 
-/* The order of @n methods for one repetition: a fresh shuffle. */
-void shuffle(int *order, int n);
 /* The row of issue 16's table: ROW | case | ratio | floor | PASS/FAIL.
  * @at_least: the ratio must be >= floor (a speed-up), else <= floor. */
 void print_row(const char *what, double ratio, double floor, bool at_least);

@@ -499,18 +499,24 @@ START_TEST(read_sees_vma_moved_into_gap)
 		.return_mask = PM_CAT_PRESENT);
 	const size_t n = 2 * MOVE_PAGES + MOVE_GAP;
 	uint64_t *a = calloc(n, 8), *b = calloc(n, 8), dst, we;
-	struct pm_handle *hr, *hs;
+	struct pm_handle *hr, *hs, *hp;
 	struct pm_region v[4];
 	struct child c;
 
 	child_start(&c, build_move, NULL);
 	dst = c.shared[2];
 	/* a handle for the read, one for the scan: each keeps the list its
-	 * first scan read (with the maps text, whatever the range) */
+	 * first scan read (with the maps text, whatever the range); and one
+	 * whose first scan found nothing (a page of the gap), so that its
+	 * next starts with small windows (no density of regions seen yet)
+	 * and the scan itself, not the read under it, meets the gap */
 	ck_assert_int_eq(pm_open(c.pid, &oo, &hr), 0);
 	ck_assert_int_eq(pm_open(c.pid, &oo, &hs), 0);
+	ck_assert_int_eq(pm_open(c.pid, &oo, &hp), 0);
 	ck_assert_int_eq(pm_scan(hr, c.shared[0], c.shared[1], v, 4, &so, &we), 2);
 	ck_assert_int_eq(pm_scan(hs, c.shared[0], c.shared[1], v, 4, &so, &we), 2);
+	ck_assert_int_eq(pm_scan(hp, c.shared[0] + MOVE_PAGES * ps,
+				 c.shared[0] + (MOVE_PAGES + 1) * ps, v, 4, &so, &we), 0);
 	ck_assert_int_eq(pm_read(hr, c.shared[0], c.shared[1], a, NULL, NULL), (long)n);
 	ck_assert(!pm_entry_present(a[(dst - c.shared[0]) / ps]));
 	child_change(&c);
@@ -522,8 +528,12 @@ START_TEST(read_sees_vma_moved_into_gap)
 	ck_assert_int_eq(pm_scan(hs, c.shared[0], c.shared[1], v, 4, &so, &we), 3);
 	ck_assert_uint_eq(v[1].start, dst);
 	ck_assert_uint_eq(v[1].end, dst + MOVE_PAGES * ps);
+	ck_assert_int_eq(pm_scan(hp, c.shared[0], c.shared[1], v, 4, &so, &we), 3);
+	ck_assert_uint_eq(v[1].start, dst);
+	ck_assert_uint_eq(v[1].end, dst + MOVE_PAGES * ps);
 	pm_close(hr);
 	pm_close(hs);
+	pm_close(hp);
 	child_stop(&c);
 	free(a);
 	free(b);

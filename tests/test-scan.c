@@ -11,6 +11,8 @@
 #include "compat/uapi.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define CATS_BOTH (PM_CAT_PRESENT | PM_CAT_SWAPPED | PM_CAT_FILE | PM_CAT_PFNZERO | PM_CAT_GUARD)
@@ -598,9 +601,11 @@ static void build_kind(void *arg, uint64_t *sh)
 	sh[1] = (uintptr_t)kind_base + KIND_PAGES * ps;
 }
 
-START_TEST(scan_kind_change_between_calls)
+/* Scan the first half, make the child's change, scan on from walk_end:
+ * the second half is file pages now, and must be reported FILE. */
+static void kind_change(bool maps_text, void (*build)(void *, uint64_t *))
 {
-	PM_OPTS(pm_open_opts, oo, .flags = _i ? PM_OPEN_MAPS_TEXT : 0);
+	PM_OPTS(pm_open_opts, oo, .flags = maps_text ? PM_OPEN_MAPS_TEXT : 0);
 	PM_OPTS(pm_scan_opts, o, .flags = PM_SCAN_F_EMULATE, .category_mask = PM_CAT_PRESENT,
 		.return_mask = PM_CAT_PRESENT | PM_CAT_FILE);
 	uint64_t half, we;
@@ -609,7 +614,7 @@ START_TEST(scan_kind_change_between_calls)
 	struct child c;
 
 	ck_assert(KIND_PAGES / 2 * ps <= 65536);
-	child_start(&c, build_kind, NULL);
+	child_start(&c, build, NULL);
 	half = c.shared[0] + KIND_PAGES / 2 * ps;
 	ck_assert_int_eq(pm_open(c.pid, &oo, &h), 0);
 	ck_assert_int_eq(pm_scan(h, c.shared[0], c.shared[1], v, 1, &o, &we), 1);
@@ -623,6 +628,152 @@ START_TEST(scan_kind_change_between_calls)
 	ck_assert_uint_eq(v[0].categories, PM_CAT_PRESENT | PM_CAT_FILE);
 	pm_close(h);
 	child_stop(&c);
+}
+
+START_TEST(scan_kind_change_between_calls)
+{
+	kind_change(_i, build_kind);
+}
+END_TEST
+
+/* The same change without a fault: a private file mapping, its pages read
+ * in while the list was kept, moved by mremap() over the second half. No
+ * fault is counted; only statm (the size and resident pages of what the
+ * move unmapped) says the kept list is old, and the kind must follow it. */
+static char *move_file;
+
+static void kind_by_move(void)
+{
+	mremap(move_file, KIND_PAGES / 2 * ps, KIND_PAGES / 2 * ps, MREMAP_MAYMOVE | MREMAP_FIXED,
+	       kind_base + KIND_PAGES / 2 * ps);
+}
+
+/* Stack the signal that makes the change will use, faulted in now. */
+static __attribute__((noinline)) void touch_stack(void)
+{
+	volatile char pad[64 * 1024];
+
+	memset((char *)pad, 0, sizeof(pad));
+}
+
+static void build_kind_move(void *arg, uint64_t *sh)
+{
+	build_kind(arg, sh);
+	touch_stack();
+	move_file = mmap(NULL, KIND_PAGES / 2 * ps, PROT_READ, MAP_PRIVATE, kind_fd, 0);
+	if (move_file == MAP_FAILED)
+		_exit(1);
+	for (size_t i = 0; i < KIND_PAGES / 2; i++)
+		(void)((volatile char *)move_file)[i * ps];
+	/* a move in place binds mremap() now: no fault when the change runs */
+	if (mremap(move_file, KIND_PAGES / 2 * ps, KIND_PAGES / 2 * ps, 0) != move_file)
+		_exit(1);
+	child_on_change(sh, kind_by_move);
+}
+
+START_TEST(scan_kind_change_without_fault)
+{
+	kind_change(_i, build_kind_move);
+}
+END_TEST
+
+/* The emulated scan answers the identity check with the last stat text it
+ * read when nothing of the target was read after it (vma-cursor.c). Here
+ * the target is a CLONE_VM child, whose pagemap reads our own memory for
+ * as long as we live: it is killed and reaped by the pread hook right
+ * after the kept list's stat read and before the next window's pagemap
+ * read, which still succeeds. That stat text showed the child: taken for
+ * the check after the later read, it would let our memory out as the
+ * child's. */
+#define ID_PAGES 2048
+#ifdef __SANITIZE_ADDRESS__
+#define SANITIZED true
+#else
+#define SANITIZED false
+#endif
+static int id_stat_fd, id_pagemap_fd, id_maps_fd, id_stat_reads, id_maps_reads;
+static pid_t id_child;
+static bool id_armed;
+static ssize_t (*real_pread)(int, void *, size_t, off_t);
+
+static ssize_t kill_after_stat(int fd, void *buf, size_t n, off_t off)
+{
+	id_stat_reads += fd == id_stat_fd;
+	id_maps_reads += fd == id_maps_fd;
+	if (id_armed && fd == id_pagemap_fd && id_stat_reads && id_child > 0) {
+		kill(id_child, SIGKILL);
+		waitpid(id_child, NULL, 0);
+		id_child = 0;
+	}
+	return real_pread(fd, buf, n, off);
+}
+
+static int id_child_main(void *arg)
+{
+	char ch;
+
+	/* raw system calls only: it shares our memory and TLS */
+	syscall(SYS_read, (int)(intptr_t)arg, &ch, 1);
+	syscall(SYS_exit, 0);
+	return 0;
+}
+
+START_TEST(scan_identity_after_last_stat_read)
+{
+	PM_OPTS(pm_open_opts, oo, .flags = PM_OPEN_MAPS_TEXT);
+	PM_OPTS(pm_scan_opts, o, .flags = PM_SCAN_F_EMULATE, .category_mask = PM_CAT_PRESENT,
+		.return_mask = PM_CAT_PRESENT | PM_CAT_FILE);
+	const size_t vec = 8192; /* free slots >= the window cap: 512-page windows */
+	struct pm_region *v = calloc(vec, sizeof(*v));
+	char *stack = xmap(NULL, 64 * 1024, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	char *empty = xmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	int fd = memfd_create("ident", MFD_CLOEXEC), p[2];
+	volatile char *f;
+	uint64_t a, we;
+	struct pm_handle *h;
+	long r;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)(ID_PAGES * ps)), 0);
+	f = xmap(NULL, ID_PAGES * ps, PROT_READ, MAP_PRIVATE, fd);
+	for (size_t i = 0; i < ID_PAGES; i++)
+		(void)f[i * ps];
+	a = (uint64_t)(uintptr_t)f;
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	id_child = clone(id_child_main, stack + 64 * 1024, CLONE_VM | SIGCHLD, (void *)(intptr_t)p[0]);
+	ck_assert_int_gt(id_child, 0);
+	ck_assert_int_eq(pm_open(id_child, &oo, &h), 0);
+	/* a scan that finds nothing keeps the list */
+	ck_assert_int_eq(pm_scan(h, (uintptr_t)empty, (uintptr_t)empty + ps, v, vec, &o, &we), 0);
+	id_stat_fd = h->stat_fd;
+	id_pagemap_fd = h->pagemap_fd;
+	id_maps_fd = h->maps_fd;
+	real_pread = pm__sys.pread;
+	pm__sys.pread = kill_after_stat;
+	/* until a scan takes the kept list as it is: the child's statm is
+	 * ours, which our first faults in the forked test move for a few
+	 * calls */
+	for (int i = 0; i < 16 && (i == 0 || id_maps_reads); i++) {
+		id_maps_reads = 0;
+		ck_assert_int_eq(pm_scan(h, a, a + ID_PAGES * ps, v, vec, &o, &we), 1);
+	}
+	ck_assert_int_eq(id_maps_reads, 0);
+	id_stat_reads = 0;
+	id_armed = true;
+	r = pm_scan(h, a, a + ID_PAGES * ps, v, vec, &o, &we);
+	pm__sys.pread = real_pread;
+	/* the path meant: a kept list checked (one stat read), not read again */
+	ck_assert_int_eq(id_child, 0);
+	ck_assert_int_eq(id_maps_reads, 0);
+	ck_assert_int_eq(r, -ESRCH);
+	pm_close(h);
+	close(p[1]);
+	close(p[0]);
+	close(fd);
+	munmap((void *)f, ID_PAGES * ps);
+	munmap(stack, 64 * 1024);
+	munmap(empty, ps);
+	free(v);
 }
 END_TEST
 
@@ -653,6 +804,9 @@ int main(void)
 	tcase_add_test(t, scan_bad_arguments);
 	tcase_add_test(t, scan_differential_self);
 	tcase_add_loop_test(t, scan_kind_change_between_calls, 0, 2);
+	tcase_add_loop_test(t, scan_kind_change_without_fault, 0, 2);
+	add_test_if(t, scan_identity_after_last_stat_read, !SANITIZED,
+		    "the sanitizer's allocator moves our statm, the CLONE_VM target's, every call");
 	uffd = expect_feature(PM_FEAT_UFFD_WP_ASYNC) && expect_feature(PM_FEAT_PAGEMAP_SCAN);
 	add_test_if(t, scan_uffd_written, uffd, lacks(PM_FEAT_UFFD_WP_ASYNC));
 	add_test_if(t, scan_wp_only_never_sends_an_empty_vector, uffd,
