@@ -89,8 +89,11 @@ static uint64_t kflags(struct emu *m, uint64_t pfn)
 	return f;
 }
 
-/* PFNZERO for present entries: one kpageflags read per PFN run. */
-static void zero_pages(struct emu *m, const uint64_t *e, size_t n, uint64_t *cats)
+/* PFNZERO for present entries: one kpageflags read per PFN run. A present
+ * entry without a PFN: the handle's pagemap was opened without the right
+ * to see them (the kernel decides by the opener's credentials, which
+ * check_supported() could not ask): -EOPNOTSUPP, as without the rights. */
+static int zero_pages(struct emu *m, const uint64_t *e, size_t n, uint64_t *cats)
 {
 	const uint64_t huge_zero_pages = pm__pmd_pages();
 
@@ -100,6 +103,8 @@ static void zero_pages(struct emu *m, const uint64_t *e, size_t n, uint64_t *cat
 		size_t run = 1;
 
 		if (!pfn) {
+			if (pm_entry_present(e[i]) && cats[i] != ~0ULL)
+				return -EOPNOTSUPP;
 			i++;
 			continue;
 		}
@@ -127,6 +132,7 @@ static void zero_pages(struct emu *m, const uint64_t *e, size_t n, uint64_t *cat
 		}
 		i += run;
 	}
+	return 0;
 }
 
 static bool anon_private(const struct pm_vma *v)
@@ -282,7 +288,9 @@ static int window(struct emu *m, uint64_t a, const uint64_t *buf, uint64_t *cats
 		}
 		cats[i] = entry_cats(e, need_vma && m->v_anon_private);
 	}
-	zero_pages(m, buf, n, cats);
+	r = zero_pages(m, buf, n, cats);
+	if (r)
+		return r;
 	for (size_t i = 0; i < n && !m->o->done; i++) {
 		uint64_t c = cats[i], va = a + i * ps;
 		bool ok = c != ~0ULL && pm__scan_match(m->q, c) ? emit(m, va, va + ps, c & m->q->ret)

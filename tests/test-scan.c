@@ -20,6 +20,7 @@
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -718,6 +719,33 @@ static int id_child_main(void *arg)
 	return 0;
 }
 
+/* The kernel shows PFNs by the credentials a pagemap was opened with, not
+ * the reader's: a handle opened unprivileged and used as root has none,
+ * and the emulated scan cannot tell zero pages: -EOPNOTSUPP, not present
+ * pages reported without PFNZERO. */
+START_TEST(scan_pfnzero_needs_the_handles_pfns)
+{
+	PM_OPTS(pm_scan_opts, so, .flags = PM_SCAN_F_EMULATE, .category_mask = PM_CAT_PRESENT,
+		.return_mask = PM_CAT_PRESENT | PM_CAT_PFNZERO);
+	char *p = xmap(NULL, 4 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	struct pm_region reg[4];
+	struct pm_handle *h;
+
+	memset(p, 1, 4 * ps);
+	ck_assert_int_eq(setresgid(65534, 65534, 0), 0);
+	ck_assert_int_eq(setresuid(65534, 65534, 0), 0);
+	prctl(PR_SET_DUMPABLE, 1); /* a uid change cleared it: our /proc files are root's */
+	ck_assert_int_eq(pm_open(0, NULL, &h), 0);
+	ck_assert_int_eq(setresuid(0, 0, 0), 0);
+	ck_assert_int_eq(setresgid(0, 0, 0), 0);
+	ck_assert_int_eq(pm_has_feature(PM_FEAT_PFN_VISIBLE), 1);
+	ck_assert_int_eq(pm_scan(h, (uintptr_t)p, (uintptr_t)p + 4 * ps, reg, 4, &so, NULL),
+			 -EOPNOTSUPP);
+	pm_close(h);
+	munmap(p, 4 * ps);
+}
+END_TEST
+
 START_TEST(scan_identity_after_last_stat_read)
 {
 	PM_OPTS(pm_open_opts, oo, .flags = PM_OPEN_MAPS_TEXT);
@@ -805,6 +833,8 @@ int main(void)
 	tcase_add_test(t, scan_differential_self);
 	tcase_add_loop_test(t, scan_kind_change_between_calls, 0, 2);
 	tcase_add_loop_test(t, scan_kind_change_without_fault, 0, 2);
+	add_test_if(t, scan_pfnzero_needs_the_handles_pfns, geteuid() == 0,
+		    "changing credentials needs root");
 	add_test_if(t, scan_identity_after_last_stat_read, !SANITIZED,
 		    "the sanitizer's allocator moves our statm, the CLONE_VM target's, every call");
 	uffd = expect_feature(PM_FEAT_UFFD_WP_ASYNC) && expect_feature(PM_FEAT_PAGEMAP_SCAN);
