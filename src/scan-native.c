@@ -17,9 +17,20 @@
 #include "scan.h"
 #include "compat/uapi.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #define NATIVE_VEC 512 /* the kernel's bounce buffer: one lock hold per call */
+/* At most this many slots of the caller's vector per ioctl: the kernel
+ * checks the whole of vec_len against the address-space top, and a
+ * vec_len of SIZE_MAX means "room enough", not a buffer that big. */
+#define DIRECT_MAX (1U << 16)
+
+/* The caller's regions and the kernel's have one layout. */
+_Static_assert(sizeof(struct pm_region) == sizeof(struct pm__page_region) &&
+		       offsetof(struct pm_region, categories) ==
+			       offsetof(struct pm__page_region, categories),
+	       "struct pm_region is the kernel's struct page_region");
 
 static int check_answer(const struct pm__scan_arg *a, const struct pm__page_region *r, long n,
 			uint64_t ps, uint64_t ret_mask, uint64_t *walk_end)
@@ -56,6 +67,7 @@ int pm__scan_native(struct pm_handle *h, uint64_t start, uint64_t end,
 	uint64_t cur = start;
 
 	while (cur < end) {
+		struct pm__page_region *dst = buf;
 		struct pm__scan_arg a;
 		uint64_t slots = NATIVE_VEC, we;
 		long n;
@@ -87,26 +99,37 @@ int pm__scan_native(struct pm_handle *h, uint64_t start, uint64_t end,
 				return 0;
 			}
 		}
+		/* A caller's vector with room for a whole bounce buffer is
+		 * scanned into directly, sparing a copy per region; merging
+		 * below only ever writes at or before the region it reads. When
+		 * it fills, the next turn has few slots and looks one ahead. */
+		if (!wp && o->vec_len - o->n >= NATIVE_VEC) {
+			dst = (struct pm__page_region *)(o->vec + o->n);
+			slots = o->vec_len - o->n < DIRECT_MAX ? o->vec_len - o->n : DIRECT_MAX;
+		}
 		if (o->max_pages != UINT64_MAX)
 			a.max_pages = o->max_pages - o->found ? o->max_pages - o->found : 1;
-		a.vec = (uint64_t)(uintptr_t)buf;
+		a.vec = (uint64_t)(uintptr_t)dst;
 		a.vec_len = slots;
 		n = pm__ioctl(h->pagemap_fd, PM__PAGEMAP_SCAN, &a);
 		if (n < 0)
 			return (int)n;
-		r = check_answer(&a, buf, n, ps, q->ret, &we);
+		r = check_answer(&a, dst, n, ps, q->ret, &we);
 		if (r)
 			return r;
 		for (long i = 0; i < n && wp_only; i++)
-			o->found += (buf[i].end - buf[i].start) / ps;
+			o->found += (dst[i].end - dst[i].start) / ps;
 		if (wp_only && n && o->found >= o->max_pages) {
 			o->done = true;
-			o->walk_end = buf[n - 1].end;
+			o->walk_end = dst[n - 1].end;
 			return 0;
 		}
-		for (long i = 0; i < n && !wp_only; i++)
-			if (!pm__out_add(o, buf[i].start, buf[i].end, buf[i].categories))
+		for (long i = 0; i < n && !wp_only; i++) {
+			const struct pm__page_region g = dst[i];
+
+			if (!pm__out_add(o, g.start, g.end, g.categories))
 				return 0;
+		}
 		if (we <= cur)
 			return -EIO; /* no progress: never loop on it */
 		cur = we;

@@ -12,12 +12,12 @@ void pm__out_init(struct pm__scan_out *o, struct pm_region *vec, size_t vec_len,
 	o->vec = vec;
 	o->vec_len = vec_len;
 	o->max_pages = max_pages ? max_pages : UINT64_MAX;
+	o->shift = pm__kernel()->page_shift;
 }
 
 bool pm__out_add(struct pm__scan_out *o, uint64_t s, uint64_t e, uint64_t c)
 {
-	const uint64_t ps = pm__kernel()->page_size;
-	uint64_t pages = (e - s) / ps, allowed = o->max_pages - o->found;
+	uint64_t pages = (e - s) >> o->shift, allowed = o->max_pages - o->found;
 	struct pm_region *last = o->n ? &o->vec[o->n - 1] : NULL;
 	bool merge = last && last->end == s && last->categories == c;
 
@@ -27,7 +27,7 @@ bool pm__out_add(struct pm__scan_out *o, uint64_t s, uint64_t e, uint64_t c)
 		return false;
 	}
 	if (pages > allowed) {
-		e = s + allowed * ps;
+		e = s + (allowed << o->shift);
 		pages = allowed;
 		o->done = true;
 		o->walk_end = e;

@@ -17,6 +17,7 @@ struct pm__scan_out {
 	uint64_t max_pages, found; /* max_pages: UINT64_MAX without a limit */
 	bool done;                 /* vec full or max_pages reached */
 	uint64_t walk_end;         /* valid when done */
+	unsigned shift;            /* the page shift, looked up once per call */
 };
 
 /* Whether categories @c match the request, as the kernel decides. */

@@ -163,8 +163,9 @@ int pm__usage_scan(struct pm_handle *h, uint64_t start, uint64_t end,
 		return -ENOMEM;
 	pm__vcursor_init(&c.vc, h);
 	for (uint64_t cur = start; cur < end && !r;) {
-		struct pm__scan_out o = { .vec = vec, .vec_len = VEC, .max_pages = UINT64_MAX };
+		struct pm__scan_out o;
 
+		pm__out_init(&o, vec, VEC, 0);
 		r = pm__scan_native(h, cur, end, &q, &o);
 		for (size_t j = 0; j < o.n && !r; j++)
 			r = region(&c, vec[j].start, vec[j].end, vec[j].categories);

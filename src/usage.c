@@ -421,9 +421,11 @@ static int blind_scan(struct pm__uctx *c, uint64_t w0, size_t lo, size_t hi)
 
 	memset(c->cat + lo, 0, (hi - lo) * sizeof(*c->cat));
 	for (uint64_t cur = w0 + lo * ps; cur < end;) {
-		struct pm__scan_out o = { .vec = vec, .vec_len = SCAN_VEC, .max_pages = UINT64_MAX };
-		int r = pm__scan_native(c->h, cur, end, &q, &o);
+		struct pm__scan_out o;
+		int r;
 
+		pm__out_init(&o, vec, SCAN_VEC, 0);
+		r = pm__scan_native(c->h, cur, end, &q, &o);
 		if (r)
 			return r;
 		for (size_t j = 0; j < o.n; j++)
@@ -530,9 +532,11 @@ static int next_used(struct pm__uctx *c, uint64_t from, uint64_t to, uint64_t *n
 	const struct pm__scan_req q = { .anyof = PM_CAT_PRESENT | PM_CAT_SWAPPED,
 					.ret = PM_CAT_PRESENT };
 	struct pm_region v;
-	struct pm__scan_out o = { .vec = &v, .vec_len = 1, .max_pages = UINT64_MAX };
-	int r = pm__scan_native(c->h, from, to, &q, &o);
+	struct pm__scan_out o;
+	int r;
 
+	pm__out_init(&o, &v, 1, 0);
+	r = pm__scan_native(c->h, from, to, &q, &o);
 	if (!r)
 		*next = o.n ? v.start : to;
 	return r;

@@ -90,9 +90,11 @@ static int unregistered_at(struct pm_handle *h, uint64_t start, uint64_t end, ui
 		.ret = PM_CAT_WPALLOWED,
 	};
 	struct pm_region v[1];
-	struct pm__scan_out o = { .vec = v, .vec_len = 1, .max_pages = UINT64_MAX };
-	int err = pm__scan_native(h, start, end, &q, &o);
+	struct pm__scan_out o;
+	int err;
 
+	pm__out_init(&o, v, 1, 0);
+	err = pm__scan_native(h, start, end, &q, &o);
 	if (err)
 		return err;
 	*at = v[0].start;
@@ -137,8 +139,9 @@ static int protect(struct pm_handle *h, uint64_t start, uint64_t end)
 		.mask = PM_CAT_WRITTEN,
 		.ret = PM_CAT_WRITTEN,
 	};
-	struct pm__scan_out o = { .max_pages = UINT64_MAX };
+	struct pm__scan_out o;
 
+	pm__out_init(&o, NULL, 0, 0);
 	return pm__scan_native(h, start, end, &q, &o);
 }
 
@@ -158,12 +161,13 @@ static int probe_zaps(void)
 	const uint64_t ps = pm__kernel()->page_size, huge = pm__pmd_pages() * ps;
 	const struct pm__scan_req q = { .mask = PM_CAT_WRITTEN, .ret = PM_CAT_WRITTEN };
 	struct pm_region vec[4];
-	struct pm__scan_out o = { .vec = vec, .vec_len = 4, .max_pages = UINT64_MAX };
+	struct pm__scan_out o;
 	struct pm_handle *h = NULL;
 	size_t len = 4 * huge;
 	char *map, *p;
 	int fd = -1, r;
 
+	pm__out_init(&o, vec, 4, 0);
 	map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (map == MAP_FAILED)
 		return -errno;
