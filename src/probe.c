@@ -264,19 +264,43 @@ static void soft_dirty_child(int in, int out)
 	_exit(0);
 }
 
+/* Whether a page of a new VMA of ours reads soft-dirty: a kernel with
+ * soft-dirty marks every new VMA so (VM_SOFTDIRTY) and its written pages;
+ * one without never sets bit 55. 1, 0, or a failed() result. */
+static int self_new_page_dirty(void)
+{
+	const uint64_t ps = pm__kernel()->page_size;
+	char *p = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint64_t e = 0;
+	int r;
+
+	if (p == MAP_FAILED)
+		return failed(errno);
+	p[0] = 1;
+	r = self_entry((uint64_t)(uintptr_t)p, &e);
+	munmap(p, ps);
+	if (r)
+		return failed(-r);
+	return !(e & PM_ENTRY_PRESENT) ? failed(EAGAIN) : (e & PM_ENTRY_SOFT_DIRTY) != 0;
+}
+
 /* Writing clear_refs "succeeds" on kernels without soft-dirty, so prove it
  * works: a new VMA reads dirty, clearing makes it clean, a write makes it
  * dirty again. Done on a child so the caller's own soft-dirty state is left
  * alone. The child is a raw clone with no exit signal: the caller gets no
- * SIGCHLD and its own reaper (waitpid(-1)) cannot take our child. */
+ * SIGCHLD and its own reaper (waitpid(-1)) cannot take our child. A kernel
+ * whose new pages never read dirty needs no child to say no. */
 static int probe_soft_dirty(void)
 {
 	int to_child[2], to_parent[2];
 	char path[64], c = 'x';
 	uint64_t addr = 0, e1 = 0, e2 = 0, e3 = 0;
-	int pm = -1, cr = -1, r = 0;
+	int pm = -1, cr = -1, r = self_new_page_dirty();
 	pid_t pid;
 
+	if (r != 1)
+		return r;
+	r = 0;
 	if (pipe2(to_child, O_CLOEXEC))
 		return failed(errno);
 	if (pipe2(to_parent, O_CLOEXEC)) {
