@@ -156,14 +156,18 @@ int pm__token_own(struct pm_handle *h, struct pm__token *t)
 	 * the identity check after the reads needs no read of its own */
 	t->ident = pm__handle_check_stat(h, buf);
 	/* statm: size resident shared */
-	r = pm__slurp(h->statm_fd, buf, sizeof(buf), true);
+	r = pm__handle_fd(h, &h->statm_fd, "statm");
+	if (r >= 0)
+		r = pm__slurp(r, buf, sizeof(buf), true);
 	if (r)
 		return r;
 	p = buf;
 	t->v[1] = num(&p);
 	t->v[2] = num(&p);
 	t->v[3] = num(&p);
-	r = pm__slurp(h->status_fd, buf, sizeof(buf), true);
+	r = pm__handle_fd(h, &h->status_fd, "status");
+	if (r >= 0)
+		r = pm__slurp(r, buf, sizeof(buf), true);
 	if (r)
 		return r;
 	p = strstr(buf, "\nVmPTE:");

@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,15 +27,37 @@ static void register_atfork(void)
 /* Close the procfs files; with @pidfd_too, the pidfd as well. */
 static void close_fds(struct pm_handle *h, bool pidfd_too)
 {
-	int *fds[] = { &h->dirfd,   &h->pagemap_fd, &h->maps_fd, &h->stat_fd,
-		       &h->statm_fd, &h->status_fd, &h->pidfd };
+	int *fds[] = { &h->dirfd, &h->pagemap_fd, &h->maps_fd, &h->stat_fd, &h->pidfd };
 	size_t n = sizeof(fds) / sizeof(fds[0]) - !pidfd_too;
+	int fd;
 
 	for (size_t i = 0; i < n; i++) {
 		if (*fds[i] >= 0)
 			close(*fds[i]);
 		*fds[i] = -1;
 	}
+	if ((fd = atomic_exchange(&h->statm_fd, -1)) >= 0)
+		close(fd);
+	if ((fd = atomic_exchange(&h->status_fd, -1)) >= 0)
+		close(fd);
+}
+
+int pm__handle_fd(struct pm_handle *h, _Atomic int *slot, const char *name)
+{
+	int fd = atomic_load_explicit(slot, memory_order_acquire), none = -1;
+
+	if (fd >= 0)
+		return fd;
+	/* the directory fd is bound to the process: never another one's */
+	fd = openat(h->dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	/* two threads may race here: one fd is kept */
+	if (!atomic_compare_exchange_strong(slot, &none, fd)) {
+		close(fd);
+		fd = none;
+	}
+	return fd;
 }
 
 /* The fields of /proc/PID/stat (1-based) that the kernel takes from the
@@ -159,16 +182,28 @@ static int open_at(int dirfd, const char *name, int *fd)
 	return 0;
 }
 
+/* 0 while the pidfd's process has not exited; -ESRCH once it has (poll
+ * says readable from its exit on, before it is reaped). */
+static int pidfd_alive(int pidfd)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+	int n = poll(&p, 1, 0);
+
+	if (n < 0)
+		return -errno;
+	return n ? -ESRCH : 0;
+}
+
 /* Open /proc/N and the files under it for the process we mean. The
- * directory fd is bound to the struct pid; the pidfd still naming N after
- * every open proves N was that process throughout (a number is not reused
- * before its process is reaped, and a reaped pidfd reads -1). -EAGAIN: the
- * process exec'd while its files were being opened. */
+ * directory fd is bound to the struct pid; the pidfd's process not having
+ * exited after every open proves N was that process throughout (a number
+ * is not reused before its process is reaped). -EAGAIN: the process
+ * exec'd while its files were being opened. */
 static int open_once(struct pm_handle *h)
 {
 	uint64_t before[IDENT_N];
 	char path[32];
-	pid_t n = 0, m = 0;
+	pid_t n = 0;
 	int r = proc_number(h, &n);
 
 	if (r)
@@ -178,10 +213,6 @@ static int open_once(struct pm_handle *h)
 	if (h->dirfd < 0)
 		return errno == ENOENT ? -ESRCH : -errno;
 	r = open_at(h->dirfd, "stat", &h->stat_fd);
-	if (!r)
-		r = open_at(h->dirfd, "statm", &h->statm_fd);
-	if (!r)
-		r = open_at(h->dirfd, "status", &h->status_fd);
 	/* hidden fields: the pagemap open says why (EACCES, EPERM) */
 	if (!r && !h->self && (r = read_ident(h->stat_fd, before)) == -EPERM)
 		r = 0;
@@ -189,8 +220,8 @@ static int open_once(struct pm_handle *h)
 		r = open_at(h->dirfd, "pagemap", &h->pagemap_fd);
 	if (!r)
 		r = open_at(h->dirfd, "maps", &h->maps_fd);
-	if (!r && h->pidfd >= 0 && !(r = pidfd_pid(h->pidfd, &m)) && m != n)
-		r = -ESRCH;
+	if (!r && h->pidfd >= 0)
+		r = pidfd_alive(h->pidfd);
 	if (r || h->self)
 		return r;
 	r = read_ident(h->stat_fd, h->mm_ident);
@@ -251,7 +282,9 @@ static int handle_new(const struct pm_open_opts *opts, struct pm_handle **out,
 	if (!h)
 		return -ENOMEM;
 	h->pidfd = h->dirfd = h->pagemap_fd = h->maps_fd = -1;
-	h->stat_fd = h->statm_fd = h->status_fd = -1;
+	h->stat_fd = -1;
+	atomic_init(&h->statm_fd, -1);
+	atomic_init(&h->status_fd, -1);
 	h->open_flags = PM__OPT(opts, struct pm_open_opts, flags, 0);
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_init(&h->maps_lock, NULL);

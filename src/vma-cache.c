@@ -61,7 +61,9 @@ static int counters(struct pm_handle *h, struct ctr *c, const struct ctr *stamp,
 		*ident = pm__handle_check_stat(h, stat);
 	if (stamp && c->faults != stamp->faults)
 		return 0;
-	r = pm__slurp(h->statm_fd, c->statm, sizeof(c->statm), true);
+	r = pm__handle_fd(h, &h->statm_fd, "statm");
+	if (r >= 0)
+		r = pm__slurp(r, c->statm, sizeof(c->statm), true);
 	return r ? r : 1;
 }
 
