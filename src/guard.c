@@ -8,9 +8,9 @@
  * happens moves a counter:
  *   - a fault (none -> huge, and the write fault that splits a huge zero
  *     page): the target's minflt/majflt (/proc/PID/stat, all threads);
- *   - a zap of an anonymous, file or shmem THP: RSS (statm resident and
- *     shared) and, for anonymous and huge-zero PMDs, the deposited page
- *     table (VmPTE);
+ *   - a zap of an anonymous, file or shmem THP: RSS (status VmRSS,
+ *     RssFile, RssShmem) and, for anonymous and huge-zero PMDs, the
+ *     deposited page table (VmPTE);
  *   - any PMD split (huge zero page, file, shmem, anon, reclaim): the
  *     system-wide thp_split_pmd, and THP allocations by someone else's
  *     fault on the target (GUP) thp_fault_alloc (every thp_* vmstat event
@@ -76,7 +76,7 @@ static uint64_t num(const char **p)
 {
 	uint64_t v = 0;
 
-	while (**p == ' ')
+	while (**p == ' ' || **p == '\t') /* status pads with a tab, then spaces */
 		(*p)++;
 	while (**p >= '0' && **p <= '9')
 		v = v * 10 + (uint64_t)(*(*p)++ - '0');
@@ -140,6 +140,16 @@ int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time)
 	return r ? r : stat_fields(buf, faults, start_time, NULL, &threads);
 }
 
+/* The target's counters in /proc/PID/status and the token slot each adds
+ * to: statm's size, resident and shared (RssFile + RssShmem), and VmPTE. */
+static const struct {
+	const char *name;
+	unsigned slot;
+} status_field[] = {
+	{ "\nVmSize:", 1 }, { "\nVmRSS:", 2 }, { "\nRssFile:", 3 }, { "\nRssShmem:", 3 },
+	{ "\nVmPTE:", 4 },
+};
+
 int pm__token_own(struct pm_handle *h, struct pm__token *t)
 {
 	char buf[4096];
@@ -155,25 +165,19 @@ int pm__token_own(struct pm_handle *h, struct pm__token *t)
 	/* the same text says whether the process is still the one opened:
 	 * the identity check after the reads needs no read of its own */
 	t->ident = pm__handle_check_stat(h, buf);
-	/* statm: size resident shared */
-	r = pm__handle_fd(h, &h->statm_fd, "statm");
-	if (r >= 0)
-		r = pm__slurp(r, buf, sizeof(buf), true);
-	if (r)
-		return r;
-	p = buf;
-	t->v[1] = num(&p);
-	t->v[2] = num(&p);
-	t->v[3] = num(&p);
+	/* status has the counters statm has (VmSize, VmRSS; RssFile and
+	 * RssShmem are statm's shared) and VmPTE: one read for all of them */
 	r = pm__handle_fd(h, &h->status_fd, "status");
 	if (r >= 0)
 		r = pm__slurp(r, buf, sizeof(buf), true);
 	if (r)
 		return r;
-	p = strstr(buf, "\nVmPTE:");
-	if (p) {
-		p += 7;
-		t->v[4] = num(&p);
+	for (size_t i = 0; i < sizeof(status_field) / sizeof(status_field[0]); i++) {
+		p = strstr(buf, status_field[i].name);
+		if (p) {
+			p += strlen(status_field[i].name);
+			t->v[status_field[i].slot] += num(&p);
+		}
 	}
 	return 0;
 }

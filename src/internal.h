@@ -268,8 +268,8 @@ struct pm__guard {
 #define PM__READ_UNCHECKED (1ULL << 61)
 PM_HIDDEN int pm__guard_init(struct pm__guard *g, uint64_t read_flags, uint64_t max_retries);
 PM_HIDDEN void pm__guard_fini(struct pm__guard *g);
-/* v[0] faults, v[1..3] statm size/resident/shared, v[4] VmPTE: the
- * target's own; v[5] the system-wide THP events. */
+/* v[0] faults, v[1..3] size/resident/shared (kB, from status), v[4] VmPTE:
+ * the target's own; v[5] the system-wide THP events. */
 PM_HIDDEN int pm__token(struct pm_handle *h, struct pm__token *t);
 /* The target's part of a token, v[5] left 0. */
 PM_HIDDEN int pm__token_own(struct pm_handle *h, struct pm__token *t);

@@ -24,10 +24,10 @@ static int maps_watch_fd = -1; /* whole-text loads of this maps fd are counted *
 static int eof_fd = -1; /* M_EOF: the fd at EOF (-1: all) */
 static int maps_loads, query_calls;
 static off_t flip_off = -1;
-static struct pm_handle *guarded_h; /* whose statm reads the token moves */
-/* statm reads during which the guard's token moves (UINT64_MAX: always) */
+static struct pm_handle *guarded_h; /* whose status reads the token moves */
+/* status reads during which the guard's token moves (UINT64_MAX: always) */
 static uint64_t token_moves;
-static uint64_t statm_reads;
+static uint64_t status_reads;
 static bool flipped;
 /* /proc/vmstat reads, and the guarded handle's pagemap reads: a THP split
  * (thp_split_pmd 1) happens during the split_at-th one (0: never) */
@@ -77,18 +77,16 @@ static ssize_t fake_pread(int fd, void *buf, size_t n, off_t off)
 	}
 	/* the guard's token: constant, or its VM size moving on each of the
 	 * first token_moves reads (nothing else on the machine may move it) */
-	if (guarded_h && fd == guarded_h->statm_fd) {
+	if (guarded_h && fd == guarded_h->status_fd) {
 		if (off)
 			return 0;
-		statm_reads++;
-		return fake_file(buf, n, "%lu 1 1 0 0 0 0\n",
-				 (unsigned long)(statm_reads < token_moves ? statm_reads
-								       : token_moves + 1));
+		status_reads++;
+		return fake_file(buf, n, "Name:\tt\nVmSize:\t%lu kB\nVmRSS:\t4 kB\nVmPTE:\t4 kB\n",
+				 (unsigned long)(status_reads < token_moves ? status_reads
+									: token_moves + 1));
 	}
 	if (guarded_h && fd == guarded_h->stat_fd)
 		return off ? 0 : fake_file(buf, n, "1 (t) S 0 0 0 0 0 0 5 0 6 0\n%.0lu", 0UL);
-	if (guarded_h && fd == guarded_h->status_fd)
-		return off ? 0 : fake_file(buf, n, "Name:\tt\nVmPTE:\t4 kB\n%.0lu", 0UL);
 	if (guarded_h && fd == guarded_h->pagemap_fd)
 		pagemap_reads++;
 	r = real_pread(fd, buf, n, off);
@@ -142,7 +140,7 @@ static void setup(void)
 	flip_off = -1;
 	guarded_h = NULL;
 	token_moves = 0;
-	statm_reads = 0;
+	status_reads = 0;
 	flipped = false;
 	vmstat_reads = pagemap_reads = split_at = 0;
 }
@@ -452,7 +450,7 @@ START_TEST(guard_still_token_reads_once)
 	ck_assert(info.flags & PM_READ_INFO_GUARDED);
 	ck_assert_uint_eq(info.retries, 0);
 	ck_assert_uint_eq(info.kernel_reads, 1);
-	ck_assert_uint_eq(statm_reads, 2);
+	ck_assert_uint_eq(status_reads, 2);
 	close_guarded(p);
 }
 END_TEST
@@ -507,7 +505,7 @@ START_TEST(guard_certifies_piece_by_piece)
 		p[i * ps] = 1;
 	raw_read(getpid(), (uintptr_t)p, (uintptr_t)p + 64 * ps, truth);
 	ck_assert_int_eq(pm_open(0, NULL, &guarded_h), 0);
-	/* statm reads: the first pass's two; two for each of the three
+	/* status reads: the first pass's two; two for each of the three
 	 * certifying passes with one bracket; in the fourth one at its start
 	 * and one after each piece: moving until after the first piece */
 	token_moves = 10;
@@ -518,7 +516,7 @@ START_TEST(guard_certifies_piece_by_piece)
 	ck_assert_uint_eq(unc[0].start, (uintptr_t)p);
 	ck_assert_uint_eq(unc[0].end, (uintptr_t)p + 32 * ps);
 	/* with one more pass, the first piece is certified too */
-	statm_reads = 0;
+	status_reads = 0;
 	be.max_retries = 5;
 	ck_assert_int_eq(read_guarded(p, b, &be, &info), 64);
 	ck_assert(!(info.flags & PM_READ_INFO_UNSTABLE));

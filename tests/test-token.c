@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The guard's token (src/guard.c) against the kernel's own counters of a
+ * real child: each slot holds what /proc/PID/stat and /proc/PID/status
+ * say (parsed here independently), and zapping a huge zero page, which
+ * moves VmPTE and nothing else of the target's, moves the token. The
+ * token once parsed VmPTE as 0 on every kernel (status pads the number
+ * with a tab), so that zap went unseen.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "internal.h"
+
+/* What the token's target part must hold, read the way a person would. */
+struct oracle {
+	uint64_t faults, size, rss, shared, pte;
+};
+
+static uint64_t status_kb(const char *text, const char *name)
+{
+	const char *p = strstr(text, name);
+	unsigned long v = 0;
+
+	ck_assert_msg(p, "no %s in status", name);
+	ck_assert_int_eq(sscanf(p + strlen(name), " %lu kB", &v), 1);
+	return v;
+}
+
+static void oracle_read(pid_t pid, struct oracle *o)
+{
+	char path[64], text[8192], *p;
+	unsigned long minflt, majflt;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	n = read(fd, text, sizeof(text) - 1);
+	ck_assert_int_gt(n, 0);
+	close(fd);
+	text[n] = '\0';
+	p = strrchr(text, ')');
+	ck_assert_ptr_nonnull(p);
+	/* fields 10 and 12 (1-based); p + 2 is field 3 */
+	ck_assert_int_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %lu %*u %lu", &minflt, &majflt),
+			 2);
+	o->faults = minflt + majflt;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	n = read(fd, text, sizeof(text) - 1);
+	ck_assert_int_gt(n, 0);
+	close(fd);
+	text[n] = '\0';
+	o->size = status_kb(text, "\nVmSize:");
+	o->rss = status_kb(text, "\nVmRSS:");
+	o->shared = status_kb(text, "\nRssFile:") + status_kb(text, "\nRssShmem:");
+	o->pte = status_kb(text, "\nVmPTE:");
+}
+
+static void assert_token_is(const struct pm__token *t, const struct oracle *o)
+{
+	ck_assert_uint_eq(t->v[0], o->faults);
+	ck_assert_uint_eq(t->v[1], o->size);
+	ck_assert_uint_eq(t->v[2], o->rss);
+	ck_assert_uint_eq(t->v[3], o->shared);
+	ck_assert_uint_eq(t->v[4], o->pte);
+}
+
+static char *huge_slot;
+static uint64_t *zap_armed;
+
+/* The first change only warms the signal path up (its frame may fault a
+ * stack page in); the second zaps. */
+static void zap(void)
+{
+	if (*zap_armed)
+		madvise(huge_slot, HUGE_SZ, MADV_DONTNEED);
+}
+
+/* A 2 MiB-aligned MADV_HUGEPAGE slot, read once: the huge zero page. */
+static void build(void *arg, uint64_t *shared)
+{
+	char *r = xmap(NULL, 2 * HUGE_SZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	volatile char *v;
+
+	(void)arg;
+	huge_slot = (char *)(((uintptr_t)r + HUGE_SZ - 1) & ~(HUGE_SZ - 1));
+	madvise(huge_slot, HUGE_SZ, MADV_HUGEPAGE);
+	v = huge_slot;
+	(void)*v;
+	shared[0] = (uintptr_t)huge_slot;
+	zap_armed = &shared[1];
+	child_on_change(shared, zap);
+}
+
+/* Every slot of the target's part is the kernel's counter, VmPTE too. */
+START_TEST(token_holds_the_counters)
+{
+	struct child c;
+	struct pm_handle *h;
+	struct pm__token t;
+	struct oracle o;
+
+	child_start(&c, build, NULL);
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+	ck_assert_int_eq(pm__token_own(h, &t), 0);
+	oracle_read(c.pid, &o);
+	ck_assert_uint_gt(o.pte, 0); /* a process has page tables */
+	assert_token_is(&t, &o);
+	pm_close(h);
+	child_stop(&c);
+}
+END_TEST
+
+/* The zap of a huge zero PMD frees its deposited page table (VmPTE) and
+ * moves no other counter of the target's: the token must see it. */
+START_TEST(huge_zero_zap_moves_the_token)
+{
+	struct child c;
+	struct pm_handle *h;
+	struct pm__token before, after;
+	struct oracle o0, o1;
+
+	child_start(&c, build, NULL);
+	child_change(&c);
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+	ck_assert_int_eq(pm__token_own(h, &before), 0);
+	oracle_read(c.pid, &o0);
+	c.shared[1] = 1;
+	child_change(&c);
+	ck_assert_int_eq(pm__token_own(h, &after), 0);
+	oracle_read(c.pid, &o1);
+	ck_assert_msg(o1.pte < o0.pte, "VmPTE %lu -> %lu kB: no huge zero page was zapped",
+		      (unsigned long)o0.pte, (unsigned long)o1.pte);
+	assert_token_is(&before, &o0);
+	assert_token_is(&after, &o1);
+	/* nothing but VmPTE moved: without it the token would not have */
+	ck_assert(!memcmp(before.v, after.v, 4 * sizeof(before.v[0])));
+	ck_assert_uint_ne(before.v[4], after.v[4]);
+	pm_close(h);
+	child_stop(&c);
+}
+END_TEST
+
+static bool huge_zero_page_used(void)
+{
+	char v = '0';
+	int fd = open("/sys/kernel/mm/transparent_hugepage/use_zero_page", O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		(void)!read(fd, &v, 1);
+		close(fd);
+	}
+	return v == '1';
+}
+
+int main(void)
+{
+	Suite *s = suite_create("token");
+	TCase *t = tcase_create("token");
+
+	test_init();
+	tcase_set_timeout(t, 60);
+	tcase_add_test(t, token_holds_the_counters);
+	add_test_if(t, huge_zero_zap_moves_the_token,
+		    thp_possible() && zero_page_possible() && huge_zero_page_used(),
+		    "no huge zero page here (THP off, no zero page, or use_zero_page 0)");
+	suite_add_tcase(s, t);
+	return run_suite(s);
+}
