@@ -358,6 +358,9 @@ struct pm_scan_opts {
  * kpageflags; SOFT_DIRTY or GUARD where the kernel does not report them)
  * and the write-protect flags give -EOPNOTSUPP.
  *
+ * Entries of @p vec past the number returned may have been written too
+ * (the kernel answers into the caller's vector, then it is merged).
+ *
  * @return the number of regions written, or -EINVAL (bad range, unknown
  * flags or category bits, vec NULL with vec_len > 0, bad opts), -EOPNOTSUPP,
  * -EPERM (CHECK_WPASYNC), -ESRCH, -EAGAIN (emulated path: the read guard),
