@@ -141,19 +141,59 @@ int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time)
 }
 
 /* The target's counters in /proc/PID/status and the token slot each adds
- * to: statm's size, resident and shared (RssFile + RssShmem), and VmPTE. */
+ * to: statm's size, resident and shared (RssFile + RssShmem, 4.5+), and
+ * VmPTE. A required one missing fails the token: a counter read as 0
+ * would never move. */
 static const struct {
 	const char *name;
 	unsigned slot;
+	bool required;
 } status_field[] = {
-	{ "\nVmSize:", 1 }, { "\nVmRSS:", 2 }, { "\nRssFile:", 3 }, { "\nRssShmem:", 3 },
-	{ "\nVmPTE:", 4 },
+	{ "\nVmSize:", 1, true },    { "\nVmRSS:", 2, true }, { "\nRssFile:", 3, false },
+	{ "\nRssShmem:", 3, false }, { "\nVmPTE:", 4, true },
 };
+
+/* The status text comes before its memory counters with the Groups line,
+ * which may list up to 65,536 groups: read into bigger buffers until the
+ * whole text fits (a read that filled the buffer may have cut it). */
+#define STATUS_MAX (4u << 20)
+
+static int status_counters(struct pm_handle *h, struct pm__token *t)
+{
+	char small[4096], *buf = small, *big = NULL;
+	size_t cap = sizeof(small);
+	int fd = pm__handle_fd(h, &h->status_fd, "status"), r;
+
+	if (fd < 0)
+		return fd;
+	while ((r = pm__slurp(fd, buf, cap, true)) == 0 && strlen(buf) == cap - 1) {
+		char *more = cap < STATUS_MAX ? realloc(big, cap * 4) : NULL;
+
+		if (!more) {
+			r = cap < STATUS_MAX ? -ENOMEM : -EIO;
+			break;
+		}
+		buf = big = more;
+		cap *= 4;
+	}
+	for (size_t i = 0; !r && i < sizeof(status_field) / sizeof(status_field[0]); i++) {
+		const char *p = strstr(buf, status_field[i].name);
+
+		if (p) {
+			p += strlen(status_field[i].name);
+			t->v[status_field[i].slot] += num(&p);
+		} else if (status_field[i].required) {
+			/* no memory lines: the process has no mm any more */
+			r = t->ident < 0 ? t->ident : -EIO;
+		}
+	}
+	free(big);
+	return r;
+}
 
 int pm__token_own(struct pm_handle *h, struct pm__token *t)
 {
 	char buf[4096];
-	const char *p;
 	int r;
 
 	memset(t, 0, sizeof(*t));
@@ -167,19 +207,7 @@ int pm__token_own(struct pm_handle *h, struct pm__token *t)
 	t->ident = pm__handle_check_stat(h, buf);
 	/* status has the counters statm has (VmSize, VmRSS; RssFile and
 	 * RssShmem are statm's shared) and VmPTE: one read for all of them */
-	r = pm__handle_fd(h, &h->status_fd, "status");
-	if (r >= 0)
-		r = pm__slurp(r, buf, sizeof(buf), true);
-	if (r)
-		return r;
-	for (size_t i = 0; i < sizeof(status_field) / sizeof(status_field[0]); i++) {
-		p = strstr(buf, status_field[i].name);
-		if (p) {
-			p += strlen(status_field[i].name);
-			t->v[status_field[i].slot] += num(&p);
-		}
-	}
-	return 0;
+	return status_counters(h, t);
 }
 
 /* The system-wide part: the sum of /proc/vmstat's thp_* events. */
@@ -195,6 +223,8 @@ static int thp_events(uint64_t *sum)
 	r = pm__slurp(fd, buf, sizeof(buf), false);
 	if (r)
 		return r == -ESRCH ? -EIO : r; /* empty: not the file we know */
+	if (strlen(buf) == sizeof(buf) - 1)
+		return -EIO; /* cut: its thp_ lines may be missing (4 KiB on 6.18) */
 	for (p = buf; (p = strstr(p, "\nthp_")) != NULL;) {
 		p += 5;
 		skip_field(&p);

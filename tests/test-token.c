@@ -2,7 +2,8 @@
 /*
  * The guard's token (src/guard.c) against the kernel's own counters of a
  * real child: each slot holds what /proc/PID/stat and /proc/PID/status
- * say (parsed here independently), and zapping a huge zero page, which
+ * say (parsed here independently; also past a status text longer than a
+ * page), and zapping a huge zero page, which
  * moves VmPTE and nothing else of the target's, moves the token. The
  * token once parsed VmPTE as 0 on every kernel (status pads the number
  * with a tab), so that zap went unseen.
@@ -13,6 +14,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -36,7 +38,8 @@ static uint64_t status_kb(const char *text, const char *name)
 
 static void oracle_read(pid_t pid, struct oracle *o)
 {
-	char path[64], text[8192], *p;
+	static char text[1 << 16];
+	char path[64], *p;
 	unsigned long minflt, majflt;
 	ssize_t n;
 	int fd;
@@ -122,6 +125,36 @@ START_TEST(token_holds_the_counters)
 }
 END_TEST
 
+/* A process in 3,000 groups: its status lists them before the memory
+ * counters, past the 4 KiB a token reads first. */
+static void build_groups(void *arg, uint64_t *shared)
+{
+	static gid_t g[3000];
+
+	for (size_t i = 0; i < sizeof(g) / sizeof(g[0]); i++)
+		g[i] = (gid_t)(100000 + i);
+	if (setgroups(sizeof(g) / sizeof(g[0]), g))
+		_exit(1);
+	build(arg, shared);
+}
+
+START_TEST(token_reads_past_a_long_groups_line)
+{
+	struct child c;
+	struct pm_handle *h;
+	struct pm__token t;
+	struct oracle o;
+
+	child_start(&c, build_groups, NULL);
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+	ck_assert_int_eq(pm__token_own(h, &t), 0);
+	oracle_read(c.pid, &o);
+	assert_token_is(&t, &o);
+	pm_close(h);
+	child_stop(&c);
+}
+END_TEST
+
 /* The zap of a huge zero PMD frees its deposited page table (VmPTE) and
  * moves no other counter of the target's: the token must see it. */
 START_TEST(huge_zero_zap_moves_the_token)
@@ -172,6 +205,8 @@ int main(void)
 	test_init();
 	tcase_set_timeout(t, 60);
 	tcase_add_test(t, token_holds_the_counters);
+	add_test_if(t, token_reads_past_a_long_groups_line, geteuid() == 0,
+		    "setting 3,000 supplementary groups needs root");
 	add_test_if(t, huge_zero_zap_moves_the_token,
 		    thp_possible() && zero_page_possible() && huge_zero_page_used(),
 		    "no huge zero page here (THP off, no zero page, or use_zero_page 0)");
