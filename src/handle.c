@@ -187,10 +187,11 @@ static int open_at(int dirfd, const char *name, int *fd)
 static int pidfd_alive(int pidfd)
 {
 	struct pollfd p = { .fd = pidfd, .events = POLLIN };
-	int n = poll(&p, 1, 0);
+	/* a signal handled during it fails even a poll that does not wait */
+	long n = PM__NOINTR(poll(&p, 1, 0));
 
 	if (n < 0)
-		return -errno;
+		return (int)n;
 	return n ? -ESRCH : 0;
 }
 

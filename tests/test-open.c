@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -195,6 +196,45 @@ START_TEST(exec_ends_handle)
 }
 END_TEST
 
+static volatile sig_atomic_t ticks;
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	ticks++;
+}
+
+/* A caller with a fast timer (a profiler's SIGPROF, say): its handler
+ * interrupting pm_open's system calls never fails the open (EINTR). */
+START_TEST(open_under_signals)
+{
+	struct sigaction sa = { .sa_handler = on_alarm, .sa_flags = SA_RESTART };
+	struct itimerval it = { .it_interval = { 0, 200 }, .it_value = { 0, 200 } };
+	struct itimerval off = { 0 };
+	struct child c;
+	int failed = 0, last = 0;
+
+	child_start(&c, build_nothing, NULL);
+	ck_assert_int_eq(sigaction(SIGALRM, &sa, NULL), 0);
+	ck_assert_int_eq(setitimer(ITIMER_REAL, &it, NULL), 0);
+	for (int i = 0; i < 3000; i++) {
+		struct pm_handle *h;
+		int r = pm_open(c.pid, NULL, &h);
+
+		if (r) {
+			failed++;
+			last = r;
+		} else {
+			pm_close(h);
+		}
+	}
+	ck_assert_int_eq(setitimer(ITIMER_REAL, &off, NULL), 0);
+	ck_assert_msg(ticks > 100, "only %d signals arrived", (int)ticks);
+	ck_assert_msg(!failed, "%d of 3000 pm_open failed, the last with %d", failed, last);
+	child_stop(&c);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("open");
@@ -207,6 +247,7 @@ int main(void)
 	tcase_add_test(t, open_pid1_unprivileged);
 	tcase_add_test(t, self_handle_follows_fork);
 	tcase_add_test(t, exec_ends_handle);
+	tcase_add_test(t, open_under_signals);
 	suite_add_tcase(s, t);
 	return run_suite(s);
 }
