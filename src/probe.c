@@ -266,22 +266,28 @@ static void soft_dirty_child(int in, int out)
 
 /* Whether a page of a new VMA of ours reads soft-dirty: a kernel with
  * soft-dirty marks every new VMA so (VM_SOFTDIRTY) and its written pages;
- * one without never sets bit 55. 1, 0, or a failed() result. */
+ * one without never sets bit 55. Someone clearing our soft-dirty bits
+ * (clear_refs: CRIU's pre-dump, a collector's incremental mode) between
+ * the write and the read makes the page read clean; the write faults
+ * again after a clear, so a clean reading is taken only when three
+ * writes in a row read clean. 1, 0, or a failed() result. */
 static int self_new_page_dirty(void)
 {
 	const uint64_t ps = pm__kernel()->page_size;
 	char *p = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint64_t e = 0;
-	int r;
+	int r = 0;
 
 	if (p == MAP_FAILED)
 		return failed(errno);
-	p[0] = 1;
-	r = self_entry((uint64_t)(uintptr_t)p, &e);
+	for (int i = 0; i < 3 && !r && !(e & PM_ENTRY_SOFT_DIRTY); i++) {
+		p[0] = (char)i;
+		r = self_entry((uint64_t)(uintptr_t)p, &e);
+		if (!r && !(e & PM_ENTRY_PRESENT))
+			r = -EAGAIN;
+	}
 	munmap(p, ps);
-	if (r)
-		return failed(-r);
-	return !(e & PM_ENTRY_PRESENT) ? failed(EAGAIN) : (e & PM_ENTRY_SOFT_DIRTY) != 0;
+	return r ? failed(-r) : (e & PM_ENTRY_SOFT_DIRTY) != 0;
 }
 
 /* Writing clear_refs "succeeds" on kernels without soft-dirty, so prove it
