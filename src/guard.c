@@ -153,42 +153,61 @@ static const struct {
 	{ "\nRssShmem:", 3, false }, { "\nVmPTE:", 4, true },
 };
 
+/* The counters in a status text into t->v[1..4]: 0, or 1 when a
+ * required one is not in it. */
+static int status_parse(const char *text, struct pm__token *t)
+{
+	memset(&t->v[1], 0, 4 * sizeof(t->v[0]));
+	for (size_t i = 0; i < sizeof(status_field) / sizeof(status_field[0]); i++) {
+		const char *p = strstr(text, status_field[i].name);
+
+		if (p) {
+			p += strlen(status_field[i].name);
+			t->v[status_field[i].slot] += num(&p);
+		} else if (status_field[i].required) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* The status text comes before its memory counters with the Groups line,
  * which may list up to 65,536 groups: read into bigger buffers until the
- * whole text fits (a read that filled the buffer may have cut it). */
+ * whole text fits (a read that filled the buffer may have cut it). One
+ * read normally returns it whole; where a counter is missing after one,
+ * it is read on to its end before that counts as missing. */
 #define STATUS_MAX (4u << 20)
 
 static int status_counters(struct pm_handle *h, struct pm__token *t)
 {
 	char small[4096], *buf = small, *big = NULL;
 	size_t cap = sizeof(small);
+	bool to_eof = false;
 	int fd = pm__handle_fd(h, &h->status_fd, "status"), r;
 
 	if (fd < 0)
 		return fd;
-	while ((r = pm__slurp(fd, buf, cap, true)) == 0 && strlen(buf) == cap - 1) {
-		char *more = cap < STATUS_MAX ? realloc(big, cap * 4) : NULL;
+	while ((r = pm__slurp(fd, buf, cap, !to_eof)) == 0) {
+		if (strlen(buf) == cap - 1) {
+			char *more = cap < STATUS_MAX ? realloc(big, cap * 4) : NULL;
 
-		if (!more) {
-			r = cap < STATUS_MAX ? -ENOMEM : -EIO;
+			if (!more) {
+				r = cap < STATUS_MAX ? -ENOMEM : -EIO;
+				break;
+			}
+			buf = big = more;
+			cap *= 4;
+			to_eof = true;
+			continue;
+		}
+		r = status_parse(buf, t);
+		if (!r || to_eof)
 			break;
-		}
-		buf = big = more;
-		cap *= 4;
-	}
-	for (size_t i = 0; !r && i < sizeof(status_field) / sizeof(status_field[0]); i++) {
-		const char *p = strstr(buf, status_field[i].name);
-
-		if (p) {
-			p += strlen(status_field[i].name);
-			t->v[status_field[i].slot] += num(&p);
-		} else if (status_field[i].required) {
-			/* no memory lines: the process has no mm any more */
-			r = t->ident < 0 ? t->ident : -EIO;
-		}
+		to_eof = true;
 	}
 	free(big);
-	return r;
+	/* no memory lines: the process has no mm any more */
+	return r == 1 ? (t->ident < 0 ? t->ident : -EIO) : r;
 }
 
 int pm__token_own(struct pm_handle *h, struct pm__token *t)
