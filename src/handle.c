@@ -42,6 +42,19 @@ static void close_fds(struct pm_handle *h, bool pidfd_too)
 		close(fd);
 }
 
+/* 0 while the pidfd's process has not exited; -ESRCH once it has (poll
+ * says readable from its exit on, before it is reaped). */
+static int pidfd_alive(int pidfd)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+	/* a signal handled during it fails even a poll that does not wait */
+	long n = PM__NOINTR(poll(&p, 1, 0));
+
+	if (n < 0)
+		return (int)n;
+	return n ? -ESRCH : 0;
+}
+
 int pm__handle_fd(struct pm_handle *h, _Atomic int *slot, const char *name)
 {
 	int fd = atomic_load_explicit(slot, memory_order_acquire), none = -1;
@@ -50,8 +63,11 @@ int pm__handle_fd(struct pm_handle *h, _Atomic int *slot, const char *name)
 		return fd;
 	/* the directory fd is bound to the process: never another one's */
 	fd = openat(h->dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		/* hidden (hidepid) from a caller whose rights changed, or gone */
+		return h->pidfd >= 0 && !pidfd_alive(h->pidfd) ? -EACCES : -ESRCH;
 	if (fd < 0)
-		return errno == ENOENT ? -ESRCH : -errno;
+		return -errno;
 	/* two threads may race here: one fd is kept */
 	if (!atomic_compare_exchange_strong(slot, &none, fd)) {
 		close(fd);
@@ -182,19 +198,6 @@ static int open_at(int dirfd, const char *name, int *fd)
 	return 0;
 }
 
-/* 0 while the pidfd's process has not exited; -ESRCH once it has (poll
- * says readable from its exit on, before it is reaped). */
-static int pidfd_alive(int pidfd)
-{
-	struct pollfd p = { .fd = pidfd, .events = POLLIN };
-	/* a signal handled during it fails even a poll that does not wait */
-	long n = PM__NOINTR(poll(&p, 1, 0));
-
-	if (n < 0)
-		return (int)n;
-	return n ? -ESRCH : 0;
-}
-
 /* Open /proc/N and the files under it for the process we mean. The
  * directory fd is bound to the struct pid; the pidfd's process not having
  * exited after every open proves N was that process throughout (a number
@@ -214,6 +217,15 @@ static int open_once(struct pm_handle *h)
 	if (h->dirfd < 0)
 		return errno == ENOENT ? -ESRCH : -errno;
 	r = open_at(h->dirfd, "stat", &h->stat_fd);
+	/* where every read takes the guard's tokens, or every scan the VMA
+	 * cache's stamp, their files are opened now, with the rights the
+	 * caller opens the handle with; elsewhere at the first use */
+	if (!r && (pm__guard_wanted(0) || pm__feature(PM_FEAT_PAGEMAP_SCAN) != 1)) {
+		r = pm__handle_fd(h, &h->statm_fd, "statm");
+		if (r >= 0)
+			r = pm__handle_fd(h, &h->status_fd, "status");
+		r = r < 0 ? r : 0;
+	}
 	/* hidden fields: the pagemap open says why (EACCES, EPERM) */
 	if (!r && !h->self && (r = read_ident(h->stat_fd, before)) == -EPERM)
 		r = 0;
