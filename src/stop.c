@@ -125,17 +125,27 @@ static int task_file(const struct pm__stop *s, pid_t tid, const char *name, char
 	return r;
 }
 
-/* The state letter of a thread (R, S, t, Z, ...), or -errno. */
+#define PF_EXITING_ 0x4 /* include/linux/sched.h, stat's flags field */
+
+/* The state letter of a thread (R, S, t, Z, ...), or 'X' while it is
+ * exiting (PF_EXITING: ptrace refuses it with EPERM, and it runs no
+ * code of its process again), or -errno. */
 static int task_state(const struct pm__stop *s, pid_t tid)
 {
 	char buf[512];
 	const char *p;
+	unsigned long flags = 0;
 	int r = task_file(s, tid, "stat", buf, sizeof(buf));
 
 	if (r)
 		return r;
 	p = strrchr(buf, ')');
-	return p && p[1] == ' ' && p[2] ? p[2] : -EIO;
+	if (!p || p[1] != ' ' || !p[2])
+		return -EIO;
+	/* fields 3 (state) to 9 (flags) */
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %lu", &flags) == 1 && (flags & PF_EXITING_))
+		return 'X';
+	return p[2];
 }
 
 /* The TracerPid of a thread, or -errno. */
