@@ -22,8 +22,9 @@
 
 #define NATIVE_VEC 512 /* the kernel's bounce buffer: one lock hold per call */
 /* At most this many slots of the caller's vector per ioctl: the kernel
- * checks the whole of vec_len against the address-space top, and a
- * vec_len of SIZE_MAX means "room enough", not a buffer that big. */
+ * checks the whole of vec_len against the address-space top before it
+ * writes a region, and a vec_len beyond any real vector (SIZE_MAX, which
+ * test-inputs passes) must not fail a scan that fills a few. */
 #define DIRECT_MAX (1U << 16)
 
 /* The caller's regions and the kernel's have one layout. */

@@ -364,7 +364,8 @@ struct pm_scan_opts {
  * @return the number of regions written, or -EINVAL (bad range, unknown
  * flags or category bits, vec NULL with vec_len > 0, bad opts), -EOPNOTSUPP,
  * -EPERM (CHECK_WPASYNC), -ESRCH, -EAGAIN (emulated path: the read guard),
- * -ENOMEM, or another errno from the kernel.
+ * -ENOMEM, -EFAULT (a vector with room for 512 regions or more that is
+ * not writable: the kernel writes it), or another errno from the kernel.
  */
 PM_EXPORT long pm_scan(struct pm_handle *h, uint64_t start, uint64_t end, struct pm_region *vec,
 		       size_t vec_len, const struct pm_scan_opts *opts, uint64_t *walk_end);
