@@ -91,6 +91,7 @@ static int parse_ident(const char *buf, uint64_t id[IDENT_N])
 {
 	const char *p = strrchr(buf, ')'); /* the name in parentheses may hold anything */
 	unsigned field = 3, k = 0;
+	uint64_t flags = 0;
 	bool any = false;
 
 	if (!p || p[1] != ' ')
@@ -100,6 +101,9 @@ static int parse_ident(const char *buf, uint64_t id[IDENT_N])
 		return -ESRCH;
 	/* one pass over the text: read once per call that returns data */
 	while (k < IDENT_N && *p) {
+		if (field == 9) /* flags */
+			for (const char *q = p; *q >= '0' && *q <= '9'; q++)
+				flags = flags * 10 + (uint64_t)(*q - '0');
 		if (field == ident_field[k]) {
 			uint64_t v = 0;
 
@@ -120,8 +124,11 @@ static int parse_ident(const char *buf, uint64_t id[IDENT_N])
 		return -EIO;
 	/* a live process shows these fields only to a caller that may ptrace
 	 * it (checked at each read, with the reader's current credentials);
-	 * a process without an mm has none either */
-	return any ? 0 : -EPERM;
+	 * a process without an mm has none either: one exiting (its memory
+	 * still being freed, its state still R or D) is gone */
+	if (!any)
+		return flags & PM__PF_EXITING ? -ESRCH : -EPERM;
+	return 0;
 }
 
 static int read_ident(int stat_fd, uint64_t id[IDENT_N])

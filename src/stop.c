@@ -125,8 +125,6 @@ static int task_file(const struct pm__stop *s, pid_t tid, const char *name, char
 	return r;
 }
 
-#define PF_EXITING_ 0x4 /* include/linux/sched.h, stat's flags field */
-
 /* The state letter of a thread (R, S, t, Z, ...), or 'X' while it is
  * exiting (PF_EXITING: ptrace refuses it with EPERM, and it runs no
  * code of its process again), or -errno. */
@@ -143,7 +141,7 @@ static int task_state(const struct pm__stop *s, pid_t tid)
 	if (!p || p[1] != ' ' || !p[2])
 		return -EIO;
 	/* fields 3 (state) to 9 (flags) */
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %lu", &flags) == 1 && (flags & PF_EXITING_))
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %lu", &flags) == 1 && (flags & PM__PF_EXITING))
 		return 'X';
 	return p[2];
 }

@@ -233,6 +233,46 @@ START_TEST(zombie)
 }
 END_TEST
 
+/* 128 MiB written: its last thread's exit takes a while to free it. */
+static void build_big(void *arg, uint64_t *sh)
+{
+	size_t len = 128 << 20;
+	char *p = xmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+
+	(void)arg;
+	memset(p, 1, len);
+	sh[0] = (uintptr_t)p;
+}
+
+/* A process that is exiting (its mm already let go, its memory still
+ * being freed, its state still running) is gone: -ESRCH, never the
+ * -EPERM of a caller who may not see it. */
+START_TEST(exiting)
+{
+	int eperm = 0, esrch = 0;
+
+	for (int k = 0; k < 5; k++) {
+		struct pm_handle *h;
+		struct child c;
+		uint64_t e[16];
+		long r = 0;
+
+		child_start(&c, build_big, NULL);
+		ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+		kill(c.pid, SIGKILL);
+		while (r >= 0)
+			r = pm_read(h, c.shared[0], c.shared[0] + 16 * ps, e, NULL, NULL);
+		eperm += r == -EPERM;
+		esrch += r == -ESRCH;
+		ck_assert_msg(r == -ESRCH || r == -EPERM, "read %ld", r);
+		reap(c.pid);
+		pm_close(h);
+		munmap(c.shared, ps * 16);
+	}
+	ck_assert_msg(!eperm, "%d of 5 reads of an exiting process said -EPERM", eperm);
+}
+END_TEST
+
 /* A caller that loses the right to inspect the process after opening
  * (a daemon dropping privileges) cannot have the process's identity shown
  * any more (the kernel hides the fields the check reads): -EPERM, not the
@@ -512,6 +552,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, clone_vm_child_exits);
 	tcase_add_test(tc, clone_vm_child_execs);
 	tcase_add_test(tc, zombie);
+	tcase_add_test(tc, exiting);
 	tcase_add_test(tc, caller_drops_privileges);
 	tcase_add_test(tc, reaped_and_reused);
 	tcase_add_test(tc, exec_after_open);
