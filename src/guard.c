@@ -206,8 +206,9 @@ static int status_counters(struct pm_handle *h, struct pm__token *t)
 		to_eof = true;
 	}
 	free(big);
-	/* no memory lines: the process has no mm any more */
-	return r == 1 ? (t->ident < 0 ? t->ident : -EIO) : r;
+	/* no memory lines: the process has no mm any more (it may have had
+	 * one when its stat was read just before) */
+	return r == 1 ? -ESRCH : r;
 }
 
 int pm__token_own(struct pm_handle *h, struct pm__token *t)
