@@ -107,15 +107,15 @@ static void build(void *arg, uint64_t *shared)
 	child_on_change(shared, zap);
 }
 
-/* Every slot of the target's part is the kernel's counter, VmPTE too. */
-START_TEST(token_holds_the_counters)
+/* A child laid out by @build: its token holds the kernel's counters. */
+static void token_of_child(void (*build_fn)(void *, uint64_t *))
 {
 	struct child c;
 	struct pm_handle *h;
 	struct pm__token t;
 	struct oracle o;
 
-	child_start(&c, build, NULL);
+	child_start(&c, build_fn, NULL);
 	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
 	ck_assert_int_eq(pm__token_own(h, &t), 0);
 	oracle_read(c.pid, &o);
@@ -123,6 +123,12 @@ START_TEST(token_holds_the_counters)
 	assert_token_is(&t, &o);
 	pm_close(h);
 	child_stop(&c);
+}
+
+/* Every slot of the target's part is the kernel's counter, VmPTE too. */
+START_TEST(token_holds_the_counters)
+{
+	token_of_child(build);
 }
 END_TEST
 
@@ -141,18 +147,7 @@ static void build_groups(void *arg, uint64_t *shared)
 
 START_TEST(token_reads_past_a_long_groups_line)
 {
-	struct child c;
-	struct pm_handle *h;
-	struct pm__token t;
-	struct oracle o;
-
-	child_start(&c, build_groups, NULL);
-	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
-	ck_assert_int_eq(pm__token_own(h, &t), 0);
-	oracle_read(c.pid, &o);
-	assert_token_is(&t, &o);
-	pm_close(h);
-	child_stop(&c);
+	token_of_child(build_groups);
 }
 END_TEST
 
