@@ -125,25 +125,17 @@ static int task_file(const struct pm__stop *s, pid_t tid, const char *name, char
 	return r;
 }
 
-/* The state letter of a thread (R, S, t, Z, ...), or 'X' while it is
- * exiting (PF_EXITING: ptrace refuses it with EPERM, and it runs no
- * code of its process again), or -errno. */
+/* The state letter of a thread (R, S, t, Z, ...), or -errno. */
 static int task_state(const struct pm__stop *s, pid_t tid)
 {
 	char buf[512];
 	const char *p;
-	unsigned long flags = 0;
 	int r = task_file(s, tid, "stat", buf, sizeof(buf));
 
 	if (r)
 		return r;
 	p = strrchr(buf, ')');
-	if (!p || p[1] != ' ' || !p[2])
-		return -EIO;
-	/* fields 3 (state) to 9 (flags) */
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %lu", &flags) == 1 && (flags & PM__PF_EXITING))
-		return 'X';
-	return p[2];
+	return p && p[1] == ' ' && p[2] ? p[2] : -EIO;
 }
 
 /* The TracerPid of a thread, or -errno. */
