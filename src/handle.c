@@ -84,6 +84,8 @@ int pm__handle_fd(struct pm_handle *h, _Atomic int *slot, const char *name)
  * tells whether the handle's process still has that mm: it does not after
  * exec, nor after exit when a CLONE_VM parent keeps the mm alive. */
 #define IDENT_N 10
+/* PF_EXITING in stat's flags field (include/linux/sched.h) */
+#define PF_EXITING_FLAG 0x4
 static const unsigned ident_field[IDENT_N] = { 26, 27, 28, 45, 46, 47, 48, 49, 50, 51 };
 
 /* The identity fields from the text of /proc/PID/stat. */
@@ -127,7 +129,7 @@ static int parse_ident(const char *buf, uint64_t id[IDENT_N])
 	 * a process without an mm has none either: one exiting (its memory
 	 * still being freed, its state still R or D) is gone */
 	if (!any)
-		return flags & PM__PF_EXITING ? -ESRCH : -EPERM;
+		return flags & PF_EXITING_FLAG ? -ESRCH : -EPERM;
 	return 0;
 }
 

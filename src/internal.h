@@ -111,10 +111,6 @@ struct pm_handle {
 /* Make the handle's fds current (re-open a self handle in a forked child).
  * 0 or -errno. Every public entry point on a handle calls this first. */
 PM_HIDDEN int pm__handle_ready(struct pm_handle *h);
-/* PF_EXITING in the flags field of /proc/PID/stat (include/linux/sched.h):
- * the task is exiting and runs no code of its process again. */
-#define PM__PF_EXITING 0x4
-
 /* The fd in @slot (h->statm_fd, h->status_fd), opened as @name under the
  * process's directory if it is not yet: the fd, or -errno (-ESRCH: gone). */
 PM_HIDDEN int pm__handle_fd(struct pm_handle *h, _Atomic int *slot, const char *name);
