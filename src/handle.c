@@ -63,11 +63,8 @@ int pm__handle_fd(struct pm_handle *h, _Atomic int *slot, const char *name)
 		return fd;
 	/* the directory fd is bound to the process: never another one's */
 	fd = openat(h->dirfd, name, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT)
-		/* hidden (hidepid) from a caller whose rights changed, or gone */
-		return h->pidfd >= 0 && !pidfd_alive(h->pidfd) ? -EACCES : -ESRCH;
 	if (fd < 0)
-		return -errno;
+		return errno == ENOENT ? -ESRCH : -errno;
 	/* two threads may race here: one fd is kept */
 	if (!atomic_compare_exchange_strong(slot, &none, fd)) {
 		close(fd);
