@@ -97,7 +97,9 @@ START_TEST(stop_catches_new_threads)
 		n = tasks_total(t.pid);
 		spawned = atomic_load(&t.sh->spawned);
 		assert_stopped(&t);
-		ck_assert_int_eq(tasks_total(t.pid), n);
+		/* none is created while stopped; one caught in its exit (its
+		 * exit collected like a stop) may finish leaving */
+		ck_assert_int_le(tasks_total(t.pid), n);
 		ck_assert_uint_eq(atomic_load(&t.sh->spawned), spawned);
 		ck_assert_int_eq(pm__stop_end(s), 0);
 		ck_assert(EVENTUALLY(atomic_load(&t.sh->spawned) > spawned));
