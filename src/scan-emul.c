@@ -361,10 +361,11 @@ static void remember_density(struct pm_handle *h, const struct pm__scan_out *o, 
 				      memory_order_relaxed);
 }
 
-int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
-		      const struct pm__scan_req *q, struct pm__scan_out *o)
+/* One emulated call; @read_flags: pm_read's for each window. */
+static int emulate(struct pm_handle *h, uint64_t start, uint64_t end, const struct pm__scan_req *q,
+		   struct pm__scan_out *o, uint64_t read_flags)
 {
-	PM_OPTS(pm_read_opts, ro, .flags = PM__READ_UNCHECKED);
+	PM_OPTS(pm_read_opts, ro, .flags = PM__READ_UNCHECKED | read_flags);
 	const uint64_t ps = pm__kernel()->page_size;
 	struct emu m = { .q = q, .o = o };
 	const size_t n0 = o->n;
@@ -384,6 +385,12 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 	if (!buf || (m.kpf >= 0 && (!cats || !m.flags))) {
 		r = -ENOMEM;
 		goto out;
+	}
+	/* the kernel's copies into them must not fault inside a bracket */
+	if (read_flags & PM__READ_UNGUARDED) {
+		pm__prefault(buf, WINDOW);
+		if (m.flags)
+			pm__prefault(m.flags, WINDOW);
 	}
 	/* windows of the range, jumping over gaps between VMAs; the read
 	 * engine plans (and guards) the reads inside each window, on the same
@@ -444,4 +451,32 @@ out:
 	if (m.kpf >= 0)
 		close(m.kpf);
 	return r;
+}
+
+/*
+ * Where reads need the guard, one token pair brackets the whole call
+ * instead of one pair per window (a call over 10,000 small VMAs read ten
+ * windows: twenty tokens, 1.49x the pread floor in the 6.1 VM against
+ * 1.24x unguarded). When the bracket does not certify the call, its
+ * output is taken back and the call made again with every window under
+ * the guard's own rules (certifying passes, -EAGAIN).
+ */
+int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
+		      const struct pm__scan_req *q, struct pm__scan_out *o)
+{
+	const struct pm__scan_out saved = *o;
+	/* the region before this call's output, which a merge may extend */
+	const struct pm_region last = o->n ? o->vec[o->n - 1] : (struct pm_region){ 0 };
+	struct pm__token before, after;
+	int r;
+
+	if (!pm__guard_wanted(0) || pm__token(h, &before))
+		return emulate(h, start, end, q, o, 0);
+	r = emulate(h, start, end, q, o, PM__READ_UNGUARDED);
+	if (r || (!pm__token_after(h, &after) && pm__token_certifies(&before, &after)))
+		return r;
+	*o = saved;
+	if (o->n)
+		o->vec[o->n - 1] = last;
+	return emulate(h, start, end, q, o, 0);
 }
