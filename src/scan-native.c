@@ -102,9 +102,9 @@ int pm__scan_native(struct pm_handle *h, uint64_t start, uint64_t end,
 		}
 		/* A caller's vector with room for a whole bounce buffer is
 		 * scanned into directly, sparing a copy per region and, when
-		 * write-protecting, the kernel's walk in 512-region calls (each
-		 * call a lock hold, a notifier range and TLB flushes of its
-		 * own: 1.85x one call, 1 GiB at 1% written); merging below only ever
+		 * write-protecting, a walk in calls of 512 regions (each call a
+		 * lock hold, a notifier range and TLB flushes of its own: 1.85x
+		 * one call over 1 GiB at 1% written); merging below only ever
 		 * writes at or before the region it reads. When it fills, the
 		 * next turn has few slots and (unless write-protecting) looks
 		 * one ahead. */
