@@ -350,6 +350,29 @@ static uint64_t next_window(uint64_t win, const struct pm__scan_out *o, uint64_t
 	return win < WINDOW ? win : WINDOW;
 }
 
+/* A window the guard could not certify from @cut on: the call ends with
+ * what was certified before it, walk_end at @cut, or at the start of a
+ * run that reaches @cut (it may go on past it); -EAGAIN when that is
+ * nothing at all. */
+static int stop_short(struct emu *m, uint64_t start, size_t n0, uint64_t cut)
+{
+	struct pm__scan_out *o = m->o;
+
+	if (o->done)
+		return 0;
+	if (m->run && m->run_end == cut) {
+		cut = m->run_start;
+		m->run = false;
+	} else if (!flush(m)) {
+		return 0; /* the vector filled: walk_end is set */
+	}
+	if (cut <= start && o->n == n0)
+		return -EAGAIN;
+	o->done = true;
+	o->walk_end = cut;
+	return 0;
+}
+
 /* What this call saw, for the next one's first window. */
 static void remember_density(struct pm_handle *h, const struct pm__scan_out *o, size_t n0,
 			     uint64_t start, uint64_t a, uint64_t ps)
@@ -365,7 +388,11 @@ static void remember_density(struct pm_handle *h, const struct pm__scan_out *o, 
 static int emulate(struct pm_handle *h, uint64_t start, uint64_t end, const struct pm__scan_req *q,
 		   struct pm__scan_out *o, uint64_t read_flags)
 {
-	PM_OPTS(pm_read_opts, ro, .flags = PM__READ_UNCHECKED | read_flags);
+	/* guarded windows ask for best effort: the first uncertain page is
+	 * where the call stops (stop_short()) */
+	PM_OPTS(pm_read_opts, ro,
+		.flags = PM__READ_UNCHECKED | read_flags |
+			 (read_flags & PM__READ_UNGUARDED ? 0 : PM_READ_F_BEST_EFFORT));
 	const uint64_t ps = pm__kernel()->page_size;
 	struct emu m = { .q = q, .o = o };
 	const size_t n0 = o->n;
@@ -399,6 +426,8 @@ static int emulate(struct pm_handle *h, uint64_t start, uint64_t end, const stru
 	 * them without reading the maps again */
 	for (uint64_t win = first_window(h, o), pages = 0, nb = n0; a < end && !o->done;
 	     win = next_window(win, o, pages, n0, nb)) {
+		struct pm_range unc;
+		PM_OPTS(pm_read_info, info, .uncertain = (uintptr_t)&unc, .uncertain_cap = 1);
 		struct pm_vma v;
 		uint64_t b;
 		long n;
@@ -425,10 +454,20 @@ static int emulate(struct pm_handle *h, uint64_t start, uint64_t end, const stru
 		b = end - a > win * ps ? a + win * ps : end;
 		pages += (b - a) / ps;
 		nb = o->n;
-		n = pm__read(h, a, b, buf, &ro, NULL, &m.vc);
+		n = pm__read(h, a, b, buf, &ro, &info, &m.vc);
 		if (n < 0) {
 			r = (int)n;
 			goto out;
+		}
+		if (info.flags & PM_READ_INFO_UNSTABLE) {
+			const uint64_t cut = unc.start > a ? unc.start : a;
+
+			r = window(&m, a, buf, cats, (size_t)((cut - a) / ps), ps);
+			if (r)
+				goto out;
+			r = stop_short(&m, start, n0, cut);
+			a = cut;
+			break;
 		}
 		r = window(&m, a, buf, cats, (size_t)n, ps);
 		if (r)

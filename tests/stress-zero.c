@@ -126,14 +126,23 @@ static uint64_t misplaced(uint64_t va, const uint64_t *e, size_t n, const struct
 }
 
 /* The same on emulated pm_scan regions (categories PRESENT|FILE only: the
- * scan cannot say exclusive, so the churned slot is not checked). */
+ * scan cannot say exclusive, so the churned slot is not checked), up to
+ * walk_end: a call that meets a window the guard cannot certify stops
+ * there, with what it certified before it. */
 static uint64_t scan_misplaced(uint64_t va, const struct pm_region *r, long nr, size_t n,
-			       uint64_t *cert)
+			       uint64_t we, uint64_t *cert)
 {
 	static uint64_t cats[MAXPAGES];
 	uint64_t bad = 0;
 
 	stress_region_cats(va, r, nr, n, cats);
+	if (we < va || (we - va) / ps > n) {
+		fprintf(stderr, "pm_scan: walk_end %#lx outside the range\n", (unsigned long)we);
+		return n + 1;
+	}
+	n = (size_t)((we - va) / ps);
+	for (long k = 0; k < nr; k++)
+		bad += r[k].end > we; /* reported past walk_end */
 	for (size_t i = 0; i < n; i++) {
 		uint64_t a = va + i * ps;
 		bool p = cats[i] & PM_CAT_PRESENT, f = cats[i] & PM_CAT_FILE;
@@ -311,7 +320,7 @@ int main(int argc, char **argv)
 			}
 			t->ok++;
 			t->pages += s->pages;
-			t->bad += scan_misplaced(va, regs, n, s->pages, &cert);
+			t->bad += scan_misplaced(va, regs, n, s->pages, we, &cert);
 			t->cert += cert;
 			t->allcert += cert == s->pages;
 			continue;

@@ -32,6 +32,11 @@ static bool flipped;
 /* /proc/vmstat reads, and the guarded handle's pagemap reads: a THP split
  * (thp_split_pmd 1) happens during the split_at-th one (0: never) */
 static uint64_t vmstat_reads, pagemap_reads, split_at;
+/* the token's VM size also moves with every read of the guarded handle's
+ * pagemap that covers this offset or later ones (-1: none), as a churned
+ * PMD moves it */
+static off_t move_from;
+static uint64_t moves;
 
 enum { M_EINTR = 1, M_SHORT, M_EOF, M_EIO, M_FLIP_ONCE, M_FLIP_ALWAYS };
 
@@ -82,13 +87,15 @@ static ssize_t fake_pread(int fd, void *buf, size_t n, off_t off)
 			return 0;
 		status_reads++;
 		return fake_file(buf, n, "Name:\tt\nVmSize:\t%lu kB\nVmRSS:\t4 kB\nVmPTE:\t4 kB\n",
-				 (unsigned long)(status_reads < token_moves ? status_reads
-									: token_moves + 1));
+				 (unsigned long)(moves + (status_reads < token_moves ? status_reads
+											     : token_moves + 1)));
 	}
 	if (guarded_h && fd == guarded_h->stat_fd)
 		return off ? 0 : fake_file(buf, n, "1 (t) S 0 0 0 0 0 0 5 0 6 0\n%.0lu", 0UL);
-	if (guarded_h && fd == guarded_h->pagemap_fd)
+	if (guarded_h && fd == guarded_h->pagemap_fd) {
 		pagemap_reads++;
+		moves += move_from >= 0 && off + (off_t)n > move_from;
+	}
 	r = real_pread(fd, buf, n, off);
 	if (guarded_h && r > 0 && off == 0 && !strncmp(buf, "nr_free_pages", 13)) {
 		vmstat_reads++;
@@ -143,6 +150,8 @@ static void setup(void)
 	status_reads = 0;
 	flipped = false;
 	vmstat_reads = pagemap_reads = split_at = 0;
+	move_from = -1;
+	moves = 0;
 }
 
 static void teardown(void)
@@ -528,6 +537,51 @@ START_TEST(guard_certifies_piece_by_piece)
 }
 END_TEST
 
+/* A guarded emulated scan stops at the first page the guard cannot
+ * certify. The token moves whenever a read covers the second half of the
+ * range (another PMD, as a churned PMD moves it): the call returns the
+ * regions of the first half, walk_end where the second starts, and a call
+ * from there certifies nothing: -EAGAIN. A region that reaches the
+ * uncertain page may go on past it: it is left to the next call. (Before,
+ * the whole call failed with -EAGAIN.) */
+START_TEST(emulated_scan_stops_at_an_uncertain_pmd)
+{
+	const uint64_t pmd = ps * (ps / 8);
+	char *r = xmap(NULL, 3 * pmd, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	char *p = (char *)(((uintptr_t)r + pmd - 1) & ~(pmd - 1)) + pmd - 32 * ps;
+	const uint64_t lo = (uintptr_t)p, hi = lo + 64 * ps;
+	PM_OPTS(pm_scan_opts, o, .flags = PM_SCAN_F_EMULATE, .category_anyof_mask = PM_CAT_PRESENT,
+		.return_mask = PM_CAT_PRESENT);
+	struct pm_region v[64];
+	uint64_t we = 0, we2 = 0;
+
+	/* 64 pages: the last 32 of one PMD, the first 32 of the next */
+	ck_assert_ptr_eq(mmap(p, 64 * ps, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), p);
+	for (int i = 0; i < 30; i += 3)
+		p[i * ps] = 1; /* ten regions, the last one page 27 */
+	memset(p + 32 * ps, 1, 32 * ps);
+	ck_assert_int_eq(pm_open(0, NULL, &guarded_h), 0);
+	move_from = (off_t)((lo / ps + 32) * 8);
+	ck_assert_int_eq(pm_scan(guarded_h, lo, hi, v, 64, &o, &we), 10);
+	ck_assert_uint_eq(we, lo + 32 * ps);
+	for (int i = 0; i < 10; i++) {
+		ck_assert_uint_eq(v[i].start, lo + 3 * (uint64_t)i * ps);
+		ck_assert_uint_eq(v[i].end, v[i].start + ps);
+		ck_assert_uint_eq(v[i].categories, PM_CAT_PRESENT);
+	}
+	ck_assert_int_eq(pm_scan(guarded_h, we, hi, v, 64, &o, &we2), -EAGAIN);
+	/* page 31 present: its region reaches the uncertain PMD */
+	p[31 * ps] = 1;
+	ck_assert_int_eq(pm_scan(guarded_h, lo, hi, v, 64, &o, &we), 10);
+	ck_assert_uint_eq(we, lo + 31 * ps);
+	ck_assert_uint_eq(v[9].end, lo + 28 * ps);
+	pm_close(guarded_h);
+	guarded_h = NULL;
+	munmap(r, 3 * pmd);
+}
+END_TEST
+
 /* Moving token and reads that never agree: -EAGAIN, or flagged data with
  * BEST_EFFORT. */
 START_TEST(guard_budget_exhausted)
@@ -714,6 +768,11 @@ int main(void)
 	tcase_add_test(t, batch_groups_share_vmstat);
 	/* 6.1 only: with the retry fix (6.12) reads are not guarded, so there
 	 * is no uncertified read to distrust */
+	/* where reads are guarded without being asked: the emulated scan has
+	 * no flag to ask (6.1; the host and 6.12 have the retry fix) */
+	add_test_if(t, emulated_scan_stops_at_an_uncertain_pmd,
+		    !expect_feature(PM_FEAT_WALK_RETRY_FIX),
+		    "the retry fix: emulated scans are not guarded");
 	add_test_if(t, soft_dirty_distrusts_uncertified_reads,
 		    expect_feature(PM_FEAT_SOFT_DIRTY) && !expect_feature(PM_FEAT_WALK_RETRY_FIX),
 		    expect_feature(PM_FEAT_SOFT_DIRTY) ? "the retry fix: reads are not guarded"

@@ -363,7 +363,9 @@ struct pm_scan_opts {
  *
  * @return the number of regions written, or -EINVAL (bad range, unknown
  * flags or category bits, vec NULL with vec_len > 0, bad opts), -EOPNOTSUPP,
- * -EPERM (CHECK_WPASYNC), -ESRCH, -EAGAIN (emulated path: the read guard),
+ * -EPERM (CHECK_WPASYNC), -ESRCH, -EAGAIN (emulated path: the read guard
+ * certified nothing from @p start; a call it certifies in part stops at the
+ * first uncertain page, @p walk_end there),
  * -ENOMEM, -EFAULT (a vector with room for 512 regions or more that is
  * not writable: the kernel writes it), or another errno from the kernel.
  */
