@@ -384,9 +384,17 @@ static void remember_density(struct pm_handle *h, const struct pm__scan_out *o, 
 				      memory_order_relaxed);
 }
 
+/* A call's buffers, and /proc/kpageflags when PFNZERO is asked (then
+ * cats and flags too): set up before any token, as an allocation that
+ * grows the heap or faults would move this process's own. */
+struct emu_mem {
+	int kpf;
+	uint64_t *buf, *cats, *flags;
+};
+
 /* One emulated call; @read_flags: pm_read's for each window. */
 static int emulate(struct pm_handle *h, uint64_t start, uint64_t end, const struct pm__scan_req *q,
-		   struct pm__scan_out *o, uint64_t read_flags)
+		   struct pm__scan_out *o, uint64_t read_flags, const struct emu_mem *mem)
 {
 	/* guarded windows ask for best effort: the first uncertain page is
 	 * where the call stops (stop_short()) */
@@ -394,31 +402,13 @@ static int emulate(struct pm_handle *h, uint64_t start, uint64_t end, const stru
 		.flags = PM__READ_UNCHECKED | read_flags |
 			 (read_flags & PM__READ_UNGUARDED ? 0 : PM_READ_F_BEST_EFFORT));
 	const uint64_t ps = pm__kernel()->page_size;
-	struct emu m = { .q = q, .o = o };
+	struct emu m = { .q = q, .o = o, .kpf = mem->kpf, .flags = mem->flags };
+	uint64_t *buf = mem->buf, *cats = mem->cats, a = start;
 	const size_t n0 = o->n;
-	uint64_t *buf = NULL, *cats = NULL, a = start;
-	int r;
+	int r = 0;
 
-	r = check_supported(q->mask | q->inverted | q->anyof | q->ret, &m.kpf);
-	if (r)
-		return r;
 	m.zero_matches = pm__scan_match(q, 0);
 	pm__vcursor_init(&m.vc, h);
-	buf = malloc(WINDOW * sizeof(*buf));
-	if (buf && m.kpf >= 0) { /* per-page categories and flags: PFNZERO only */
-		cats = malloc(WINDOW * sizeof(*cats));
-		m.flags = malloc(WINDOW * sizeof(*m.flags));
-	}
-	if (!buf || (m.kpf >= 0 && (!cats || !m.flags))) {
-		r = -ENOMEM;
-		goto out;
-	}
-	/* the kernel's copies into them must not fault inside a bracket */
-	if (read_flags & PM__READ_UNGUARDED) {
-		pm__prefault(buf, WINDOW);
-		if (m.flags)
-			pm__prefault(m.flags, WINDOW);
-	}
 	/* windows of the range, jumping over gaps between VMAs; the read
 	 * engine plans (and guards) the reads inside each window, on the same
 	 * VMA cursor, so a VMA is looked up once, and a list the handle kept
@@ -484,11 +474,6 @@ static int emulate(struct pm_handle *h, uint64_t start, uint64_t end, const stru
 		r = pm__vcursor_check(&m.vc);
 out:
 	pm__vcursor_fini(&m.vc);
-	free(buf);
-	free(cats);
-	free(m.flags);
-	if (m.kpf >= 0)
-		close(m.kpf);
 	return r;
 }
 
@@ -507,15 +492,42 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 	/* the region before this call's output, which a merge may extend */
 	const struct pm_region last = o->n ? o->vec[o->n - 1] : (struct pm_region){ 0 };
 	struct pm__token before, after;
-	int r;
+	struct emu_mem mem = { .kpf = -1 };
+	int r = check_supported(q->mask | q->inverted | q->anyof | q->ret, &mem.kpf);
 
-	if (!pm__guard_wanted(0) || pm__token(h, &before))
-		return emulate(h, start, end, q, o, 0);
-	r = emulate(h, start, end, q, o, PM__READ_UNGUARDED);
-	if (r || (!pm__token_after(h, &after) && pm__token_certifies(&before, &after)))
+	if (r)
 		return r;
-	*o = saved;
-	if (o->n)
-		o->vec[o->n - 1] = last;
-	return emulate(h, start, end, q, o, 0);
+	mem.buf = malloc(WINDOW * sizeof(*mem.buf));
+	if (mem.buf && mem.kpf >= 0) { /* per-page categories and flags: PFNZERO only */
+		mem.cats = malloc(WINDOW * sizeof(*mem.cats));
+		mem.flags = malloc(WINDOW * sizeof(*mem.flags));
+	}
+	if (!mem.buf || (mem.kpf >= 0 && (!mem.cats || !mem.flags))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (pm__guard_wanted(0)) {
+		/* the kernel's copies into them must not fault inside a bracket */
+		pm__prefault(mem.buf, WINDOW);
+		if (mem.flags)
+			pm__prefault(mem.flags, WINDOW);
+	}
+	if (!pm__guard_wanted(0) || pm__token(h, &before)) {
+		r = emulate(h, start, end, q, o, 0, &mem);
+	} else {
+		r = emulate(h, start, end, q, o, PM__READ_UNGUARDED, &mem);
+		if (!r && (pm__token_after(h, &after) || !pm__token_certifies(&before, &after))) {
+			*o = saved;
+			if (o->n)
+				o->vec[o->n - 1] = last;
+			r = emulate(h, start, end, q, o, 0, &mem);
+		}
+	}
+out:
+	free(mem.buf);
+	free(mem.cats);
+	free(mem.flags);
+	if (mem.kpf >= 0)
+		close(mem.kpf);
+	return r;
 }
