@@ -352,15 +352,18 @@ static uint64_t next_window(uint64_t win, const struct pm__scan_out *o, uint64_t
 
 /* A window the guard could not certify from @cut on: the call ends with
  * what was certified before it, walk_end at @cut, or at the start of a
- * run that reaches @cut (it may go on past it); -EAGAIN when that is
- * nothing at all. */
+ * run that reaches @cut (it may go on past it: reported, it would be
+ * split across calls), unless max_pages cuts that run anyway; -EAGAIN
+ * when that leaves nothing to report. */
 static int stop_short(struct emu *m, uint64_t start, size_t n0, uint64_t cut)
 {
 	struct pm__scan_out *o = m->o;
+	const uint64_t ps = pm__kernel()->page_size;
 
 	if (o->done)
 		return 0;
-	if (m->run && m->run_end == cut) {
+	if (m->run && m->run_end == cut &&
+	    (m->run_end - m->run_start) / ps < o->max_pages - o->found) {
 		cut = m->run_start;
 		m->run = false;
 	} else if (!flush(m)) {
@@ -386,7 +389,8 @@ static void remember_density(struct pm_handle *h, const struct pm__scan_out *o, 
 
 /* A call's buffers, and /proc/kpageflags when PFNZERO is asked (then
  * cats and flags too): set up before any token, as an allocation that
- * grows the heap or faults would move this process's own. */
+ * grows the heap or a first write that faults moves the counters of the
+ * process that makes it, which a scan of itself reads. */
 struct emu_mem {
 	int kpf;
 	uint64_t *buf, *cats, *flags;
@@ -488,9 +492,8 @@ out:
 int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 		      const struct pm__scan_req *q, struct pm__scan_out *o)
 {
+	/* pm_scan's output starts empty: taking a call back restores it whole */
 	const struct pm__scan_out saved = *o;
-	/* the region before this call's output, which a merge may extend */
-	const struct pm_region last = o->n ? o->vec[o->n - 1] : (struct pm_region){ 0 };
 	struct pm__token before, after;
 	struct emu_mem mem = { .kpf = -1 };
 	int r = check_supported(q->mask | q->inverted | q->anyof | q->ret, &mem.kpf);
@@ -507,10 +510,13 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 		goto out;
 	}
 	if (pm__guard_wanted(0)) {
-		/* the kernel's copies into them must not fault inside a bracket */
+		/* their first writes must not fault inside a bracket (the
+		 * caller's vector can: a self scan then runs twice) */
 		pm__prefault(mem.buf, WINDOW);
-		if (mem.flags)
+		if (mem.flags) {
 			pm__prefault(mem.flags, WINDOW);
+			pm__prefault(mem.cats, WINDOW);
+		}
 	}
 	if (!pm__guard_wanted(0) || pm__token(h, &before)) {
 		r = emulate(h, start, end, q, o, 0, &mem);
@@ -518,8 +524,6 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 		r = emulate(h, start, end, q, o, PM__READ_UNGUARDED, &mem);
 		if (!r && (pm__token_after(h, &after) || !pm__token_certifies(&before, &after))) {
 			*o = saved;
-			if (o->n)
-				o->vec[o->n - 1] = last;
 			r = emulate(h, start, end, q, o, 0, &mem);
 		}
 	}

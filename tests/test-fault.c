@@ -542,8 +542,9 @@ END_TEST
  * range (another PMD, as a churned PMD moves it): the call returns the
  * regions of the first half, walk_end where the second starts, and a call
  * from there certifies nothing: -EAGAIN. A region that reaches the
- * uncertain page may go on past it: it is left to the next call. (Before,
- * the whole call failed with -EAGAIN.) */
+ * uncertain page may go on past it: it is left to the next call, unless
+ * max_pages ends the answer inside it. (Before, the whole call failed
+ * with -EAGAIN.) */
 START_TEST(emulated_scan_stops_at_an_uncertain_pmd)
 {
 	const uint64_t pmd = ps * (ps / 8);
@@ -576,6 +577,12 @@ START_TEST(emulated_scan_stops_at_an_uncertain_pmd)
 	ck_assert_int_eq(pm_scan(guarded_h, lo, hi, v, 64, &o, &we), 10);
 	ck_assert_uint_eq(we, lo + 31 * ps);
 	ck_assert_uint_eq(v[9].end, lo + 28 * ps);
+	/* unless max_pages ends the answer inside that run */
+	o.max_pages = 11;
+	ck_assert_int_eq(pm_scan(guarded_h, lo, hi, v, 64, &o, &we), 11);
+	ck_assert_uint_eq(v[10].start, lo + 31 * ps);
+	ck_assert_uint_eq(v[10].end, lo + 32 * ps);
+	ck_assert_uint_eq(we, lo + 32 * ps);
 	pm_close(guarded_h);
 	guarded_h = NULL;
 	munmap(r, 3 * pmd);

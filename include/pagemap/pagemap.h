@@ -364,8 +364,9 @@ struct pm_scan_opts {
  * @return the number of regions written, or -EINVAL (bad range, unknown
  * flags or category bits, vec NULL with vec_len > 0, bad opts), -EOPNOTSUPP,
  * -EPERM (CHECK_WPASYNC), -ESRCH, -EAGAIN (emulated path: the read guard
- * certified nothing from @p start; a call it certifies in part stops at the
- * first uncertain page, @p walk_end there),
+ * left nothing to report from @p start: a call certified in part stops at
+ * the first uncertain page, @p walk_end there or at the start of a region
+ * that reaches it, and this is when that is @p start),
  * -ENOMEM, -EFAULT (a vector with room for 512 regions or more that is
  * not writable: the kernel writes it), or another errno from the kernel.
  */
