@@ -627,7 +627,7 @@ void pm__guard_report(const struct pm__guard *g, struct pm_read_info *info)
 		return;
 	n = g->unstable ? g->ntodo : 0;
 	info->uncertain_count = n;
-	if (info->uncertain && info->uncertain_cap)
+	if (n && info->uncertain && info->uncertain_cap) /* no list: todo is NULL */
 		memcpy((void *)(uintptr_t)info->uncertain, g->todo,
 		       (n < info->uncertain_cap ? n : info->uncertain_cap) * sizeof(*g->todo));
 }

@@ -130,13 +130,22 @@ static uint64_t misplaced(uint64_t va, const uint64_t *e, size_t n)
 
 /* The same check on emulated pm_scan regions: churned slots never hold
  * file pages, sentinels only present file pages, pattern regions exactly
- * their pattern. */
-static uint64_t scan_misplaced(uint64_t va, const struct pm_region *r, long nr, size_t n)
+ * their pattern; up to walk_end (a call stops at the first page it cannot
+ * certify), and no region past it. */
+static uint64_t scan_misplaced(uint64_t va, const struct pm_region *r, long nr, size_t n,
+			       uint64_t we)
 {
 	static uint64_t cats[3 * NPMD];
 	uint64_t bad = 0;
 
+	if (we < va || (we - va) / ps > n) {
+		fprintf(stderr, "pm_scan: walk_end %#lx outside the range\n", (unsigned long)we);
+		return n + 1;
+	}
 	stress_region_cats(va, r, nr, n, cats);
+	n = (size_t)((we - va) / ps);
+	for (long k = 0; k < nr; k++)
+		bad += r[k].end > we;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t off = va + i * ps - (uintptr_t)base, c = cats[i];
 		int slot = (int)(off / HUGE);
@@ -181,7 +190,7 @@ int main(int argc, char **argv)
 	struct pm__token t0, t1;
 	uint64_t lib_reads = 0, lib_ok = 0, lib_eagain = 0, lib_bad = 0, lib_guarded = 0,
 		 lib_tripped = 0, lib_retries = 0, snap_reads = 0, snap_retried = 0;
-	uint64_t scan_calls = 0, scan_ok = 0, scan_eagain = 0, scan_bad = 0;
+	uint64_t scan_calls = 0, scan_ok = 0, scan_short = 0, scan_eagain = 0, scan_bad = 0;
 	struct pm_region regs[3 * NPMD];
 	PM_OPTS(pm_scan_opts, emul, .flags = PM_SCAN_F_EMULATE,
 		.category_anyof_mask = PM_CAT_PRESENT | PM_CAT_SWAPPED | PM_CAT_FILE,
@@ -282,7 +291,8 @@ int main(int argc, char **argv)
 				return 1;
 			} else {
 				scan_ok++;
-				scan_bad += scan_misplaced(va, regs, n, s->pages);
+				scan_short += we < va + s->pages * ps;
+				scan_bad += scan_misplaced(va, regs, n, s->pages, we);
 			}
 		}
 		lib_time = stress_now() - lib_time;
@@ -322,9 +332,10 @@ int main(int argc, char **argv)
 	       (unsigned long)lib_bad, (unsigned long)lib_guarded, (unsigned long)lib_tripped,
 	       lib_ok ? 100.0 * (double)lib_tripped / (double)lib_ok : 0.0,
 	       (unsigned long)lib_retries);
-	printf("pm_scan emulated: %lu scans, %lu ok, %lu -EAGAIN, %lu misattributed pages\n",
-	       (unsigned long)scan_calls, (unsigned long)scan_ok, (unsigned long)scan_eagain,
-	       (unsigned long)scan_bad);
+	printf("pm_scan emulated: %lu scans, %lu ok (%lu stopped short), %lu -EAGAIN, "
+	       "%lu misattributed pages\n",
+	       (unsigned long)scan_calls, (unsigned long)scan_ok, (unsigned long)scan_short,
+	       (unsigned long)scan_eagain, (unsigned long)scan_bad);
 	if (fixed)
 		printf("pm_read SNAPSHOT: %lu reads, %lu reported retries\n",
 		       (unsigned long)snap_reads, (unsigned long)snap_retried);
