@@ -473,8 +473,9 @@ static int emulate(struct pm_handle *h, uint64_t start, uint64_t end, const stru
 	r = r < 0 ? r : 0;
 	if (!r)
 		remember_density(h, o, n0, start, a, ps);
-	/* nothing read goes out before the handle's check */
-	if (!r)
+	/* nothing read goes out before the handle's check; a bracketed
+	 * call's closing token makes it (pm__scan_emulated) */
+	if (!r && !(read_flags & PM__READ_UNGUARDED))
 		r = pm__vcursor_check(&m.vc);
 out:
 	pm__vcursor_fini(&m.vc);
@@ -525,6 +526,10 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 		if (!r && (pm__token_after(h, &after) || !pm__token_certifies(&before, &after))) {
 			*o = saved;
 			r = emulate(h, start, end, q, o, 0, &mem);
+		} else if (!r) {
+			/* the closing token's stat text, read after everything,
+			 * answers the identity check (1: a text it does not know) */
+			r = after.ident != 1 ? after.ident : pm__handle_check(h);
 		}
 	}
 out:
