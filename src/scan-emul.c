@@ -388,9 +388,11 @@ static void remember_density(struct pm_handle *h, const struct pm__scan_out *o, 
 }
 
 /* A call's buffers, and /proc/kpageflags when PFNZERO is asked (then
- * cats and flags too): set up before any token, as an allocation that
- * grows the heap or a first write that faults moves the counters of the
- * process that makes it, which a scan of itself reads. */
+ * cats and flags too): allocated and opened once for both attempts of a
+ * call, before its token (heap growth and first writes move the counters
+ * a scan of this process reads). What a self scan's first call still
+ * allocates inside the bracket, its handle's VMA list (an mmap of ~230
+ * KiB for 10,000 VMAs), trips that bracket: the first call runs twice. */
 struct emu_mem {
 	int kpf;
 	uint64_t *buf, *cats, *flags;
@@ -512,7 +514,7 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 	}
 	if (pm__guard_wanted(0)) {
 		/* their first writes must not fault inside a bracket (the
-		 * caller's vector can: a self scan then runs twice) */
+		 * caller's fresh vector can) */
 		pm__prefault(mem.buf, WINDOW);
 		if (mem.flags) {
 			pm__prefault(mem.flags, WINDOW);
