@@ -52,15 +52,28 @@ char *stress_layout(const enum stress_slot *kind, int n, uint64_t (*bits)[NPMD /
 	return base;
 }
 
-void stress_region_cats(uint64_t va, const struct pm_region *r, long nr, size_t n,
-			uint64_t *cats)
+long stress_region_cats(uint64_t va, const struct pm_region *r, long nr, size_t n,
+			uint64_t walk_end, uint64_t *cats)
 {
 	const uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
 
+	if (walk_end < va || (walk_end - va) / ps > n) {
+		fprintf(stderr, "pm_scan: walk_end %#lx outside the range\n", (unsigned long)walk_end);
+		return -1;
+	}
+	n = (size_t)((walk_end - va) / ps);
 	memset(cats, 0, n * 8);
-	for (long k = 0; k < nr; k++)
+	for (long k = 0; k < nr; k++) {
+		if (r[k].start < va || r[k].end > walk_end) {
+			fprintf(stderr, "pm_scan: region %#lx-%#lx outside [%#lx, walk_end %#lx)\n",
+				(unsigned long)r[k].start, (unsigned long)r[k].end,
+				(unsigned long)va, (unsigned long)walk_end);
+			return -1;
+		}
 		for (uint64_t a = r[k].start; a < r[k].end; a += ps)
 			cats[(a - va) / ps] = r[k].categories;
+	}
+	return (long)n;
 }
 
 double stress_now(void)

@@ -28,10 +28,12 @@ struct shape {
 };
 
 struct pm_region;
-/* The categories of each of the @n pages from @va, from @nr scan regions
- * (0 where none covers it), into @cats. */
-void stress_region_cats(uint64_t va, const struct pm_region *r, long nr, size_t n,
-			uint64_t *cats);
+/* The categories of the pages from @va up to @walk_end, from @nr scan
+ * regions of a call over @n pages (0 where none covers it), into @cats:
+ * how many pages that is, or -1 (said on stderr) when walk_end is outside
+ * the range or a region is not below it. */
+long stress_region_cats(uint64_t va, const struct pm_region *r, long nr, size_t n,
+			uint64_t walk_end, uint64_t *cats);
 /* CLOCK_MONOTONIC in seconds. */
 double stress_now(void);
 

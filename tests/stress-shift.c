@@ -136,17 +136,12 @@ static uint64_t scan_misplaced(uint64_t va, const struct pm_region *r, long nr, 
 			       uint64_t we)
 {
 	static uint64_t cats[3 * NPMD];
+	const long m = stress_region_cats(va, r, nr, n, we, cats);
 	uint64_t bad = 0;
 
-	if (we < va || (we - va) / ps > n) {
-		fprintf(stderr, "pm_scan: walk_end %#lx outside the range\n", (unsigned long)we);
+	if (m < 0)
 		return n + 1;
-	}
-	stress_region_cats(va, r, nr, n, cats);
-	n = (size_t)((we - va) / ps);
-	for (long k = 0; k < nr; k++)
-		bad += r[k].end > we;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < (size_t)m; i++) {
 		uint64_t off = va + i * ps - (uintptr_t)base, c = cats[i];
 		int slot = (int)(off / HUGE);
 		size_t idx = (off % HUGE) / ps;

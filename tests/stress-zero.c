@@ -133,17 +133,12 @@ static uint64_t scan_misplaced(uint64_t va, const struct pm_region *r, long nr, 
 			       uint64_t we, uint64_t *cert)
 {
 	static uint64_t cats[MAXPAGES];
+	const long m = stress_region_cats(va, r, nr, n, we, cats);
 	uint64_t bad = 0;
 
-	stress_region_cats(va, r, nr, n, cats);
-	if (we < va || (we - va) / ps > n) {
-		fprintf(stderr, "pm_scan: walk_end %#lx outside the range\n", (unsigned long)we);
+	if (m < 0)
 		return n + 1;
-	}
-	n = (size_t)((we - va) / ps);
-	for (long k = 0; k < nr; k++)
-		bad += r[k].end > we; /* reported past walk_end */
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < (size_t)m; i++) {
 		uint64_t a = va + i * ps;
 		bool p = cats[i] & PM_CAT_PRESENT, f = cats[i] & PM_CAT_FILE;
 
