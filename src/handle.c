@@ -188,12 +188,14 @@ static bool proc_is_ours(void)
  * as the caller does is trusted. */
 static int proc_number(const struct pm_handle *h, pid_t *n)
 {
-	if (h->pidfd >= 0)
-		return pidfd_pid(h->pidfd, n);
-	if (!proc_is_ours())
-		return -EXDEV;
-	*n = h->pid;
-	return 0;
+	/* a number the caller gave is that /proc's when it counts as the
+	 * caller does: one readlink, where the fdinfo takes four calls (the
+	 * pidfd still proves the number was not reused, open_once()) */
+	if ((h->caller_pid || h->pidfd < 0) && proc_is_ours()) {
+		*n = h->pid;
+		return 0;
+	}
+	return h->pidfd >= 0 ? pidfd_pid(h->pidfd, n) : -EXDEV;
 }
 
 static int open_at(int dirfd, const char *name, int *fd)
@@ -275,6 +277,7 @@ static int open_self(struct pm_handle *h)
 	int r;
 
 	h->pid = getpid();
+	h->caller_pid = true;
 	h->pidfd = open_pidfd(h->pid);
 	if (h->pidfd < -1)
 		return h->pidfd;
@@ -337,6 +340,7 @@ PM_EXPORT int pm_open(pid_t pid, const struct pm_open_opts *opts, struct pm_hand
 		return handle_done(h, open_self(h), out);
 	}
 	h->pid = pid;
+	h->caller_pid = true;
 	h->pidfd = open_pidfd(pid);
 	if (h->pidfd < -1)
 		return handle_done(h, h->pidfd, out);

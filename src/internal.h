@@ -94,6 +94,7 @@ PM_HIDDEN int pm__pidfd_open(pid_t pid);
 struct pm_handle {
 	pid_t pid;
 	bool self;
+	bool caller_pid; /* pid is a number in the caller's pid namespace */
 	uint64_t open_flags;
 	_Atomic uint64_t fork_gen; /* self handles: pm__fork_gen the fds were opened in */
 	pthread_mutex_t lock;      /* serialises re-opening after fork */
