@@ -17,7 +17,7 @@
  * the kernel did not take stay in it.
  *
  * Groups of consecutive reads on one handle are opened and closed by the
- * code the sync backend uses (pm__batch_begin, pm__batch_end): where the
+ * code the sync backend uses (pm__batch_begin, _close, _settle): where the
  * guard is active, a token is taken before the group is planned and after
  * the whole batch completes; if it moved, each of its reads is certified
  * again piece by piece on its own (pm_read's certifying passes).
@@ -300,8 +300,12 @@ int pm__batch_uring(struct pm_batch *b, struct pm__bstate *st, bool *lost)
 		else
 			io_uring_unregister_files(ring);
 	}
+	/* every group closes after the last completion: one THP event sum
+	 * after all the closing tokens settles them all */
 	for (size_t i = 0; !r && i < ng; i++)
-		pm__batch_end(b, st, &g[i]);
+		pm__batch_close(b, st, &g[i]);
+	if (!r)
+		pm__batch_settle(b, st, g, ng);
 	free(g);
 	free(files);
 	free(p.c);

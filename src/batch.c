@@ -7,6 +7,12 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* The sync backend's windows of groups closed by one THP event sum
+ * (pm__batch_settle): from one group, doubling while the sum holds. */
+#define WINDOW_MIN 250000u   /* ns */
+#define WINDOW_MAX 8000000u  /* ns */
 
 PM_EXPORT int pm_batch_new(const struct pm_batch_opts *opts, struct pm_batch **out)
 {
@@ -55,6 +61,14 @@ PM_EXPORT int pm_batch_add_read(struct pm_batch *b, struct pm_handle *h, uint64_
 	return 0;
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 void pm__batch_begin(struct pm_batch *b, struct pm__bstate *st, size_t i, struct pm__bgroup *g)
 {
 	struct pm_handle *h = b->r[i].h;
@@ -97,10 +111,10 @@ void pm__batch_begin(struct pm_batch *b, struct pm__bstate *st, size_t i, struct
 	 * be read again for each group: the sum only grows, so a sum read
 	 * earlier, before any read of this group, opens a wider bracket,
 	 * which a split during the reads still moves. The last sum read:
-	 * on the sync backend the previous group's closing token, read after
-	 * that group's reads and before this one's; on io_uring the previous
+	 * on the sync backend the last settle's (pm__batch_settle), after
+	 * earlier groups' reads and before this one's; on io_uring the first
 	 * group's opening token, as every group opens before any read is
-	 * issued. Closing tokens read it afresh, after the reads. Not across
+	 * issued. Settling reads it afresh, after the reads. Not across
 	 * runs: a bracket that wide would trip on the machine's THP use.
 	 */
 	if (b->have_thp) {
@@ -108,6 +122,7 @@ void pm__batch_begin(struct pm_batch *b, struct pm__bstate *st, size_t i, struct
 		g->before.v[5] = b->thp;
 	} else {
 		g->have_token = !pm__token(h, &g->before);
+		b->thp_ns = now_ns();
 	}
 	if (g->have_token) {
 		b->have_thp = true;
@@ -115,22 +130,22 @@ void pm__batch_begin(struct pm_batch *b, struct pm__bstate *st, size_t i, struct
 	}
 }
 
-void pm__batch_end(struct pm_batch *b, struct pm__bstate *st, const struct pm__bgroup *g)
+void pm__batch_close(struct pm_batch *b, struct pm__bstate *st, struct pm__bgroup *g)
 {
 	struct pm_handle *h = b->r[g->i].h;
-	struct pm__token after;
-	bool took = g->have_token && !pm__token_after(h, &after);
-	bool cert = took && pm__token_certifies(&g->before, &after);
 
-	if (took) {
-		b->have_thp = true;
-		b->thp = after.v[5];
-	}
+	g->took = g->have_token && !pm__token_after_own(h, &g->after);
 	/* 1: the stat text was not one we know (faked counters) */
-	if (took && after.ident != 1) {
+	if (g->took && g->after.ident != 1) {
 		st[g->i].ident_fresh = true;
-		st[g->i].ident = after.ident;
+		st[g->i].ident = g->after.ident;
 	}
+}
+
+/* A closed group's reads: certified, or each read again, certifying. */
+static void group_done(struct pm_batch *b, struct pm__bstate *st, const struct pm__bgroup *g,
+		       bool cert)
+{
 	for (size_t k = g->i; k < g->j; k++) {
 		struct pm__bread *r = &b->r[k];
 		struct pm__bstate *s = &st[k];
@@ -154,6 +169,55 @@ void pm__batch_end(struct pm_batch *b, struct pm__bstate *st, const struct pm__b
 		else
 			s->info.kernel_reads += first;
 	}
+}
+
+/*
+ * The THP event sum that closes groups [0, n): read once, after all of
+ * their reads, where each group's closing token read it before (13 us of
+ * a token's 23 on the development machine: issue 10's "per pass, not per
+ * read"). A group opened with a sum read before its reads, so one read
+ * after the last group's reads brackets every group's; a split during
+ * any of them moves it, and then none of them is certified by it: each
+ * is read again, certifying. The sync backend closes groups in windows
+ * of b->window_ns (pm__batch_settle_due), narrowed to one group after a
+ * window that moved, as THP use elsewhere on the machine moves the sum
+ * too, and widened again while they hold.
+ */
+void pm__batch_settle(struct pm_batch *b, struct pm__bstate *st, struct pm__bgroup *g, size_t n)
+{
+	bool any = false, have = false, moved = false;
+	uint64_t thp = 0;
+
+	for (size_t i = 0; i < n && !any; i++)
+		any = g[i].took;
+	if (any && !pm__token_thp(&thp)) {
+		have = true;
+		b->have_thp = true;
+		b->thp = thp;
+		b->thp_ns = now_ns();
+	}
+	for (size_t i = 0; i < n; i++) {
+		bool cert = false;
+
+		if (g[i].took && have) {
+			g[i].after.v[5] = thp;
+			cert = pm__token_certifies(&g[i].before, &g[i].after);
+			moved |= g[i].before.v[5] != thp;
+		}
+		group_done(b, st, &g[i], cert);
+	}
+	if (moved)
+		b->window_ns = 0;
+	else if (have)
+		b->window_ns = b->window_ns ? (b->window_ns < WINDOW_MAX / 2 ? 2 * b->window_ns
+									 : WINDOW_MAX)
+					    : WINDOW_MIN;
+}
+
+bool pm__batch_settle_due(const struct pm_batch *b, size_t pending)
+{
+	return pending == PM__BATCH_PENDING || !b->have_thp ||
+	       now_ns() - b->thp_ns >= b->window_ns;
 }
 
 int pm__batch_chunks(uint64_t va, uint64_t *dst, size_t n,
@@ -196,9 +260,12 @@ static int sync_span(void *arg, uint64_t va, uint64_t *dst, size_t n)
 /* Group by group; with PM_READ_F_STOP one stop of the target per group. */
 static void run_sync(struct pm_batch *b, struct pm__bstate *st)
 {
+	struct pm__bgroup pend[PM__BATCH_PENDING];
+	size_t np = 0;
+
 	for (size_t i = 0, j; i < b->n; i = j) {
 		struct pm__stop *st_stop = NULL;
-		struct pm__bgroup g;
+		struct pm__bgroup *g = &pend[np];
 		int e = 0;
 
 		if (b->read_flags & PM_READ_F_STOP)
@@ -208,8 +275,8 @@ static void run_sync(struct pm_batch *b, struct pm__bstate *st)
 				st[j] = (struct pm__bstate){ .res = e };
 			continue;
 		}
-		pm__batch_begin(b, st, i, &g);
-		j = g.j;
+		pm__batch_begin(b, st, i, g);
+		j = g->j;
 		for (size_t k = i; k < j; k++) {
 			struct pm__bread *r = &b->r[k];
 			struct sync_read sr = { r->h, &st[k] };
@@ -218,9 +285,16 @@ static void run_sync(struct pm_batch *b, struct pm__bstate *st)
 				st[k].res = pm__read_plan(r->h, r->start, r->end, r->entries,
 							  sync_span, &sr);
 		}
-		pm__batch_end(b, st, &g);
+		pm__batch_close(b, st, &pend[np++]);
+		/* a stopped target's group is settled while it is stopped,
+		 * where a read again is the likelier to certify */
+		if (st_stop || pm__batch_settle_due(b, np)) {
+			pm__batch_settle(b, st, pend, np);
+			np = 0;
+		}
 		pm__stop_end(st_stop);
 	}
+	pm__batch_settle(b, st, pend, np);
 }
 
 static int by_handle(const void *a, const void *b)
@@ -240,7 +314,7 @@ static int by_handle(const void *a, const void *b)
  * read after all of them on either backend (sync runs the groups in
  * order; io_uring closes every group after the last completion), so its
  * stat text answers the check where it was read; a read done again
- * after that token checked the handle itself (pm__batch_end). @heads:
+ * after that token checked the handle itself (pm__batch_settle). @heads:
  * room for a pointer per read. */
 static void finish(struct pm_batch *b, struct pm__bstate *st, struct pm__bread **heads)
 {

@@ -30,9 +30,12 @@ struct pm__bstate {
  * where the guard is wanted. */
 struct pm__bgroup {
 	size_t i, j;
-	bool have_token;
-	struct pm__token before;
+	bool have_token, took;        /* opening token; closing token's own part */
+	struct pm__token before, after;
 };
+
+/* Closed groups the sync backend keeps for one THP event sum at most. */
+#define PM__BATCH_PENDING 64
 
 struct pm_batch {
 	uint64_t backend;   /* asked for */
@@ -41,7 +44,8 @@ struct pm_batch {
 	uint64_t read_flags, max_retries;
 	/* the last THP event sum a token of this run read (pm__batch_begin) */
 	bool have_thp;
-	uint64_t thp;
+	uint64_t thp, thp_ns; /* and when (CLOCK_MONOTONIC) */
+	uint64_t window_ns;   /* pm__batch_settle_due(), kept across runs */
 	struct pm__bread *r;
 	size_t n, cap;
 };
@@ -52,12 +56,17 @@ struct pm_batch {
  * g->i and g->j. */
 PM_HIDDEN void pm__batch_begin(struct pm_batch *b, struct pm__bstate *st, size_t i,
 			       struct pm__bgroup *g);
-/* Close a group whose reads were all answered: certify them with the
- * token after, or read each again, certifying, as pm_read does (each such
- * read checks the handle itself); the token's identity answer goes to
- * the group's first read. */
-PM_HIDDEN void pm__batch_end(struct pm_batch *b, struct pm__bstate *st,
-			     const struct pm__bgroup *g);
+/* Close a group whose reads were all answered: the target's part of the
+ * token after them; its identity answer goes to the group's first read. */
+PM_HIDDEN void pm__batch_close(struct pm_batch *b, struct pm__bstate *st, struct pm__bgroup *g);
+/* Settle closed groups [0, n): one THP event sum read after all their
+ * reads completes their closing tokens; each group is certified by its
+ * token pair, or each of its reads is read again, certifying, as pm_read
+ * does (each such read checks the handle itself). */
+PM_HIDDEN void pm__batch_settle(struct pm_batch *b, struct pm__bstate *st, struct pm__bgroup *g,
+				size_t n);
+/* Whether the sync backend settles its @pending closed groups now. */
+PM_HIDDEN bool pm__batch_settle_due(const struct pm_batch *b, size_t pending);
 /* The kernel reads of a span that a batch read asks for: chunks of at
  * most PM__BATCH_CHUNK bytes of entries, the same on both backends (so
  * that io_uring's workers can share a large span, and kernel_reads is

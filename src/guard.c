@@ -231,7 +231,7 @@ int pm__token_own(struct pm_handle *h, struct pm__token *t)
 }
 
 /* The system-wide part: the sum of /proc/vmstat's thp_* events. */
-static int thp_events(uint64_t *sum)
+int pm__token_thp(uint64_t *sum)
 {
 	char buf[16384]; /* /proc/vmstat is ~5 KiB, its thp_ lines near the end */
 	const char *p;
@@ -257,7 +257,7 @@ int pm__token(struct pm_handle *h, struct pm__token *t)
 {
 	int r = pm__token_own(h, t);
 
-	return r ? r : thp_events(&t->v[5]);
+	return r ? r : pm__token_thp(&t->v[5]);
 }
 
 /*
@@ -352,19 +352,30 @@ static bool threads_asleep(struct pm_handle *h)
  */
 #define ASLEEP_MAX_THREADS 64
 
-int pm__token_after(struct pm_handle *h, struct pm__token *t)
+static int token_after(struct pm_handle *h, struct pm__token *t,
+		       int (*take)(struct pm_handle *, struct pm__token *))
 {
 	int r;
 
 	if (!h->self) {
-		r = pm__token(h, t);
+		r = take(h, t);
 		if (r || t->asleep)
 			return r;
 		if (t->threads > 1 && t->threads <= ASLEEP_MAX_THREADS && threads_asleep(h))
-			return pm__token(h, t);
+			return take(h, t);
 	}
 	r = settle(h);
-	return r ? r : pm__token(h, t);
+	return r ? r : take(h, t);
+}
+
+int pm__token_after(struct pm_handle *h, struct pm__token *t)
+{
+	return token_after(h, t, pm__token);
+}
+
+int pm__token_after_own(struct pm_handle *h, struct pm__token *t)
+{
+	return token_after(h, t, pm__token_own);
 }
 
 static bool token_eq(const struct pm__token *a, const struct pm__token *b)

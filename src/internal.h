@@ -278,6 +278,11 @@ PM_HIDDEN int pm__token_own(struct pm_handle *h, struct pm__token *t);
  * change that was in flight during them is counted (see guard.c). 0, 1
  * when that cannot be waited for (the bracket is not certified), -errno. */
 PM_HIDDEN int pm__token_after(struct pm_handle *h, struct pm__token *t);
+/* The same without v[5] (left 0): a batch reads that once for many
+ * closing tokens (pm__batch_settle). */
+PM_HIDDEN int pm__token_after_own(struct pm_handle *h, struct pm__token *t);
+/* The system-wide part, v[5]: the sum of /proc/vmstat's thp_* events. */
+PM_HIDDEN int pm__token_thp(uint64_t *sum);
 /* From a /proc/PID[/task/TID]/stat fd: minflt + majflt, and (optional)
  * the start time. */
 PM_HIDDEN int pm__stat_fields(int stat_fd, uint64_t *faults, uint64_t *start_time);

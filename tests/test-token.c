@@ -245,6 +245,130 @@ static bool huge_zero_zap_seen(void)
 	return ok;
 }
 
+/* ---- a batch's groups closed by one THP event sum (pm__batch_settle) ---- */
+
+#define GROUPS 16
+#define BPAGES 16
+
+static struct pm__sysops real_sys;
+static int hook_fds[2] = { -1, -1 }, hook_reads, hook_at;
+static char *hook_thp;
+
+/* A THP of this process, PMD-mapped: an aligned MADV_HUGEPAGE slot,
+ * written; NULL without memory. Plain calls: it runs before the suite. */
+static char *own_thp(void)
+{
+	char *r = mmap(NULL, 2 * HUGE_SZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *slot = (char *)(((uintptr_t)r + HUGE_SZ - 1) & ~(HUGE_SZ - 1));
+
+	if (r == MAP_FAILED)
+		return NULL;
+	madvise(slot, HUGE_SZ, MADV_HUGEPAGE);
+	memset(slot, 1, HUGE_SZ);
+	return slot;
+}
+
+static uint64_t thp_split_pmd(void)
+{
+	static char text[1 << 16];
+	int fd = open("/proc/vmstat", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, text, sizeof(text) - 1);
+	unsigned long long v = 0;
+	const char *p;
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return 0;
+	text[n] = '\0';
+	p = strstr(text, "\nthp_split_pmd ");
+	if (p)
+		sscanf(p + 15, "%llu", &v);
+	return v;
+}
+
+/* Whether an mprotect of one page of a THP splits its PMD here, as
+ * thp_split_pmd counts it. */
+static bool thp_split_seen(void)
+{
+	char *slot = own_thp();
+	uint64_t before = thp_split_pmd();
+	bool seen = slot && !mprotect(slot + ps, ps, PROT_READ) && thp_split_pmd() > before;
+
+	if (slot)
+		munmap(slot, HUGE_SZ);
+	return seen;
+}
+
+/* The hook_at-th pagemap read of the hooked handles first splits a THP
+ * of this process: a PMD split (system-wide, not the target's) during
+ * that read's group. */
+static ssize_t split_pread(int fd, void *buf, size_t n, off_t off)
+{
+	if ((fd == hook_fds[0] || fd == hook_fds[1]) && ++hook_reads == hook_at)
+		ck_assert_int_eq(mprotect(hook_thp + ps, ps, PROT_READ), 0);
+	return real_sys.pread(fd, buf, n, off);
+}
+
+/* A sync batch closes its groups in windows with one THP event sum read
+ * after all of them: a split during one group's read must leave that
+ * group uncertified by its tokens (read again, certifying), even where
+ * later groups' closing tokens came between the split and the sum. */
+START_TEST(batch_split_in_a_group_reads_it_again)
+{
+	static uint64_t buf[GROUPS][BPAGES];
+	PM_OPTS(pm_batch_opts, bo, .backend = PM_BACKEND_SYNC, .read_flags = PM_READ_F_SNAPSHOT);
+	struct pm_read_info info[GROUPS];
+	struct pm_handle *h[2];
+	struct pm_batch *b;
+	struct child c;
+	long res[GROUPS];
+	uint64_t va, s0;
+
+	child_start(&c, build, NULL);
+	va = c.shared[0];
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h[0]), 0);
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h[1]), 0);
+	ck_assert_int_eq(pm_batch_new(&bo, &b), 0);
+	hook_thp = own_thp();
+	ck_assert_ptr_nonnull(hook_thp);
+	for (int run = 0; run < 2; run++) {
+		/* alternate handles: every read a group of its own */
+		for (int i = 0; i < GROUPS; i++) {
+			info[i] = (struct pm_read_info){ .size = sizeof(info[i]) };
+			ck_assert_int_eq(pm_batch_add_read(b, h[i % 2], va, va + BPAGES * ps,
+							   buf[i], &info[i], &res[i]), 0);
+		}
+		if (run == 1) {
+			/* the first run widened the window past one group */
+			hook_fds[0] = h[0]->pagemap_fd;
+			hook_fds[1] = h[1]->pagemap_fd;
+			hook_at = 3;
+			real_sys = pm__sys;
+			pm__sys.pread = split_pread;
+		}
+		s0 = thp_split_pmd();
+		ck_assert_int_eq(pm_batch_run(b), 0);
+		pm__sys = run ? real_sys : pm__sys;
+		for (int i = 0; i < GROUPS; i++) {
+			ck_assert_int_eq(res[i], BPAGES);
+			ck_assert(info[i].flags & PM_READ_INFO_GUARDED);
+		}
+		if (!run) {
+			ck_assert_uint_eq(info[2].kernel_reads, 1);
+			continue;
+		}
+		ck_assert_msg(thp_split_pmd() > s0, "no PMD was split during the batch");
+		ck_assert_msg(info[2].kernel_reads > 1,
+			      "a group read during a PMD split was certified by its tokens");
+	}
+	pm_batch_free(b);
+	pm_close(h[0]);
+	pm_close(h[1]);
+	child_stop(&c);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("token");
@@ -256,6 +380,8 @@ int main(void)
 	add_test_if(t, token_reads_past_a_long_groups_line, geteuid() == 0,
 		    "setting 3,000 supplementary groups needs root");
 	/* the VM kernels must map it: there a miss fails rather than skips */
+	add_test_if(t, batch_split_in_a_group_reads_it_again, kline() || thp_split_seen(),
+		    "no PMD split can be made here (THP off or no PMD-size THP)");
 	add_test_if(t, huge_zero_zap_moves_the_token, kline() || huge_zero_zap_seen(),
 		    "no huge zero page is mapped here (THP, zero page or use_zero_page off)");
 	suite_add_tcase(s, t);
