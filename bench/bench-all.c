@@ -10,6 +10,11 @@
  *   dump     pm-dump --all --json (Rss, Swap)
  *   dump-pss pm-dump --all --json --pss (Pss, Uss too)
  *   opens    pm_open + pm_close per process (what the handle costs alone)
+ *   dump, dump-pss with the consistency guard the other way: forced on
+ *            (LIBPAGEMAP_ASSUME_RETRY_FIX=0) on a kernel with the retry fix,
+ *            off (=1) on one without; issue 10's "pm-dump --all <= 1.15x"
+ * Without PAGEMAP_SCAN (benchmark all-6.1: the 6.1 VM, where the guard
+ * matters) the raw pass and its row are left out.
  * Usage: bench-all PM_DUMP [old] ("old": a pm-dump whose --all has Pss
  * without --pss, to measure the code before it).
  */
@@ -186,8 +191,9 @@ static int pass_rollup(void)
 	return 0;
 }
 
-/* Run argv with stdout to /dev/null: seconds. */
-static double timed(char *const argv[])
+/* Run argv with stdout to /dev/null, LIBPAGEMAP_ASSUME_RETRY_FIX=@fix
+ * unless NULL: seconds. */
+static double timed(char *const argv[], const char *fix)
 {
 	double t = now();
 	int st;
@@ -196,6 +202,8 @@ static double timed(char *const argv[])
 	if (pid == 0) {
 		int nul = open("/dev/null", O_WRONLY | O_CLOEXEC);
 
+		if (fix)
+			setenv("LIBPAGEMAP_ASSUME_RETRY_FIX", fix, 1);
 		dup2(nul, 1);
 		execv(argv[0], argv);
 		_exit(127);
@@ -213,18 +221,19 @@ static void row(const char *what, double ratio, double floor)
 	       ratio <= floor ? "PASS" : "FAIL");
 }
 
-enum { RAW, ROLLUP, DUMP, DUMP_PSS, OPENS, NM };
+enum { RAW, ROLLUP, DUMP, DUMP_PSS, OPENS, DUMP_G, DUMP_PSS_G, NM };
 
 int main(int argc, char **argv)
 {
-	static const char *const names[NM] = { "raw open + PAGEMAP_SCAN", "smaps_rollup",
+	static const char *names[NM] = { "raw open + PAGEMAP_SCAN", "smaps_rollup",
 					       "pm-dump --all", "pm-dump --all --pss",
-					       "pm_open + pm_close" };
+					       "pm_open + pm_close", NULL, NULL };
 	char self[4096];
 	double t[NM][REPS], med[NM];
 	pid_t kids[NCHILD];
 	uint64_t seed = 3;
-	bool old;
+	bool old, scan, fix;
+	const char *names_g[2];
 	int *all = NULL;
 	size_t nproc;
 	ssize_t sl;
@@ -240,10 +249,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: bench-all PM_DUMP [old]\n");
 		return 2;
 	}
-	if (pm_has_feature(PM_FEAT_PAGEMAP_SCAN) != 1) {
-		printf("SKIP: no PAGEMAP_SCAN on this kernel\n");
-		return 0;
-	}
+	scan = pm_has_feature(PM_FEAT_PAGEMAP_SCAN) == 1;
+	fix = pm_has_feature(PM_FEAT_WALK_RETRY_FIX) == 1;
+	names_g[0] = fix ? "pm-dump --all, guard on" : "pm-dump --all, guard off";
+	names_g[1] = fix ? "pm-dump --all --pss, guard on" : "pm-dump --all --pss, guard off";
 	old = argc > 2 && !strcmp(argv[2], "old");
 	sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (sl <= 0)
@@ -276,30 +285,49 @@ int main(int argc, char **argv)
 		char *opens[] = { self, "--opens", NULL };
 		char *dump[] = { argv[1], "--all", "--json", NULL };
 		char *dpss[] = { argv[1], "--all", "--json", "--pss", NULL };
-		char **cmd[NM] = { raw, roll, dump, old ? dump : dpss, opens };
+		char **cmd[NM] = { raw, roll, dump, old ? dump : dpss, opens, dump, dpss };
 
 		for (int r = 0; r < REPS; r++) {
 			int order[NM];
 
 			bench_order(order, NM, &seed);
-			for (int k = 0; k < NM; k++)
-				t[order[k]][r] = timed(cmd[order[k]]);
+			for (int k = 0; k < NM; k++) {
+				const int m = order[k];
+
+				if (m == RAW && !scan)
+					continue;
+				t[m][r] = timed(cmd[m], m < DUMP_G ? NULL : fix ? "0" : "1");
+			}
 		}
 	}
+	names[DUMP_G] = names_g[0];
+	names[DUMP_PSS_G] = names_g[1];
 	for (int k = 0; k < NM; k++)
-		med[k] = median(t[k], REPS);
+		med[k] = scan || k != RAW ? median(t[k], REPS) : 0;
 	printf("# %zu processes (%d spawned here), each method a process of its own, medians of "
 	       "%d, shuffled (pm-dump %s%s)\n", nproc, NCHILD, REPS, argv[1],
 	       old ? ", whose --all has Pss already" : "");
 	for (int k = 0; k < NM; k++)
-		printf("  %-26s %8.2f ms  %.2fx smaps_rollup\n", names[k], med[k] * 1e3,
-		       med[k] / med[ROLLUP]);
+		if (scan || k != RAW)
+			printf("  %-30s %8.2f ms  %.2fx smaps_rollup\n", names[k], med[k] * 1e3,
+			       med[k] / med[ROLLUP]);
 	{
+		/* guard on over guard off, whichever is this kernel's default */
+		const double on = fix ? med[DUMP_G] : med[DUMP], off = fix ? med[DUMP] : med[DUMP_G];
+		const double pon = fix ? med[DUMP_PSS_G] : med[DUMP_PSS];
+		const double poff = fix ? med[DUMP_PSS] : med[DUMP_PSS_G];
 		char what[160];
 
-		snprintf(what, sizeof(what), "pm-dump --all, %zu processes, vs raw open + one "
-			 "PAGEMAP_SCAN per process", nproc);
-		row(what, med[DUMP] / med[RAW], 1.10);
+		if (scan) {
+			snprintf(what, sizeof(what), "pm-dump --all, %zu processes, vs raw open + "
+				 "one PAGEMAP_SCAN per process", nproc);
+			row(what, med[DUMP] / med[RAW], 1.10);
+		}
+		snprintf(what, sizeof(what), "pm-dump --all, %zu processes, guard on vs off", nproc);
+		row(what, on / off, 1.15);
+		snprintf(what, sizeof(what), "pm-dump --all --pss, %zu processes, guard on vs off",
+			 nproc);
+		row(what, pon / poff, 1.15);
 		snprintf(what, sizeof(what), "pm-dump --all%s with Pss, %zu processes, vs every "
 			 "smaps_rollup", old ? "" : " --pss", nproc);
 		row(what, med[DUMP_PSS] / med[ROLLUP], 2.0);
