@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static ssize_t (*real_pread)(int, void *, size_t, off_t);
@@ -37,6 +38,11 @@ static uint64_t vmstat_reads, pagemap_reads, split_at;
  * PMD moves it */
 static off_t move_from;
 static uint64_t moves;
+/* after the first read of gain_fd, the target gain_pid gains a page at
+ * gain_va (written into it by this process) */
+static int gain_fd = -1;
+static pid_t gain_pid;
+static uint64_t gain_va;
 
 enum { M_EINTR = 1, M_SHORT, M_EOF, M_EIO, M_FLIP_ONCE, M_FLIP_ALWAYS };
 
@@ -97,6 +103,13 @@ static ssize_t fake_pread(int fd, void *buf, size_t n, off_t off)
 		moves += move_from >= 0 && off + (off_t)n > move_from;
 	}
 	r = real_pread(fd, buf, n, off);
+	if (fd == gain_fd && gain_fd >= 0) {
+		char one = 1;
+		struct iovec l = { &one, 1 }, t = { (void *)(uintptr_t)gain_va, 1 };
+
+		gain_fd = -1;
+		ck_assert_int_eq(process_vm_writev(gain_pid, &l, 1, &t, 1, 0), 1);
+	}
 	if (guarded_h && r > 0 && off == 0 && !strncmp(buf, "nr_free_pages", 13)) {
 		vmstat_reads++;
 		return fake_file(buf, n, "nr_free_pages 1\nthp_split_pmd %d\n",
@@ -152,6 +165,7 @@ static void setup(void)
 	vmstat_reads = pagemap_reads = split_at = 0;
 	move_from = -1;
 	moves = 0;
+	gain_fd = -1;
 }
 
 static void teardown(void)
@@ -755,6 +769,48 @@ START_TEST(batch_groups_share_vmstat)
 }
 END_TEST
 
+/* 16 pages, the first 15 written (a 16th left for the test to write). */
+static void build_gain(void *arg, uint64_t *sh)
+{
+	char *p = xmap(NULL, 16 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+
+	(void)arg;
+	madvise(p, 16 * ps, MADV_NOHUGEPAGE);
+	memset(p, 1, 15 * ps);
+	sh[0] = (uintptr_t)p;
+}
+
+/* pm_usage of another process with the guard on takes one token pair
+ * around its whole count. A page the target gains during the count (after
+ * its first pagemap read) moves that pair: the count is taken back and
+ * made again, and it has the page. Real tokens of a real child. */
+START_TEST(usage_bracket_trip_counts_again)
+{
+	PM_OPTS(pm_usage_opts, uo, .fields = PM_USAGE_RSS | PM_USAGE_USS,
+		.read_flags = PM_READ_F_SNAPSHOT);
+	struct pm_usage u = { .size = sizeof(u) };
+	struct pm_handle *h;
+	struct child c;
+	uint64_t va;
+
+	child_start(&c, build_gain, NULL);
+	va = c.shared[0];
+	ck_assert_int_eq(pm_open(c.pid, NULL, &h), 0);
+	ck_assert_int_eq(pm_usage(h, va, va + 16 * ps, &uo, &u), 0);
+	ck_assert_uint_eq(u.rss, 15 * ps);
+	gain_pid = c.pid;
+	gain_va = va + 15 * ps;
+	gain_fd = h->pagemap_fd;
+	ck_assert_int_eq(pm_usage(h, va, va + 16 * ps, &uo, &u), 0);
+	ck_assert_int_eq(gain_fd, -1); /* the page came during the count */
+	ck_assert_uint_eq(u.rss, 16 * ps);
+	if (u.valid & PM_USAGE_USS)
+		ck_assert_uint_eq(u.uss, 16 * ps);
+	pm_close(h);
+	child_stop(&c);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("fault");
@@ -775,6 +831,7 @@ int main(void)
 	tcase_add_test(t, guard_budget_exhausted);
 	tcase_add_test(t, batch_uring_refused_runs_sync);
 	tcase_add_test(t, batch_groups_share_vmstat);
+	tcase_add_test(t, usage_bracket_trip_counts_again);
 	/* 6.1 only: with the retry fix (6.12) reads are not guarded, so there
 	 * is no uncertified read to distrust */
 	/* where reads are guarded without being asked: the emulated scan has
