@@ -158,12 +158,19 @@ void pm__usage_add_shared(struct pm__usage_acc *a, uint64_t ps, int priv)
  * tell an anonymous page that is not a zero page or hugetlb without
  * them; file pages need them for shmem against page cache, when asked
  * (Pss itself takes the mapcount alone, Uss and Shared the mapcount and
- * the exclusive bit, see private_page()). */
+ * the exclusive bit, see private_page()). Without PAGEMAP_SCAN an
+ * anonymous VMA's page the entry calls exclusive and not file is an
+ * anonymous page in Rss too: a zero page (4K or huge) is never exclusive
+ * (no mapcount of its own: the 4K one has no struct page for pagemap, the
+ * huge one is not anonymous), and hugetlb VMAs have a file. That is most
+ * of a process: pm-dump --all in the 6.1 VM read the flags of every
+ * present page. */
 bool pm__usage_need_flags(const struct pm__uctx *c, uint64_t e, uint64_t cat,
 			  const struct pm__uvma *v)
 {
-	return !c->scan || ((e & PM_ENTRY_FILE) && (c->want & PSS_SPLIT)) ||
-	       ((cat & PM_CAT_HUGE) && !v->anon);
+	if (!c->scan)
+		return !(v->anon && pm__usage_once(e));
+	return ((e & PM_ENTRY_FILE) && (c->want & PSS_SPLIT)) || ((cat & PM_CAT_HUGE) && !v->anon);
 }
 
 /*
@@ -196,8 +203,8 @@ int pm__usage_page_kp(struct pm__uctx *c, size_t i, struct pm__usage_acc *a)
 
 	if (c->flags[i] == PM__NOT_READ) {
 		/* as pm__usage_need_flags() decided: anonymous (a zero page is not
-		 * here: PAGEMAP_SCAN counted it), or a page-cache or shmem
-		 * page where nobody asked which */
+		 * here: PAGEMAP_SCAN counted it, or the entry said exclusive),
+		 * or a page-cache or shmem page where nobody asked which */
 		ff = e & PM_ENTRY_FILE ? 0 : F(ANON);
 		if (e & PM_ENTRY_FILE)
 			a->unknown |= PSS_SPLIT;
@@ -260,6 +267,8 @@ void pm__usage_page_scan(struct pm__uctx *c, size_t i, const struct pm__uvma *v)
  * does not tell them. */
 int pm__usage_kp_records(struct pm__uctx *c, size_t n)
 {
+	/* Rss alone (pm-dump --all) needs no mapcount */
+	const bool counts = c->want & (PM__NEED_KPAGE | PM_USAGE_USS | PM_USAGE_SHARED);
 	int r;
 
 	for (size_t i = 0; i < n; i++)
@@ -267,7 +276,7 @@ int pm__usage_kp_records(struct pm__uctx *c, size_t n)
 	memcpy(c->count, c->idx, n * sizeof(*c->count));
 	r = kp_sparse(c, 0, c->count, n, c->flags);
 	for (size_t i = 0; i < n && !r; i++) {
-		c->cpfn[i] = mapped_once(c, i) ? 0 : c->pfn[i];
+		c->cpfn[i] = counts && !mapped_once(c, i) ? c->pfn[i] : 0;
 		c->count[i] = 1;
 	}
 	return r ? r : kp_sparse(c, 1, c->cpfn, n, c->count);
