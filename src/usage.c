@@ -62,6 +62,7 @@ static int vma_at(struct pm__uctx *c, uint64_t va, struct pm__uvma *v)
 	v->end = m.end;
 	v->anon = !m.inode;
 	v->pfnmap = !strncmp(m.name, "[vvar", 5);
+	v->hugetlb = -1;
 	return 1;
 }
 
@@ -78,12 +79,33 @@ static bool absent_page(struct pm__usage_acc *a, uint64_t e, uint64_t ps)
 	return true;
 }
 
+#define PROBE_NONE SIZE_MAX       /* the page's own flags decide */
+#define PROBE_NO (SIZE_MAX - 1)   /* a page-cache page: no flags needed */
+#define PROBE_HUGE (SIZE_MAX - 2) /* a hugetlb page: no flags needed */
+
+/*
+ * Whether page i (present, file, in file VMA *v) is one whose flags tell
+ * only hugetlb from page cache: without PAGEMAP_SCAN, when no Pss split
+ * asks shmem from page cache. A VMA is hugetlb or not as a whole, so the
+ * flags of its first such page (the probe) tell the others: a library's
+ * scattered pages cost a kpageflags read each otherwise (pm-dump --all,
+ * Rss, on 6.1). A present file page has a struct page (no NOPAGE) and
+ * is not a zero page.
+ */
+static bool file_probe(const struct pm__uctx *c, uint64_t e, const struct pm__uvma *v)
+{
+	return !c->scan && !v->anon && (e & PM_ENTRY_FILE) &&
+	       !(c->want & (PM_USAGE_PSS_ANON | PM_USAGE_PSS_FILE | PM_USAGE_PSS_SHMEM));
+}
+
 /* Without PAGEMAP_SCAN, pages [a, b): one pagemap read, the physical
  * pages' records, then each page counted for the VMA it is in (*v moves
  * along). */
 static int chunk(struct pm__uctx *c, uint64_t a, uint64_t b, struct pm__uvma *v)
 {
 	const size_t n = (size_t)((b - a) / c->ps);
+	uint64_t probe_vma = UINT64_MAX; /* the VMA whose probe is in this chunk */
+	size_t probe = 0;
 	long got;
 	int r = 0;
 
@@ -102,6 +124,7 @@ static int chunk(struct pm__uctx *c, uint64_t a, uint64_t b, struct pm__uvma *v)
 				v->start = v->end = 0;
 		}
 		c->pv[i] = *v;
+		c->pv[i].probe = PROBE_NONE;
 		if (!v->end || va < v->start)
 			c->pv[i].a = NULL; /* not in a VMA: the kernel has no page there */
 		c->pfn[i] = 0;
@@ -110,6 +133,16 @@ static int chunk(struct pm__uctx *c, uint64_t a, uint64_t b, struct pm__uvma *v)
 			pm__usage_kp_decide(c, e);
 		if (c->kp && c->pv[i].a && pm_entry_present(e) && !v->pfnmap) {
 			c->pfn[i] = pm_entry_pfn(e);
+			if (file_probe(c, e, v) && (v->hugetlb >= 0 || probe_vma == v->start)) {
+				c->pv[i].probe = v->hugetlb > 0 ? PROBE_HUGE
+						 : v->hugetlb == 0 ? PROBE_NO
+								   : probe;
+				continue;
+			}
+			if (file_probe(c, e, v)) {
+				probe_vma = v->start;
+				probe = i;
+			}
 			/* kpageflags costs twice kpagecount: read where needed */
 			if (pm__usage_need_flags(c, e, c->cat[i], v))
 				c->flags[i] = 0;
@@ -120,6 +153,15 @@ static int chunk(struct pm__uctx *c, uint64_t a, uint64_t b, struct pm__uvma *v)
 		if (r)
 			return r;
 	}
+	/* the probes told: their VMAs' other pages are hugetlb or not */
+	for (size_t i = 0; i < n; i++) {
+		const size_t p = c->pv[i].probe;
+
+		if (p == PROBE_HUGE || (p < n && (c->flags[p] & (1ULL << PM_KPF_HUGE))))
+			c->flags[i] = 1ULL << PM_KPF_HUGE;
+	}
+	if (probe_vma == v->start)
+		v->hugetlb = !!(c->flags[probe] & (1ULL << PM_KPF_HUGE));
 	for (size_t i = 0; i < n && !r; i++) {
 		const uint64_t e = c->e[i];
 		const struct pm__uvma *pv = &c->pv[i];
@@ -301,7 +343,8 @@ static int window_count(struct pm__uctx *c, uint64_t w0, uint64_t w1, const stru
 
 	for (size_t k = 0; k < n && !r; k++) {
 		const uint64_t s = p[k].start > w0 ? p[k].start : w0, t = p[k].end < w1 ? p[k].end : w1;
-		const struct pm__uvma v = { p[k].start, p[k].end, p[k].anon, false, &c->acc[p[k].acc] };
+		const struct pm__uvma v = { p[k].start, p[k].end,    p[k].anon, false,
+					    &c->acc[p[k].acc], -1, PROBE_NONE };
 		struct pm__usage_acc *a = v.a;
 		uint64_t once = 0;
 

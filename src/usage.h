@@ -67,6 +67,10 @@ struct pm__uvma {
 	bool anon;           /* no file: only these hold anonymous PMD mappings */
 	bool pfnmap;         /* the vDSO data pages: smaps skips VM_PFNMAP */
 	struct pm__usage_acc *a;
+	/* without PAGEMAP_SCAN: whether the VMA is hugetlb (-1 not known
+	 * yet), as the flags of its first page-cache page tell (chunk()) */
+	int hugetlb;
+	size_t probe; /* per page: a chunk's page whose flags tell it, or PROBE_* */
 };
 
 /* One pm_usage or pm_usage_vmas call. */
