@@ -230,10 +230,31 @@ int pm__token_own(struct pm_handle *h, struct pm__token *t)
 	return status_counters(h, t);
 }
 
+/*
+ * The last THP event sum read and when its read began: an opening token
+ * takes it instead of reading /proc/vmstat (two thirds of a token's cost)
+ * while it is recent. The sum only grows, so any sum read before a
+ * bracket's reads opens a wider bracket, never a blind one; closing
+ * tokens always read it afresh. Recent only: a split anywhere on the
+ * machine in between moves the bracket, a likely trip with a stale sum.
+ * The two need not match: any stored sum was read before it is loaded.
+ */
+#define THP_REUSE_NS 1000000u
+static _Atomic uint64_t thp_last, thp_last_ns;
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* The system-wide part: the sum of /proc/vmstat's thp_* events. */
 int pm__token_thp(uint64_t *sum)
 {
 	char buf[16384]; /* /proc/vmstat is ~5 KiB, its thp_ lines near the end */
+	const uint64_t t0 = mono_ns();
 	const char *p;
 	int fd = vmstat(), r;
 
@@ -250,6 +271,8 @@ int pm__token_thp(uint64_t *sum)
 		skip_field(&p);
 		*sum += num(&p);
 	}
+	atomic_store(&thp_last, *sum);
+	atomic_store(&thp_last_ns, t0);
 	return 0;
 }
 
@@ -258,6 +281,20 @@ int pm__token(struct pm_handle *h, struct pm__token *t)
 	int r = pm__token_own(h, t);
 
 	return r ? r : pm__token_thp(&t->v[5]);
+}
+
+int pm__token_open(struct pm_handle *h, struct pm__token *t)
+{
+	const uint64_t at = atomic_load(&thp_last_ns);
+	int r = pm__token_own(h, t);
+
+	if (r)
+		return r;
+	if (at && mono_ns() - at < THP_REUSE_NS) {
+		t->v[5] = atomic_load(&thp_last);
+		return 0;
+	}
+	return pm__token_thp(&t->v[5]);
 }
 
 /*
@@ -587,7 +624,7 @@ int pm__guarded(struct pm__guard *g, struct pm_handle *h, uint64_t start, uint64
 	if (!g->active)
 		return pass(arg, start, end);
 	if (!g->tripped) {
-		r = pm__token(h, &before);
+		r = pm__token_open(h, &before);
 		if (r)
 			return r;
 		r = pass(arg, start, end);

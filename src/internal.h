@@ -272,6 +272,9 @@ PM_HIDDEN void pm__guard_fini(struct pm__guard *g);
 /* v[0] faults, v[1..3] size/resident/shared (kB, from status), v[4] VmPTE:
  * the target's own; v[5] the system-wide THP events. */
 PM_HIDDEN int pm__token(struct pm_handle *h, struct pm__token *t);
+/* A token that opens a bracket: v[5] may be a THP event sum read just
+ * before (within a millisecond) rather than now. */
+PM_HIDDEN int pm__token_open(struct pm_handle *h, struct pm__token *t);
 /* The target's part of a token, v[5] left 0. */
 PM_HIDDEN int pm__token_own(struct pm_handle *h, struct pm__token *t);
 /* The token that closes a bracket of reads: taken once every page-table

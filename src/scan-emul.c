@@ -521,7 +521,7 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 			pm__prefault(mem.cats, WINDOW);
 		}
 	}
-	if (!pm__guard_wanted(0) || pm__token(h, &before)) {
+	if (!pm__guard_wanted(0) || pm__token_open(h, &before)) {
 		r = emulate(h, start, end, q, o, 0, &mem);
 	} else {
 		r = emulate(h, start, end, q, o, PM__READ_UNGUARDED, &mem);

@@ -801,7 +801,7 @@ static int count_bracketed(struct pm__uctx *c, uint64_t start, uint64_t end, siz
 	struct pm__token before, after;
 	int r;
 
-	if (c->h->self || !pm__guard_wanted(flags) || pm__token(c->h, &before))
+	if (c->h->self || !pm__guard_wanted(flags) || pm__token_open(c->h, &before))
 		return count_checked(c, start, end);
 	c->ro.flags = flags | PM__READ_UNGUARDED | PM__READ_UNCHECKED;
 	r = count_pages(c, start, end);

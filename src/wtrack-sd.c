@@ -135,11 +135,8 @@ static int sd_token(struct pm_wtrack *wt, struct pm__token *t)
 	uint64_t mine[2], all;
 	int fd, r;
 
-	if (!wt->h->self) {
-		r = pm__token(wt->h, t);
-		t->v[5] = 0; /* system-wide THP events say nothing about this target */
-		return r;
-	}
+	if (!wt->h->self) /* system-wide THP events say nothing about this target */
+		return pm__token_own(wt->h, t);
 	memset(t, 0, sizeof(*t));
 	fd = open("/proc/thread-self/stat", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
