@@ -271,6 +271,8 @@ int pm__usage_kp_records(struct pm__uctx *c, size_t n)
 	const bool counts = c->want & (PM__NEED_KPAGE | PM_USAGE_USS | PM_USAGE_SHARED);
 	int r;
 
+	if (!n)
+		return 0; /* the arrays may not be there yet */
 	for (size_t i = 0; i < n; i++)
 		c->idx[i] = c->flags[i] == PM__NOT_READ ? 0 : c->pfn[i];
 	memcpy(c->count, c->idx, n * sizeof(*c->count));
