@@ -7,7 +7,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* The sync backend's windows of groups closed by one THP event sum
  * (pm__batch_settle): from one group, doubling while the sum holds. */
@@ -59,14 +58,6 @@ PM_EXPORT int pm_batch_add_read(struct pm_batch *b, struct pm_handle *h, uint64_
 	}
 	b->r[b->n++] = (struct pm__bread){ h, start, end, entries, info, result };
 	return 0;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 void pm__batch_begin(struct pm_batch *b, struct pm__bstate *st, size_t i, struct pm__bgroup *g)
@@ -122,7 +113,7 @@ void pm__batch_begin(struct pm_batch *b, struct pm__bstate *st, size_t i, struct
 		g->before.v[5] = b->thp;
 	} else {
 		g->have_token = !pm__token(h, &g->before);
-		b->thp_ns = now_ns();
+		b->thp_ns = pm__mono_ns();
 	}
 	if (g->have_token) {
 		b->have_thp = true;
@@ -194,7 +185,7 @@ void pm__batch_settle(struct pm_batch *b, struct pm__bstate *st, struct pm__bgro
 		have = true;
 		b->have_thp = true;
 		b->thp = thp;
-		b->thp_ns = now_ns();
+		b->thp_ns = pm__mono_ns();
 	}
 	for (size_t i = 0; i < n; i++) {
 		bool cert = false;
@@ -217,7 +208,7 @@ void pm__batch_settle(struct pm_batch *b, struct pm__bstate *st, struct pm__bgro
 bool pm__batch_settle_due(const struct pm_batch *b, size_t pending)
 {
 	return pending == PM__BATCH_PENDING || !b->have_thp ||
-	       now_ns() - b->thp_ns >= b->window_ns;
+	       pm__mono_ns() - b->thp_ns >= b->window_ns;
 }
 
 int pm__batch_chunks(uint64_t va, uint64_t *dst, size_t n,

@@ -242,19 +242,11 @@ int pm__token_own(struct pm_handle *h, struct pm__token *t)
 #define THP_REUSE_NS 1000000u
 static _Atomic uint64_t thp_last, thp_last_ns;
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* The system-wide part: the sum of /proc/vmstat's thp_* events. */
 int pm__token_thp(uint64_t *sum)
 {
 	char buf[16384]; /* /proc/vmstat is ~5 KiB, its thp_ lines near the end */
-	const uint64_t t0 = mono_ns();
+	const uint64_t t0 = pm__mono_ns();
 	const char *p;
 	int fd = vmstat(), r;
 
@@ -290,7 +282,7 @@ int pm__token_open(struct pm_handle *h, struct pm__token *t)
 
 	if (r)
 		return r;
-	if (at && mono_ns() - at < THP_REUSE_NS) {
+	if (at && pm__mono_ns() - at < THP_REUSE_NS) {
 		t->v[5] = atomic_load(&thp_last);
 		return 0;
 	}

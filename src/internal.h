@@ -52,6 +52,9 @@ struct pm__sysops {
 	int (*ioctl)(int fd, unsigned long req, void *arg);
 };
 PM_HIDDEN extern struct pm__sysops pm__sys;
+/* CLOCK_MONOTONIC in ns: the batch's settle windows, the guard's THP sum age,
+ * the soft-dirty tracker's timings. */
+PM_HIDDEN uint64_t pm__mono_ns(void);
 
 /* The value of the system call expression @call (-1 and errno on failure),
  * evaluated again while it fails with EINTR; a failure is -errno. The one

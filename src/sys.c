@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 static int sys_ioctl(int fd, unsigned long req, void *arg)
@@ -114,3 +115,11 @@ int pm__pidfd_open(pid_t pid)
 	return r < 0 ? -errno : (int)r;
 }
 
+
+uint64_t pm__mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}

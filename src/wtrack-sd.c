@@ -249,19 +249,11 @@ static size_t words(const struct pm_wtrack *wt)
 
 /* ---- stopping the target (PM_WT_F_STOP) ---- */
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Stop the target if the tracker was asked to (*st stays NULL if not). */
 static int hold(struct pm_wtrack *wt, struct pm__stop **st, uint64_t *t0)
 {
 	*st = NULL;
-	*t0 = now_ns();
+	*t0 = pm__mono_ns();
 	return wt->stop ? pm__stop_begin(wt->h, st) : 0;
 }
 
@@ -275,7 +267,7 @@ static int release(struct pm_wtrack *wt, struct pm__stop *st, uint64_t t0, int e
 	if (!st)
 		return err;
 	r = pm__stop_end(st);
-	ns = now_ns() - t0;
+	ns = pm__mono_ns() - t0;
 	wt->stats.stops++;
 	wt->stats.stop_ns_last = ns;
 	wt->stats.stop_ns_total += ns;
