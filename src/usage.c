@@ -132,14 +132,16 @@ static int chunk(struct pm__uctx *c, uint64_t a, uint64_t b, struct pm__uvma *v)
 		if (!c->kp_decided && c->pv[i].a && pm_entry_present(e))
 			pm__usage_kp_decide(c, e);
 		if (c->kp && c->pv[i].a && pm_entry_present(e) && !v->pfnmap) {
+			const bool told = file_probe(c, e, v);
+
 			c->pfn[i] = pm_entry_pfn(e);
-			if (file_probe(c, e, v) && (v->hugetlb >= 0 || probe_vma == v->start)) {
+			if (told && (v->hugetlb >= 0 || probe_vma == v->start)) {
 				c->pv[i].probe = v->hugetlb > 0 ? PROBE_HUGE
 						 : v->hugetlb == 0 ? PROBE_NO
 								   : probe;
 				continue;
 			}
-			if (file_probe(c, e, v)) {
+			if (told) {
 				probe_vma = v->start;
 				probe = i;
 			}
