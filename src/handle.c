@@ -27,7 +27,8 @@ static void register_atfork(void)
 /* Close the procfs files; with @pidfd_too, the pidfd as well. */
 static void close_fds(struct pm_handle *h, bool pidfd_too)
 {
-	int *fds[] = { &h->dirfd, &h->pagemap_fd, &h->maps_fd, &h->stat_fd, &h->pidfd };
+	int *fds[] = { &h->dirfd, &h->pagemap_fd, &h->stat_fd, &h->pidfd };
+	_Atomic int *lazy[] = { &h->maps_fd, &h->statm_fd, &h->status_fd };
 	size_t n = sizeof(fds) / sizeof(fds[0]) - !pidfd_too;
 	int fd;
 
@@ -36,10 +37,9 @@ static void close_fds(struct pm_handle *h, bool pidfd_too)
 			close(*fds[i]);
 		*fds[i] = -1;
 	}
-	if ((fd = atomic_exchange(&h->statm_fd, -1)) >= 0)
-		close(fd);
-	if ((fd = atomic_exchange(&h->status_fd, -1)) >= 0)
-		close(fd);
+	for (size_t i = 0; i < sizeof(lazy) / sizeof(lazy[0]); i++)
+		if ((fd = atomic_exchange(lazy[i], -1)) >= 0)
+			close(fd);
 }
 
 /* 0 while the pidfd's process has not exited; -ESRCH once it has (poll
@@ -103,6 +103,10 @@ static int parse_ident(const char *buf, uint64_t id[IDENT_N])
 		if (field == 9) /* flags */
 			for (const char *q = p; *q >= '0' && *q <= '9'; q++)
 				flags = flags * 10 + (uint64_t)(*q - '0');
+		/* exit_signal: -1 for a thread other than its group's leader;
+		 * its number is not a process's (/proc/TID is there all the same) */
+		if (field == 38 && *p == '-')
+			return -ESRCH;
 		if (field == ident_field[k]) {
 			uint64_t v = 0;
 
@@ -182,18 +186,34 @@ static bool proc_is_ours(void)
 	return strtol(buf, NULL, 10) == (long)getpid();
 }
 
+/* A pidfd, or -1 when the kernel has no pidfd_open (< 5.3) or a filter
+ * refuses it (EPERM: pidfd_open itself checks no permission). */
+static int open_pidfd(pid_t pid)
+{
+	int fd = pm__pidfd_open(pid);
+
+	return fd == -ENOSYS || fd == -EPERM ? -1 : fd;
+}
+
 /* The number naming the handle's process in the mounted /proc, which need
  * not be the caller's pid namespace's (unshare --pid without mounting a
- * new /proc): the pidfd says which; without one, only a /proc that counts
+ * new /proc): a pidfd says which; without one, only a /proc that counts
  * as the caller does is trusted. */
-static int proc_number(const struct pm_handle *h, pid_t *n)
+static int proc_number(struct pm_handle *h, pid_t *n)
 {
 	/* a number the caller gave is that /proc's when it counts as the
-	 * caller does: one readlink, where the fdinfo takes four calls (the
-	 * pidfd still proves the number was not reused, open_once()) */
+	 * caller does: one readlink, where a pidfd and its fdinfo take five
+	 * calls. No pidfd is needed then: the directory fd is bound to the
+	 * process that had the number when it was opened, and the files
+	 * opened under it fail once that process is gone. */
 	if ((h->caller_pid || h->pidfd < 0) && proc_is_ours()) {
 		*n = h->pid;
 		return 0;
+	}
+	if (h->caller_pid && h->pidfd < 0) {
+		h->pidfd = open_pidfd(h->pid);
+		if (h->pidfd < -1)
+			return h->pidfd;
 	}
 	return h->pidfd >= 0 ? pidfd_pid(h->pidfd, n) : -EXDEV;
 }
@@ -207,10 +227,10 @@ static int open_at(int dirfd, const char *name, int *fd)
 }
 
 /* Open /proc/N and the files under it for the process we mean. The
- * directory fd is bound to the struct pid; the pidfd's process not having
- * exited after every open proves N was that process throughout (a number
- * is not reused before its process is reaped). -EAGAIN: the process
- * exec'd while its files were being opened. */
+ * directory fd is bound to the struct pid; where N came from a pidfd, the
+ * pidfd's process not having exited after every open proves N was that
+ * process throughout (a number is not reused before its process is
+ * reaped). -EAGAIN: the process exec'd while its files were being opened. */
 static int open_once(struct pm_handle *h)
 {
 	uint64_t before[IDENT_N];
@@ -226,10 +246,13 @@ static int open_once(struct pm_handle *h)
 		return errno == ENOENT ? -ESRCH : -errno;
 	r = open_at(h->dirfd, "stat", &h->stat_fd);
 	/* where every read takes the guard's tokens, or every scan the VMA
-	 * cache's stamp, their files are opened now, with the rights the
-	 * caller opens the handle with; elsewhere at the first use */
+	 * list and the VMA cache's stamp, their files are opened now, with
+	 * the rights the caller opens the handle with; elsewhere at the
+	 * first use */
 	if (!r && (pm__guard_wanted(0) || pm__feature(PM_FEAT_PAGEMAP_SCAN) != 1)) {
-		r = pm__handle_fd(h, &h->statm_fd, "statm");
+		r = pm__handle_fd(h, &h->maps_fd, "maps");
+		if (r >= 0)
+			r = pm__handle_fd(h, &h->statm_fd, "statm");
 		if (r >= 0)
 			r = pm__handle_fd(h, &h->status_fd, "status");
 		r = r < 0 ? r : 0;
@@ -239,8 +262,6 @@ static int open_once(struct pm_handle *h)
 		r = 0;
 	if (!r)
 		r = open_at(h->dirfd, "pagemap", &h->pagemap_fd);
-	if (!r)
-		r = open_at(h->dirfd, "maps", &h->maps_fd);
 	if (!r && h->pidfd >= 0)
 		r = pidfd_alive(h->pidfd);
 	if (r || h->self)
@@ -262,25 +283,12 @@ static int open_files(struct pm_handle *h)
 	return r;
 }
 
-/* A pidfd, or -1 when the kernel has no pidfd_open (< 5.3) or a filter
- * refuses it (EPERM: pidfd_open itself checks no permission): the
- * directory fd alone must do then. */
-static int open_pidfd(pid_t pid)
-{
-	int fd = pm__pidfd_open(pid);
-
-	return fd == -ENOSYS || fd == -EPERM ? -1 : fd;
-}
-
 static int open_self(struct pm_handle *h)
 {
 	int r;
 
 	h->pid = getpid();
 	h->caller_pid = true;
-	h->pidfd = open_pidfd(h->pid);
-	if (h->pidfd < -1)
-		return h->pidfd;
 	r = open_files(h);
 	if (r == 0)
 		atomic_store(&h->fork_gen, atomic_load(&fork_gen));
@@ -303,8 +311,8 @@ static int handle_new(const struct pm_open_opts *opts, struct pm_handle **out,
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
-	h->pidfd = h->dirfd = h->pagemap_fd = h->maps_fd = -1;
-	h->stat_fd = -1;
+	h->pidfd = h->dirfd = h->pagemap_fd = h->stat_fd = -1;
+	atomic_init(&h->maps_fd, -1);
 	atomic_init(&h->statm_fd, -1);
 	atomic_init(&h->status_fd, -1);
 	h->open_flags = PM__OPT(opts, struct pm_open_opts, flags, 0);
@@ -341,9 +349,6 @@ PM_EXPORT int pm_open(pid_t pid, const struct pm_open_opts *opts, struct pm_hand
 	}
 	h->pid = pid;
 	h->caller_pid = true;
-	h->pidfd = open_pidfd(pid);
-	if (h->pidfd < -1)
-		return handle_done(h, h->pidfd, out);
 	return handle_done(h, open_files(h), out);
 }
 

@@ -101,10 +101,12 @@ struct pm_handle {
 	uint64_t open_flags;
 	_Atomic uint64_t fork_gen; /* self handles: pm__fork_gen the fds were opened in */
 	pthread_mutex_t lock;      /* serialises re-opening after fork */
-	int pidfd, dirfd, pagemap_fd, maps_fd, stat_fd;
-	/* the guard's counters and the VMA cache's stamp: opened on first
-	 * use (pm__handle_fd), since most calls on most kernels need neither */
-	_Atomic int statm_fd, status_fd;
+	int pidfd, dirfd, pagemap_fd, stat_fd;
+	/* the VMA source, the guard's counters and the VMA cache's stamp:
+	 * opened on first use (pm__handle_fd) where the kernel has
+	 * PAGEMAP_SCAN and its retry fix, since many calls need none of them
+	 * (pm_usage's Rss, pm-dump --all) */
+	_Atomic int maps_fd, statm_fd, status_fd;
 	pthread_mutex_t maps_lock; /* the maps text is read at file positions; vsnap */
 	struct pm__vsnap *vsnap;   /* the VMA list kept across calls (vma-cache.c) */
 	_Atomic uint64_t emu_pages; /* emulated scans: 16 x pages per region last seen (a plan) */
@@ -115,7 +117,7 @@ struct pm_handle {
 /* Make the handle's fds current (re-open a self handle in a forked child).
  * 0 or -errno. Every public entry point on a handle calls this first. */
 PM_HIDDEN int pm__handle_ready(struct pm_handle *h);
-/* The fd in @slot (h->statm_fd, h->status_fd), opened as @name under the
+/* The fd in @slot (h->maps_fd, h->statm_fd, h->status_fd), opened as @name under the
  * process's directory if it is not yet: the fd, or -errno (-ESRCH: gone). */
 PM_HIDDEN int pm__handle_fd(struct pm_handle *h, _Atomic int *slot, const char *name);
 /* After the kernel answered: 0 if the handle's process still exists, runs

@@ -134,9 +134,12 @@ static int maps_read_parse(struct pm_handle *h, struct pm_vma_list *l)
 	const uint64_t top = pm__kernel()->user_top;
 	size_t cap = 64 * 1024, len = 0; /* len: read, not parsed yet */
 	uint64_t off = 0;
-	char *buf = malloc(cap);
-	int r = 0;
+	int r = 0, fd = pm__handle_fd(h, &h->maps_fd, "maps");
+	char *buf;
 
+	if (fd < 0)
+		return fd;
+	buf = malloc(cap);
 	if (!buf)
 		return -ENOMEM;
 	for (;;) {
@@ -153,7 +156,7 @@ static int maps_read_parse(struct pm_handle *h, struct pm_vma_list *l)
 			buf = nb;
 			cap *= 2;
 		}
-		n = PM__NOINTR(pm__sys.pread(h->maps_fd, buf + len, cap - len, (off_t)off));
+		n = PM__NOINTR(pm__sys.pread(fd, buf + len, cap - len, (off_t)off));
 		if (n < 0) {
 			r = (int)n;
 			break;

@@ -17,8 +17,10 @@ int pm__query_vma(struct pm_handle *h, uint64_t addr, struct pm_vma *v, char **n
 		  size_t *name_cap)
 {
 	struct pm__procmap_query q;
-	int r;
+	int r, fd = pm__handle_fd(h, &h->maps_fd, "maps");
 
+	if (fd < 0)
+		return fd;
 	for (;;) {
 		memset(&q, 0, sizeof(q));
 		q.size = sizeof(q);
@@ -34,7 +36,7 @@ int pm__query_vma(struct pm_handle *h, uint64_t addr, struct pm_vma *v, char **n
 			q.vma_name_addr = (uint64_t)(uintptr_t)*name;
 			q.vma_name_size = (uint32_t)*name_cap;
 		}
-		r = pm__ioctl(h->maps_fd, PM__PROCMAP_QUERY, &q);
+		r = pm__ioctl(fd, PM__PROCMAP_QUERY, &q);
 		/* the kernel's code says ENAMETOOLONG, its header says E2BIG */
 		if ((r == -ENAMETOOLONG || r == -E2BIG) && name && *name_cap < (1U << 20)) {
 			char *n = realloc(*name, *name_cap * 4);

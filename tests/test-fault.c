@@ -391,7 +391,8 @@ START_TEST(emulated_scan_looks_up_a_vma_once)
 	/* features are probed at first use: count the scan's queries only */
 	has_query = expect_feature(PM_FEAT_PROCMAP_QUERY); /* 6.12, not 6.1 */
 	pm__sys.ioctl = count_queries;
-	maps_watch_fd = h->maps_fd;
+	/* opened on first use where the kernel has PAGEMAP_SCAN */
+	maps_watch_fd = pm__handle_fd(h, &h->maps_fd, "maps");
 	ck_assert_int_gt(pm_scan(h, (uintptr_t)p, (uintptr_t)p + n * ps, v, n, &o, &we), 1000);
 	ck_assert_uint_eq(we, (uintptr_t)p + n * ps);
 	if (has_query) {

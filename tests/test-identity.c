@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* A handle answers for the process it was opened on, or -ESRCH: after a
  * CLONE_VM child exits or execs, for zombies, reaped and reused pids, exec,
- * a /proc of another pid namespace, and pidfd_open refused by a filter. */
+ * a /proc of another pid namespace, pidfd_open refused by a filter, and a
+ * thread's id. */
 #include "common.h"
 #include "sandbox.h"
 
@@ -9,6 +10,7 @@
 #include <grp.h>
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -390,6 +392,34 @@ START_TEST(exec_after_open)
 }
 END_TEST
 
+static _Atomic pid_t thread_tid;
+
+static void *thread_main(void *arg)
+{
+	thread_tid = (pid_t)syscall(SYS_gettid);
+	while (thread_tid)
+		usleep(1000);
+	return arg;
+}
+
+/* A thread's id names no process, though /proc/TID is there: a handle on
+ * it would answer for the process and fail when that thread exits. */
+START_TEST(thread_id_is_no_process)
+{
+	struct pm_handle *h = NULL;
+	pthread_t t;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, thread_main, NULL), 0);
+	while (!thread_tid)
+		usleep(1000);
+	ck_assert_int_ne(thread_tid, getpid());
+	ck_assert_int_eq(pm_open(thread_tid, NULL, &h), -ESRCH);
+	ck_assert_ptr_null(h);
+	thread_tid = 0;
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+}
+END_TEST
+
 /* Run @fn in a forked child whose pidfd_open answers EPERM; the child's
  * exit status is the test's verdict. */
 static void under_pidfd_eperm(int (*fn)(void))
@@ -557,6 +587,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, reaped_and_reused);
 	tcase_add_test(tc, exec_after_open);
 	tcase_add_test(tc, pidfd_open_refused);
+	tcase_add_test(tc, thread_id_is_no_process);
 	tcase_add_test(tc, pid_namespace_without_proc);
 	suite_add_tcase(s, tc);
 	return run_suite(s);

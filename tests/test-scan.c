@@ -775,7 +775,7 @@ START_TEST(scan_identity_after_last_stat_read)
 	ck_assert_int_eq(pm_scan(h, (uintptr_t)empty, (uintptr_t)empty + ps, v, vec, &o, &we), 0);
 	id_stat_fd = h->stat_fd;
 	id_pagemap_fd = h->pagemap_fd;
-	id_maps_fd = h->maps_fd;
+	id_maps_fd = pm__handle_fd(h, &h->maps_fd, "maps"); /* may be opened lazily */
 	real_pread = pm__sys.pread;
 	pm__sys.pread = kill_after_stat;
 	/* until a scan takes the kept list as it is: the child's statm is

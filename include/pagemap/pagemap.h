@@ -67,8 +67,9 @@ struct pm_open_opts {
  * Open a handle on process @p pid (0 = the calling process).
  *
  * The handle is bound to the process that had @p pid when the call ran
- * (pidfd, then /proc/PID through a directory fd, then a liveness check), so
- * pid reuse can never redirect it. A self handle follows fork(): used in a
+ * (/proc/PID through a directory fd, whose files fail once that process is
+ * gone), so pid reuse can never redirect it; a thread's id other than its
+ * process's is refused (-ESRCH). A self handle follows fork(): used in a
  * child, it describes the child. Every call that returns data through a
  * handle on another process checks, after the kernel answered, that the
  * process still runs with the address space the handle was opened on, and
@@ -76,7 +77,7 @@ struct pm_open_opts {
  * memory lives on in a CLONE_VM parent.
  *
  * Where /proc belongs to another pid namespace than the caller's (unshare
- * --pid without mounting a new /proc), the pidfd tells which /proc entry is
+ * --pid without mounting a new /proc), a pidfd tells which /proc entry is
  * the process; without a pidfd (before Linux 5.3, or pidfd_open refused by
  * a filter) such a /proc is refused.
  *

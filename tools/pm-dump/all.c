@@ -193,7 +193,7 @@ int all_dump(struct dump *d, const struct pm_kernel_info *ki)
 		ps[i].u.size = sizeof(ps[i].u);
 		/* stat shows any caller the size of the address space, 0 for a
 		 * kernel thread or an exited process (no memory): no handle for
-		 * those (a pm_open costs about 25 system calls) */
+		 * those (a pm_open costs about a dozen system calls) */
 		if (!ps[i].size) {
 			ps[i].err = -ESRCH;
 			continue;
