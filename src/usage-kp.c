@@ -176,14 +176,14 @@ bool pm__usage_need_flags(const struct pm__uctx *c, uint64_t e, uint64_t cat,
 /*
  * Whether page i's mapcount is 1 without reading it, the entry calling it
  * exclusive. On a small folio (its flags read) the bit is mapcount == 1
- * on every kernel, for any kind of page. On an anonymous page outside any
- * PMD mapping it is the page's own mapcount == 1 (per-page mapcounts), or,
- * with CONFIG_NO_PAGE_MAPCOUNT (6.15+), "no other mm maps the folio",
- * where kpagecount's average over the folio is at most 1 because one mm
- * maps an anonymous page once; a page-cache folio may be mapped twice by
- * one mm, so there its average is read. A PMD mapping carries its head
- * page's bit (see private_page()); without PAGEMAP_SCAN the flags tell a
- * large folio.
+ * on every kernel, for any kind of page. Outside any PMD mapping it is the
+ * page's own mapcount == 1 where mapcounts are per page (all kernels
+ * before 6.15); with CONFIG_NO_PAGE_MAPCOUNT (6.15+, which user space
+ * cannot see) it is "no other mm maps the folio", where kpagecount's
+ * average over the folio is at most 1 for an anonymous page (one mm maps
+ * it once), while a page-cache folio may be mapped twice by one mm, so
+ * there its average is read. A PMD mapping carries its head page's bit
+ * (see private_page()); without PAGEMAP_SCAN the flags tell a large folio.
  */
 static bool mapped_once(const struct pm__uctx *c, size_t i)
 {
@@ -194,7 +194,7 @@ static bool mapped_once(const struct pm__uctx *c, size_t i)
 	if (c->flags[i] != PM__NOT_READ &&
 	    !(c->flags[i] & (F(COMPOUND_HEAD) | F(COMPOUND_TAIL) | F(NOPAGE))))
 		return true;
-	return c->scan && pm__usage_once(e) && !(c->cat[i] & PM_CAT_HUGE);
+	return c->scan && !(c->cat[i] & PM_CAT_HUGE) && (c->old_mapcount || pm__usage_once(e));
 }
 
 /* A present page, with the physical page's records. */
