@@ -55,6 +55,14 @@ static int pidfd_alive(int pidfd)
 	return n ? -ESRCH : 0;
 }
 
+bool pm__handle_mm_gone(const struct pm_handle *h)
+{
+	uint64_t e;
+
+	/* straight to the kernel, as read_ident(): this is the real mm's */
+	return PM__NOINTR(pread(h->pagemap_fd, &e, sizeof(e), 0)) == 0;
+}
+
 int pm__handle_fd(struct pm_handle *h, _Atomic int *slot, const char *name)
 {
 	int fd = atomic_load_explicit(slot, memory_order_acquire), none = -1;
@@ -65,6 +73,15 @@ int pm__handle_fd(struct pm_handle *h, _Atomic int *slot, const char *name)
 	fd = openat(h->dirfd, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? -ESRCH : -errno;
+	/* the file describes the address space the process has now: the one
+	 * the handle's pagemap was opened on only while that one still has
+	 * users (an exec drops them; what a CLONE_VM relative keeps alive,
+	 * the identity check tells apart). Before pagemap is open, open_once()
+	 * brackets the opens with its identity reads. */
+	if (!h->self && h->pagemap_fd >= 0 && pm__handle_mm_gone(h)) {
+		close(fd);
+		return -ESRCH;
+	}
 	/* two threads may race here: one fd is kept */
 	if (!atomic_compare_exchange_strong(slot, &none, fd)) {
 		close(fd);
@@ -212,6 +229,10 @@ static int proc_number(struct pm_handle *h, pid_t *n)
 	}
 	if (h->caller_pid && h->pidfd < 0) {
 		h->pidfd = open_pidfd(h->pid);
+		/* a thread's id other than its leader's (-ENOENT, or -EINVAL
+		 * before 6.9) names no process, as parse_ident() says here */
+		if (h->pidfd == -ENOENT || h->pidfd == -EINVAL)
+			h->pidfd = -ESRCH;
 		if (h->pidfd < -1)
 			return h->pidfd;
 	}

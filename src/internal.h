@@ -120,6 +120,9 @@ PM_HIDDEN int pm__handle_ready(struct pm_handle *h);
 /* The fd in @slot (h->maps_fd, h->statm_fd, h->status_fd), opened as @name under the
  * process's directory if it is not yet: the fd, or -errno (-ESRCH: gone). */
 PM_HIDDEN int pm__handle_fd(struct pm_handle *h, _Atomic int *slot, const char *name);
+/* Whether the address space the handle's pagemap was opened on is gone
+ * (no task uses it: exit, or exec without a CLONE_VM relative). */
+PM_HIDDEN bool pm__handle_mm_gone(const struct pm_handle *h);
 /* After the kernel answered: 0 if the handle's process still exists, runs
  * and has the address space its fds were opened on; -ESRCH otherwise. No
  * data read through a handle is returned before this said 0. */

@@ -51,18 +51,21 @@ int pm__pread_full(int fd, void *buf, size_t n, uint64_t off, uint64_t *nreads)
  * The kernel's pagemap_read() ends at the target mm's task_size, the top
  * of its address space (0xffffe000 for a 32-bit x86 process, far below a
  * 64-bit caller's), and answers 0 bytes there, as it does when the mm is
- * gone. The handle's identity check after that EOF tells them apart: the
- * process still has the mm its files were opened on, so the rest lies at
- * or above its top, where nothing can be mapped: not mapped, as a gap.
- * Otherwise it is the EOF of an exit, whatever the check could not show
- * (an exiting process without an mm reads as hidden, -EPERM): -ESRCH.
+ * gone. A read at address 0 tells them apart (it has an entry while the
+ * mm lives), and the handle's identity check that the process still has
+ * that mm: then the rest lies at or above its top, where nothing can be
+ * mapped: not mapped, as a gap. Otherwise it is the EOF of an exit or an
+ * exec, whatever the identity check could not show (an exiting process
+ * without an mm reads as hidden, -EPERM; a process that re-exec'd its own
+ * binary with the same arguments without address-space randomisation
+ * shows the same fields): -ESRCH.
  * (On a kernel without the retry fix a read can also end early when the
  * PMDs it skipped ran to the top; a skip moves the guard's counters, so
  * the guard's bracket around this read rejects it as any other.)
  */
 int pm__pagemap_eof(struct pm_handle *h, void *rest, size_t len)
 {
-	if (pm__handle_check(h))
+	if (pm__handle_mm_gone(h) || pm__handle_check(h))
 		return -ESRCH;
 	memset(rest, 0, len);
 	return 0;

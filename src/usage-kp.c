@@ -184,6 +184,9 @@ bool pm__usage_need_flags(const struct pm__uctx *c, uint64_t e, uint64_t cat,
  * it once), while a page-cache folio may be mapped twice by one mm, so
  * there its average is read. A PMD mapping carries its head page's bit
  * (see private_page()); without PAGEMAP_SCAN the flags tell a large folio.
+ * The bit is from the pagemap read, the flags from a later one: a folio
+ * split between them reads small, as a mapcount read later may have
+ * moved; only a quiescent target's counts are exact (libpagemap(3)).
  */
 static bool mapped_once(const struct pm__uctx *c, size_t i)
 {

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/personality.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -420,6 +421,96 @@ START_TEST(thread_id_is_no_process)
 }
 END_TEST
 
+/* The identity fields of @pid's stat (see handle.c), as text. */
+static void ident_text(pid_t pid, char *out, size_t cap)
+{
+	static const int fields[] = { 26, 27, 28, 45, 46, 47, 48, 49, 50, 51 };
+	char path[64], buf[2048], *p;
+	int fd, field = 3;
+	size_t k = 0;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	ck_assert_int_gt(n, 0);
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	ck_assert_ptr_nonnull(p);
+	out[0] = '\0';
+	for (char *t = strtok(p + 2, " "); t && k < 10; t = strtok(NULL, " "), field++)
+		if (field == fields[k]) {
+			snprintf(out + strlen(out), cap - strlen(out), "%s ", t);
+			k++;
+		}
+}
+
+/* --exec-target: say so on fd 4, then exec this binary again with the
+ * same file name, arguments and environment at a byte on fd 3. */
+static int exec_target(char **argv)
+{
+	extern char **environ;
+	char c;
+
+	if (write(4, "R", 1) != 1)
+		return 1;
+	/* the same file name too: the kernel copies it to the stack */
+	if (read(3, &c, 1) == 1)
+		execve(argv[0], argv, environ);
+	return 0;
+}
+
+/* A process that execs its own binary again, same arguments and
+ * environment, address-space randomisation off: stat's identity fields
+ * read the same before and after, and only the address space the
+ * handle's files were opened on being gone can tell the exec. Before,
+ * pagemap's EOF read as the top of the address space (pm_read returned
+ * zeroed entries), and a maps file opened after the exec listed the new
+ * image. */
+START_TEST(exec_same_image_without_aslr)
+{
+	char self[4096], id1[512], id2[512], c;
+	char *av[] = { self, "--exec-target", NULL }, *ev[] = { "PM_TEST=1", NULL };
+	ssize_t m = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	struct pm_handle *h;
+	int cmd[2], ack[2];
+	pid_t pid;
+
+	ck_assert_int_gt(m, 0);
+	self[m] = '\0';
+	ck_assert_int_eq(pipe2(cmd, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(ack, O_CLOEXEC), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* dup2 leaves 3 and 4 open across exec */
+		if (personality(ADDR_NO_RANDOMIZE) < 0 || dup2(cmd[0], 3) != 3 ||
+		    dup2(ack[1], 4) != 4)
+			_exit(126);
+		execve(self, av, ev);
+		_exit(127);
+	}
+	close(cmd[0]);
+	close(ack[1]);
+	ck_assert_int_eq(read(ack[0], &c, 1), 1);
+	ck_assert_int_eq(pm_open(pid, NULL, &h), 0);
+	ident_text(pid, id1, sizeof(id1));
+	ck_assert_int_eq(write(cmd[1], "e", 1), 1);
+	ck_assert_int_eq(read(ack[0], &c, 1), 1); /* the new image runs */
+	ident_text(pid, id2, sizeof(id2));
+	/* else the case is not the one meant (the check alone tells it) */
+	ck_assert_str_eq(id1, id2);
+	assert_gone(h, touched_page());
+	close(cmd[1]);
+	close(ack[0]);
+	kill(pid, SIGKILL);
+	reap(pid);
+	pm_close(h);
+}
+END_TEST
+
 /* Run @fn in a forked child whose pidfd_open answers EPERM; the child's
  * exit status is the test's verdict. */
 static void under_pidfd_eperm(int (*fn)(void))
@@ -525,6 +616,21 @@ static int inner_main(void)
 	close(go[1]);
 	if (waitpid(pid, &st, 0) != pid || r)
 		return 30 + r;
+	/* a thread's id, which only the pidfd can translate here: no process */
+	{
+		struct pm_handle *h = NULL;
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, thread_main, NULL))
+			return 8;
+		while (!thread_tid)
+			usleep(1000);
+		r = pm_open(thread_tid, NULL, &h);
+		thread_tid = 0;
+		pthread_join(t, NULL);
+		if (r != -ESRCH)
+			return 40 + (-r & 0x3f);
+	}
 	/* without a pidfd nothing proves which process /proc/N is */
 	pid = fork();
 	if (pid == 0) {
@@ -575,6 +681,8 @@ int main(int argc, char **argv)
 	Suite *s = suite_create("identity");
 	TCase *tc = tcase_create("identity");
 
+	if (argc == 2 && !strcmp(argv[1], "--exec-target"))
+		return exec_target(argv);
 	test_init();
 	if (argc == 2 && !strcmp(argv[1], "--inner-ns"))
 		return inner_main();
@@ -586,6 +694,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, caller_drops_privileges);
 	tcase_add_test(tc, reaped_and_reused);
 	tcase_add_test(tc, exec_after_open);
+	tcase_add_test(tc, exec_same_image_without_aslr);
 	tcase_add_test(tc, pidfd_open_refused);
 	tcase_add_test(tc, thread_id_is_no_process);
 	tcase_add_test(tc, pid_namespace_without_proc);

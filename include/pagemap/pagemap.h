@@ -18,8 +18,8 @@
  * need soft-dirty (pm_wtrack_new() and pm_wtrack_supported() when they
  * consider that method, pm_scan() of PM_CAT_SOFT_DIRTY without
  * PAGEMAP_SCAN) may create a process, once per process, reaped before they
- * return; no other call creates one. A handle holds 7 fds until
- * pm_close(); a batch holds an io_uring instance (2 fds and its kernel
+ * return; no other call creates one. A handle holds 3 to 7 fds until
+ * pm_close() (libpagemap(3) says which); a batch holds an io_uring instance (2 fds and its kernel
  * workers) from its first io_uring run until pm_batch_free(); a tracker
  * holds a userfaultfd or a clear_refs fd until pm_wtrack_free().
  *
@@ -67,9 +67,9 @@ struct pm_open_opts {
  * Open a handle on process @p pid (0 = the calling process).
  *
  * The handle is bound to the process that had @p pid when the call ran
- * (/proc/PID through a directory fd, whose files fail once that process is
- * gone), so pid reuse can never redirect it; a thread's id other than its
- * process's is refused (-ESRCH). A self handle follows fork(): used in a
+ * (/proc/PID through a directory fd, which stays that process's), so pid
+ * reuse can never redirect it; a thread's id other than its process's is
+ * refused (-ESRCH). A self handle follows fork(): used in a
  * child, it describes the child. Every call that returns data through a
  * handle on another process checks, after the kernel answered, that the
  * process still runs with the address space the handle was opened on, and
