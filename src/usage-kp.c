@@ -183,7 +183,9 @@ bool pm__usage_need_flags(const struct pm__uctx *c, uint64_t e, uint64_t cat,
  * average over the folio is at most 1 for an anonymous page (one mm maps
  * it once), while a page-cache folio may be mapped twice by one mm, so
  * there its average is read. A PMD mapping carries its head page's bit
- * (see private_page()); without PAGEMAP_SCAN the flags tell a large folio.
+ * (see private_page()): PAGEMAP_SCAN tells one (HUGE); without it the
+ * flags tell a large folio, and pages whose block is not present with
+ * consecutive PFNs from an aligned one are not PMD-mapped.
  * The bit is from the pagemap read, the flags from a later one: a folio
  * split between them reads small, as a mapcount read later may have
  * moved; only a quiescent target's counts are exact (libpagemap(3)).
@@ -197,7 +199,9 @@ static bool mapped_once(const struct pm__uctx *c, size_t i)
 	if (c->flags[i] != PM__NOT_READ &&
 	    !(c->flags[i] & (F(COMPOUND_HEAD) | F(COMPOUND_TAIL) | F(NOPAGE))))
 		return true;
-	return c->scan && !(c->cat[i] & PM_CAT_HUGE) && (c->old_mapcount || pm__usage_once(e));
+	if (c->scan)
+		return !(c->cat[i] & PM_CAT_HUGE) && (c->old_mapcount || pm__usage_once(e));
+	return c->old_mapcount && !(c->cat[i] & PM__CAT_MAYBE_PMD);
 }
 
 /* A present page, with the physical page's records. */

@@ -98,6 +98,40 @@ static bool file_probe(const struct pm__uctx *c, uint64_t e, const struct pm__uv
 	       !(c->want & (PM_USAGE_PSS_ANON | PM_USAGE_PSS_FILE | PM_USAGE_PSS_SHMEM));
 }
 
+/* Whether pages [i, z) of the window, page k of a PMD-aligned block on,
+ * may be (part of) one PMD mapping: every page present, and with visible
+ * PFNs those consecutive from an aligned one. */
+static bool maybe_pmd(const struct pm__uctx *c, size_t i, size_t z, size_t k)
+{
+	const uint64_t pfn = pm_entry_pfn(c->e[i]), pmd = pm__pmd_pages();
+
+	if (pfn && ((pfn - k) & (pmd - 1)))
+		return false;
+	for (size_t j = i; j < z; j++)
+		if (!pm_entry_present(c->e[j]) || (pfn && pm_entry_pfn(c->e[j]) != pfn + (j - i)))
+			return false;
+	return true;
+}
+
+/* Without PAGEMAP_SCAN, on kernels with per-page mapcounts: mark the pages
+ * of [a, b) that may be part of a PMD mapping (whose exclusive bit is the
+ * head page's), so that mapped_once() may take the others' bit for their
+ * mapcount (usage-kp.c). */
+static void mark_maybe_pmd(struct pm__uctx *c, uint64_t a, size_t n)
+{
+	const size_t pmd = (size_t)pm__pmd_pages();
+
+	for (size_t i = 0, z, k; i < n; i = z) {
+		uint64_t m;
+
+		k = (size_t)((a / c->ps + i) & (pmd - 1));
+		z = i + pmd - k < n ? i + pmd - k : n;
+		m = maybe_pmd(c, i, z, k) ? PM__CAT_MAYBE_PMD : 0;
+		for (size_t j = i; j < z; j++)
+			c->cat[j] = m;
+	}
+}
+
 /* Without PAGEMAP_SCAN, pages [a, b): one pagemap read, the physical
  * pages' records, then each page counted for the VMA it is in (*v moves
  * along). */
@@ -151,6 +185,8 @@ static int chunk(struct pm__uctx *c, uint64_t a, uint64_t b, struct pm__uvma *v)
 		}
 	}
 	if (c->kp) {
+		if (c->old_mapcount)
+			mark_maybe_pmd(c, a, n);
 		r = pm__usage_kp_records(c, n);
 		if (r)
 			return r;
@@ -522,21 +558,6 @@ static int blind_scan(struct pm__uctx *c, uint64_t w0, size_t lo, size_t hi)
 		cur = o.walk_end;
 	}
 	return 0;
-}
-
-/* Whether pages [i, z) of the window, page k of a PMD-aligned block on,
- * may be (part of) one PMD mapping: every page present, and with visible
- * PFNs those consecutive from an aligned one. */
-static bool maybe_pmd(const struct pm__uctx *c, size_t i, size_t z, size_t k)
-{
-	const uint64_t pfn = pm_entry_pfn(c->e[i]), pmd = pm__pmd_pages();
-
-	if (pfn && ((pfn - k) & (pmd - 1)))
-		return false;
-	for (size_t j = i; j < z; j++)
-		if (!pm_entry_present(c->e[j]) || (pfn && pm_entry_pfn(c->e[j]) != pfn + (j - i)))
-			return false;
-	return true;
 }
 
 /* Present page i of window w0 into the pieces, PMD-mapped or not (a

@@ -53,6 +53,8 @@ PM_HIDDEN int pm__usage_scan(struct pm_handle *h, uint64_t start, uint64_t end,
 #define PM__PSS_SHIFT 12
 #define PM__KP_WINDOW 4096 /* records per physical-page pread at most */
 #define PM__NOT_READ UINT64_MAX /* a flags record not read (no flags are all set) */
+/* without PAGEMAP_SCAN, in cat[]: the page may be part of a PMD mapping */
+#define PM__CAT_MAYBE_PMD (1ULL << 63)
 
 /* fields that need kpageflags and kpagecount */
 #define PM__NEED_KPAGE (PM_USAGE_PSS | PM_USAGE_PSS_ANON | PM_USAGE_PSS_FILE | PM_USAGE_PSS_SHMEM)

@@ -383,8 +383,9 @@ static void build_fork(void *arg, uint64_t *sh)
 	g = fork();
 	if (g == 0) {
 		prctl_pdeathsig();
+		/* splits the grandchild's PMD, copies one page (the head: 2) */
 		if (arg && t)
-			t[5 * ps] = 9; /* splits the grandchild's PMD, copies one page */
+			t[(arg == (void *)2 ? 0 : 5) * ps] = 9;
 		(void)!write(go[1], &ch, 1);
 		for (;;)
 			pause();
@@ -427,6 +428,15 @@ END_TEST
 START_TEST(test_fork_thp_cow)
 {
 	check_forked((void *)1, root_need() & ~(PM_USAGE_USS | PM_USAGE_SHARED));
+}
+END_TEST
+
+/* The same with the head page copied: the child's PMD mapping then reads
+ * exclusive on all 512 pages (the head's mapcount is 1) while the
+ * grandchild still maps 511 of them; their Pss is half a page each. */
+START_TEST(test_fork_thp_cow_head)
+{
+	check_forked((void *)2, root_need() & ~(PM_USAGE_USS | PM_USAGE_SHARED));
 }
 END_TEST
 
@@ -959,6 +969,7 @@ int main(void)
 	tcase_add_test(tc, test_anon);
 	tcase_add_test(tc, test_fork);
 	add_test_if(tc, test_fork_thp_cow, thp_possible(), "THP is disabled");
+	add_test_if(tc, test_fork_thp_cow_head, thp_possible(), "THP is disabled");
 	tcase_add_test(tc, test_file);
 	add_test_if(tc, test_thp, thp_possible(), "THP is disabled");
 	add_test_if(tc, test_thp_range, thp_possible(), "THP is disabled");
