@@ -113,19 +113,26 @@ static bool maybe_pmd(const struct pm__uctx *c, size_t i, size_t z, size_t k)
 	return true;
 }
 
+/* The end of the PMD-aligned block holding page i of [0, n) (page 0 at
+ * address @a), and in *k page i's place in that block. */
+static size_t pmd_block(const struct pm__uctx *c, uint64_t a, size_t i, size_t n, size_t *k)
+{
+	const size_t pmd = (size_t)pm__pmd_pages();
+
+	*k = (size_t)((a / c->ps + i) & (pmd - 1));
+	return i + pmd - *k < n ? i + pmd - *k : n;
+}
+
 /* Without PAGEMAP_SCAN, on kernels with per-page mapcounts: mark the pages
  * of [a, b) that may be part of a PMD mapping (whose exclusive bit is the
  * head page's), so that mapped_once() may take the others' bit for their
  * mapcount (usage-kp.c). */
 static void mark_maybe_pmd(struct pm__uctx *c, uint64_t a, size_t n)
 {
-	const size_t pmd = (size_t)pm__pmd_pages();
-
 	for (size_t i = 0, z, k; i < n; i = z) {
 		uint64_t m;
 
-		k = (size_t)((a / c->ps + i) & (pmd - 1));
-		z = i + pmd - k < n ? i + pmd - k : n;
+		z = pmd_block(c, a, i, n, &k);
 		m = maybe_pmd(c, i, z, k) ? PM__CAT_MAYBE_PMD : 0;
 		for (size_t j = i; j < z; j++)
 			c->cat[j] = m;
@@ -601,8 +608,7 @@ static int blind_window(struct pm__uctx *c, uint64_t w0, uint64_t w1, bool first
 	 * range's start or end cuts (a window's other ends are a VMA's, or
 	 * PMD-aligned) */
 	for (size_t i = 0, z, k; i < n && !r; i = z) {
-		k = (size_t)((w0 / ps + i) & (pmd - 1));
-		z = i + pmd - k < n ? i + pmd - k : n;
+		z = pmd_block(c, w0, i, n, &k);
 		if ((z - i == pmd || (!i && first) || (z == n && last)) && maybe_pmd(c, i, z, k)) {
 			lo = i < lo ? i : lo;
 			hi = z > hi ? z : hi;
