@@ -21,6 +21,9 @@
  *            it (not the floor): the span read raw in as many preads as
  *            pm_scan made calls, and with a stat pread after each, the
  *            identity check each call must make (#14)
+ *   vmas     pm_vmas on the 10,000-VMA process against reading its maps text
+ *            raw (no parse), and one raw PROCMAP_QUERY per VMA where the
+ *            kernel has it (what pm_vmas cost before it read the text)
  * On a kernel without PAGEMAP_SCAN only the emulated rows run (benchmark
  * scan-6.1 runs them in the 6.1 VM).
  */
@@ -194,6 +197,88 @@ static void emulated_row(pid_t pid, struct span s, uint64_t open_flags, size_t v
 	munmap(buf, (s.hi - s.lo) / ps * 8);
 }
 
+struct query_arg {
+	uint64_t size, flags, addr, start, end, vma_flags, page_size, offset, inode;
+	uint32_t major, minor, name_size, build_id_size;
+	uint64_t name, build_id;
+};
+#define PROCMAP_QUERY_ _IOWR('f', 17, struct query_arg)
+
+/* The raw PROCMAP_QUERY walk, names included: VMAs listed. */
+static size_t query_walk(int fd)
+{
+	static char name[4096];
+	uint64_t addr = 0;
+	size_t n = 0;
+
+	for (;;) {
+		struct query_arg q = { .size = sizeof(q), .flags = 0x10 /* COVERING_OR_NEXT */,
+				       .addr = addr, .name_size = sizeof(name),
+				       .name = (uintptr_t)name };
+
+		if (ioctl(fd, PROCMAP_QUERY_, &q))
+			return n;
+		addr = q.end;
+		n++;
+	}
+}
+
+/* pm_vmas against the raw maps text read and the raw query walk. */
+static void vmas_line(pid_t pid)
+{
+	static char text[1 << 16];
+	const bool query = pm_has_feature(PM_FEAT_PROCMAP_QUERY) == 1;
+	double t[3][REPS];
+	struct pm_handle *h;
+	char path[64];
+	size_t n[3] = { 0 };
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	if (pm_open(pid, NULL, &h))
+		exit(1);
+	for (int r = 0; r < REPS; r++) {
+		int order[3];
+
+		bench_order(order, query ? 3 : 2, &order_seed);
+		for (int k = 0; k < (query ? 3 : 2); k++) {
+			double t0 = now();
+			struct pm_vma_list *l;
+			ssize_t got;
+
+			switch (order[k]) {
+			case 0:
+				if (pm_vmas(h, &l))
+					exit(1);
+				n[0] = pm_vma_count(l);
+				pm_vma_list_free(l);
+				break;
+			case 1:
+				fd = open(path, O_RDONLY | O_CLOEXEC);
+				n[1] = 0;
+				while (fd >= 0 && (got = read(fd, text, sizeof(text))) > 0)
+					for (ssize_t i = 0; i < got; i++)
+						n[1] += text[i] == '\n';
+				close(fd);
+				break;
+			default:
+				fd = open(path, O_RDONLY | O_CLOEXEC);
+				n[2] = query_walk(fd);
+				close(fd);
+			}
+			t[order[k]][r] = now() - t0;
+		}
+	}
+	printf("pm_vmas, %zu VMAs: %.3f ms, %.2fx reading the maps text raw (%.3f ms, %zu lines)",
+	       n[0], median(t[0], REPS) * 1e3, median(t[0], REPS) / median(t[1], REPS),
+	       median(t[1], REPS) * 1e3, n[1]);
+	if (query)
+		printf("; one PROCMAP_QUERY per VMA %.3f ms (%.2fx the text, %zu VMAs)",
+		       median(t[2], REPS) * 1e3, median(t[2], REPS) / median(t[1], REPS), n[2]);
+	printf("\n");
+	pm_close(h);
+}
+
 static void build_many(void *arg, struct span *out)
 {
 	(void)arg;
@@ -208,6 +293,7 @@ static void emulated_rows(pid_t pid, struct span many)
 	struct span kinds[2];
 	int hold;
 
+	vmas_line(pid);
 	emulated_row(pid, many, PM_OPEN_MAPS_TEXT, 64,
 		     "emulated pm_scan, maps-text source, 10000 VMAs, vec_len 64, vs pread");
 	pid = bench_child(build_kinds, NULL, kinds, 2, &hold);

@@ -159,8 +159,6 @@ PM_HIDDEN int pm__maps_parse(const char *buf, size_t len, uint64_t user_top,
 			     struct pm_vma_list *l);
 /* The whole list from the handle's maps text: read, parsed, finished. */
 PM_HIDDEN int pm__maps_list(struct pm_handle *h, struct pm_vma_list *l);
-/* The full list through PROCMAP_QUERY. */
-PM_HIDDEN int pm__query_list(struct pm_handle *h, struct pm_vma_list *l);
 /* The VMA covering @addr or the next one: 1, 0 (none), -errno (-ENOTTY: no
  * PROCMAP_QUERY). With @name, v->name points into *name (grown as needed,
  * the caller frees it); without, v->name is "". */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The PROCMAP_QUERY source (6.11+): one ioctl per VMA, no text. */
+/* PROCMAP_QUERY (6.11+): one VMA per ioctl, for lookups at an address and
+ * the names the maps text leaves ambiguous. */
 #include "internal.h"
 #include "compat/uapi.h"
 
@@ -67,22 +68,4 @@ int pm__query_vma(struct pm_handle *h, uint64_t addr, struct pm_vma *v, char **n
 	v->inode = q.inode;
 	v->name = name && q.vma_name_size ? *name : "";
 	return 1;
-}
-
-int pm__query_list(struct pm_handle *h, struct pm_vma_list *l)
-{
-	char *name = NULL;
-	size_t cap = 0;
-	uint64_t addr = 0;
-	struct pm_vma v;
-	int r;
-
-	while ((r = pm__query_vma(h, addr, &v, &name, &cap)) == 1) {
-		r = pm__list_add(l, &v, v.name, strlen(v.name));
-		if (r)
-			break;
-		addr = v.end;
-	}
-	free(name);
-	return r;
 }

@@ -1,16 +1,46 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* VMA lists: PROCMAP_QUERY and the maps text parser agree on real processes. */
+/* VMA lists: the maps text parser, PROCMAP_QUERY and the kernel agree on
+ * real processes. */
 #include "common.h"
+#include "compat/uapi.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #define MANY 10500
+
+/* Files whose names the maps text cannot tell apart: a newline, which it
+ * escapes as "\012", and those four characters themselves. */
+static const char *const odd_prefix[2] = { "/tmp/pm-vma-nl\n", "/tmp/pm-vma-bs\\012" };
+
+/* File @i of process @pid; @as_text: as the maps text writes it. */
+static void odd_path(char *buf, size_t n, int i, pid_t pid, bool as_text)
+{
+	snprintf(buf, n, "%s%d", odd_prefix[as_text ? 1 : i], (int)pid);
+}
+
+static void map_odd_names(void)
+{
+	for (int i = 0; i < 2; i++) {
+		char path[64];
+		int fd;
+
+		odd_path(path, sizeof(path), i, getpid(), false);
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 || ftruncate(fd, (off_t)ps))
+			_exit(2);
+		xmap(NULL, ps, PROT_READ, MAP_SHARED, fd);
+		unlink(path);
+		close(fd);
+	}
+}
 
 static void build_names(void *arg, uint64_t *sh)
 {
@@ -34,6 +64,7 @@ static void build_names(void *arg, uint64_t *sh)
 	close(fd);
 	close(dfd);
 	xmap(NULL, 4 * ps, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1);
+	map_odd_names();
 	/* many VMAs: alternating protections cannot merge */
 	base = xmap(NULL, MANY * 2 * ps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1);
 	for (int i = 0; i < MANY; i += 2)
@@ -79,34 +110,93 @@ static void check_sorted(const struct pm_vma_list *l)
 	ck_assert_ptr_null(pm_vma_at(l, pm_vma_count(l)));
 }
 
+static void build_small(void *arg, uint64_t *sh)
+{
+	xmap(NULL, 4 * ps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	map_odd_names();
+}
+
+/* The kernel's own list, one PROCMAP_QUERY per VMA: the oracle. */
+static void query_walk(pid_t pid, struct pm_vma *v, char (*names)[512], size_t cap, size_t *n)
+{
+	char path[64];
+	uint64_t addr = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	for (*n = 0;; (*n)++) {
+		struct pm__procmap_query q = { .size = sizeof(q),
+					       .query_flags = PM__PROCMAP_QUERY_COVERING_OR_NEXT_VMA,
+					       .query_addr = addr,
+					       .vma_name_addr = (uintptr_t)names[*n],
+					       .vma_name_size = sizeof(names[0]) };
+
+		ck_assert_uint_lt(*n, cap);
+		if (ioctl(fd, PM__PROCMAP_QUERY, &q)) {
+			ck_assert_int_eq(errno, ENOENT);
+			break;
+		}
+		if (q.vma_start >> 63)
+			break; /* [vsyscall]: not a VMA of the mm */
+		if (!q.vma_name_size)
+			names[*n][0] = '\0';
+		v[*n] = (struct pm_vma){ .start = q.vma_start, .end = q.vma_end,
+					 .pgoff = q.vma_offset, .flags = q.vma_flags & 0xf,
+					 .dev = makedev(q.dev_major, q.dev_minor),
+					 .inode = q.inode, .name = names[*n] };
+		addr = q.vma_end;
+	}
+	close(fd);
+}
+
+static void assert_vma_eq(size_t i, const struct pm_vma *a, const struct pm_vma *b)
+{
+	ck_assert_msg(a->start == b->start && a->end == b->end && a->flags == b->flags &&
+			      a->pgoff == b->pgoff && a->dev == b->dev && a->inode == b->inode &&
+			      !strcmp(a->name, b->name),
+		      "VMA %zu differs: %#lx-%#lx f%lx o%lx d%lx i%lu '%s' / "
+		      "%#lx-%#lx f%lx o%lx d%lx i%lu '%s'",
+		      i, (unsigned long)a->start, (unsigned long)a->end, (unsigned long)a->flags,
+		      (unsigned long)a->pgoff, (unsigned long)a->dev, (unsigned long)a->inode,
+		      a->name, (unsigned long)b->start, (unsigned long)b->end,
+		      (unsigned long)b->flags, (unsigned long)b->pgoff, (unsigned long)b->dev,
+		      (unsigned long)b->inode, b->name);
+}
+
+/* pm_vmas (the maps text, and PROCMAP_QUERY for the names the text leaves
+ * ambiguous) against the kernel's list through PROCMAP_QUERY: every field,
+ * names exactly; the text-only list agrees but for the escaped names. */
 START_TEST(query_and_text_agree)
 {
+	enum { CAP = MANY + 100 };
+	struct pm_vma *k = malloc(CAP * sizeof(*k));
+	char (*names)[512] = malloc(CAP * sizeof(*names));
 	struct pm_vma_list *q, *t;
 	struct child c;
+	size_t n;
 
+	ck_assert(k && names);
 	child_start(&c, build_names, NULL);
 	q = list(c.pid, 0);
 	t = list(c.pid, PM_OPEN_MAPS_TEXT);
+	query_walk(c.pid, k, names, CAP, &n);
 	check_sorted(q);
 	check_sorted(t);
 	ck_assert_uint_ge(pm_vma_count(t), MANY);
-	ck_assert_uint_eq(pm_vma_count(q), pm_vma_count(t));
-	for (size_t i = 0; i < pm_vma_count(q); i++) {
-		const struct pm_vma *a = pm_vma_at(q, i), *b = pm_vma_at(t, i);
+	ck_assert_uint_eq(pm_vma_count(q), n);
+	ck_assert_uint_eq(pm_vma_count(t), n);
+	for (size_t i = 0; i < n; i++) {
+		struct pm_vma tv = *pm_vma_at(t, i);
 
-		ck_assert_msg(a->start == b->start && a->end == b->end && a->flags == b->flags &&
-				      a->pgoff == b->pgoff && a->dev == b->dev &&
-				      a->inode == b->inode && !strcmp(a->name, b->name),
-			      "VMA %zu differs: query %#lx-%#lx f%lx o%lx d%lx i%lu '%s' / text "
-			      "%#lx-%#lx f%lx o%lx d%lx i%lu '%s'",
-			      i, (unsigned long)a->start, (unsigned long)a->end,
-			      (unsigned long)a->flags, (unsigned long)a->pgoff, (unsigned long)a->dev,
-			      (unsigned long)a->inode, a->name, (unsigned long)b->start,
-			      (unsigned long)b->end, (unsigned long)b->flags, (unsigned long)b->pgoff,
-			      (unsigned long)b->dev, (unsigned long)b->inode, b->name);
+		assert_vma_eq(i, &k[i], pm_vma_at(q, i));
+		if (strchr(k[i].name, '\n') || strchr(k[i].name, '\\'))
+			tv.name = k[i].name; /* names_as_the_kernel_has_them */
+		assert_vma_eq(i, &k[i], &tv);
 	}
-	for (int k = 0; k < 2; k++) {
-		struct pm_vma_list *l = k ? t : q;
+	for (int j = 0; j < 2; j++) {
+		struct pm_vma_list *l = j ? t : q;
 
 		ck_assert(has_name(l, "[heap]", false));
 		ck_assert(has_name(l, "[stack]", false));
@@ -118,13 +208,39 @@ START_TEST(query_and_text_agree)
 	pm_vma_list_free(q);
 	pm_vma_list_free(t);
 	child_stop(&c);
+	free(k);
+	free(names);
 }
 END_TEST
 
-static void build_small(void *arg, uint64_t *sh)
+/* A newline in a path and a backslash: the default list has the kernel's
+ * names exactly where the kernel has PROCMAP_QUERY; the text alone (a
+ * PM_OPEN_MAPS_TEXT handle, an older kernel) shows both as "\012". */
+START_TEST(names_as_the_kernel_has_them)
 {
-	xmap(NULL, 4 * ps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	const bool query = pm_has_feature(PM_FEAT_PROCMAP_QUERY) == 1;
+	struct pm_vma_list *q, *t;
+	char want[2][64], text[2][64];
+	struct child c;
+
+	child_start(&c, build_small, NULL);
+	q = list(c.pid, 0);
+	t = list(c.pid, PM_OPEN_MAPS_TEXT);
+	for (int i = 0; i < 2; i++) {
+		odd_path(want[i], sizeof(want[i]) - 10, i, c.pid, false);
+		odd_path(text[i], sizeof(text[i]) - 10, i, c.pid, true);
+		strcat(want[i], " (deleted)");
+		strcat(text[i], " (deleted)");
+		ck_assert_msg(has_name(t, text[i], false), "text: no '%s'", text[i]);
+		ck_assert_msg(has_name(q, query ? want[i] : text[i], false), "default: no '%s'",
+			      query ? want[i] : text[i]);
+	}
+	ck_assert(!has_name(t, "\n", false));
+	pm_vma_list_free(q);
+	pm_vma_list_free(t);
+	child_stop(&c);
 }
+END_TEST
 
 /* The text source against an independent reading of /proc/PID/maps, on a
  * quiescent child (the caller's own maps move under sanitizers). */
@@ -185,6 +301,7 @@ int main(void)
 	tcase_set_timeout(t, 60);
 	add_test_if(t, query_and_text_agree, expect_feature(PM_FEAT_PROCMAP_QUERY),
 		    lacks(PM_FEAT_PROCMAP_QUERY));
+	tcase_add_test(t, names_as_the_kernel_has_them);
 	tcase_add_test(t, text_matches_maps_file);
 	tcase_add_test(t, list_accessors_null_safe);
 	suite_add_tcase(s, t);

@@ -54,8 +54,8 @@ extern "C" {
 
 struct pm_handle;
 
-/** pm_open_opts.flags: list VMAs with the /proc/PID/maps text parser even
- *  where the kernel has PROCMAP_QUERY. */
+/** pm_open_opts.flags: learn VMAs from the /proc/PID/maps text alone, never
+ *  through PROCMAP_QUERY, even where the kernel has it. */
 #define PM_OPEN_MAPS_TEXT (1ULL << 0)
 
 struct pm_open_opts {
@@ -161,9 +161,12 @@ struct pm_vma_list;
 
 /**
  * Snapshot the target's address space: one entry per VMA below the user
- * address-space limit, sorted. Uses PROCMAP_QUERY where the kernel has it and
- * the /proc/PID/maps text otherwise (both give the same list; names are the
- * kernel's, e.g. "[heap]", "/path (deleted)").
+ * address-space limit, sorted. Read from the /proc/PID/maps text (a line
+ * costs a small fraction of a PROCMAP_QUERY); names are the kernel's, e.g.
+ * "[heap]", "/path (deleted)". The text writes a newline in a path as
+ * "\012": where the kernel has PROCMAP_QUERY (6.11+) and the handle was not
+ * opened with PM_OPEN_MAPS_TEXT, a name holding a backslash is asked of it,
+ * so names are exact; otherwise such a name is as the text shows it.
  *
  * @return 0, or -EINVAL (NULL argument), -ESRCH (the process exited),
  * -ENOMEM, -EIO (maps text the parser does not understand).
