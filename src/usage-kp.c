@@ -137,7 +137,7 @@ static int private_page(const struct pm__uctx *c, uint64_t e, uint64_t count, ui
 	const bool by_count = count < 2, by_bit = pm_entry_exclusive(e);
 
 	if (by_count == by_bit || !(flags & (F(COMPOUND_HEAD) | F(COMPOUND_TAIL))) ||
-	    c->old_mapcount)
+	    c->page_mapcount)
 		return by_count;
 	if (c->scan && !(cat & PM_CAT_HUGE))
 		return by_bit;
@@ -177,9 +177,10 @@ bool pm__usage_need_flags(const struct pm__uctx *c, uint64_t e, uint64_t cat,
  * Whether page i's mapcount is 1 without reading it, the entry calling it
  * exclusive. On a small folio (its flags read) the bit is mapcount == 1
  * on every kernel, for any kind of page. Outside any PMD mapping it is the
- * page's own mapcount == 1 where mapcounts are per page (all kernels
- * before 6.15); with CONFIG_NO_PAGE_MAPCOUNT (6.15+, which user space
- * cannot see) it is "no other mm maps the folio", where kpagecount's
+ * page's own mapcount == 1 where mapcounts are per page (every kernel
+ * before 6.15, and 6.15+ built with CONFIG_PAGE_MAPCOUNT: a round trip
+ * tells, probe-mapcount.c); with CONFIG_NO_PAGE_MAPCOUNT it is "no other
+ * mm maps the folio", where kpagecount's
  * average over the folio is at most 1 for an anonymous page (one mm maps
  * it once), while a page-cache folio may be mapped twice by one mm, so
  * there its average is read. A PMD mapping carries its head page's bit
@@ -200,8 +201,8 @@ static bool mapped_once(const struct pm__uctx *c, size_t i)
 	    !(c->flags[i] & (F(COMPOUND_HEAD) | F(COMPOUND_TAIL) | F(NOPAGE))))
 		return true;
 	if (c->scan)
-		return !(c->cat[i] & PM_CAT_HUGE) && (c->old_mapcount || pm__usage_once(e));
-	return c->old_mapcount && !(c->cat[i] & PM__CAT_MAYBE_PMD);
+		return !(c->cat[i] & PM_CAT_HUGE) && (c->page_mapcount || pm__usage_once(e));
+	return c->page_mapcount && !(c->cat[i] & PM__CAT_MAYBE_PMD);
 }
 
 /* A present page, with the physical page's records. */
@@ -294,6 +295,16 @@ int pm__usage_kp_records(struct pm__uctx *c, size_t n)
 	return r ? r : kp_sparse(c, 1, c->cpfn, n, c->count);
 }
 
+/* The physical pages' files are open; where mapcounts are wanted, whether
+ * they are per page (mapped_once(), private_page()). */
+static void kp_opened(struct pm__uctx *c)
+{
+	c->kp = true;
+	c->avail |= PM__NEED_CLASS;
+	if (c->want & (PM__NEED_KPAGE | PM_USAGE_USS | PM_USAGE_SHARED))
+		c->page_mapcount = pm__mapcount_per_page(&c->kf) == 1;
+}
+
 /* Whether the handle shows PFNs, told by its first present entry (PFN 0
  * is what a hidden one reads: pm_kpages' rule), rather than by
  * pm_has_feature(), which maps, faults and reads a page of this process
@@ -304,10 +315,8 @@ void pm__usage_kp_decide(struct pm__uctx *c, uint64_t e)
 {
 	c->kp_decided = true;
 	if ((c->want & PM__NEED_CLASS) && pm_entry_pfn(e) &&
-	    pm__kpf_open(&c->kf, PM_KPAGE_FLAGS | PM_KPAGE_COUNT) == 0) {
-		c->kp = true;
-		c->avail |= PM__NEED_CLASS;
-	}
+	    pm__kpf_open(&c->kf, PM_KPAGE_FLAGS | PM_KPAGE_COUNT) == 0)
+		kp_opened(c);
 }
 
 /* Whether the caller may read physical pages, by a probe of its own
@@ -321,8 +330,6 @@ bool pm__usage_kp_allowed(const struct pm__uctx *c)
 
 void pm__usage_kp_probe(struct pm__uctx *c)
 {
-	if (pm__usage_kp_allowed(c) && pm__kpf_open(&c->kf, PM_KPAGE_FLAGS | PM_KPAGE_COUNT) == 0) {
-		c->kp = true;
-		c->avail |= PM__NEED_CLASS;
-	}
+	if (pm__usage_kp_allowed(c) && pm__kpf_open(&c->kf, PM_KPAGE_FLAGS | PM_KPAGE_COUNT) == 0)
+		kp_opened(c);
 }

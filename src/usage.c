@@ -13,7 +13,7 @@
  * CONFIG_NO_PAGE_MAPCOUNT (6.15+) use the folio's average mapcount for
  * both (kpagecount reports that average too) and decide Private per folio
  * (!folio_maybe_mapped_shared), which is what pagemap's exclusive bit says
- * there. AnonHugePages counts PMD-mapped anonymous folios.
+ * there; no file says which, a round trip does (probe-mapcount.c). AnonHugePages counts PMD-mapped anonymous folios.
  *
  * Sources per field, cheapest first:
  *   swap, guard      the pagemap entry (bits 62, 58)
@@ -192,7 +192,7 @@ static int chunk(struct pm__uctx *c, uint64_t a, uint64_t b, struct pm__uvma *v)
 		}
 	}
 	if (c->kp) {
-		if (c->old_mapcount)
+		if (c->page_mapcount)
 			mark_maybe_pmd(c, a, n);
 		r = pm__usage_kp_records(c, n);
 		if (r)
@@ -503,7 +503,6 @@ static int ctx_init(struct pm__uctx *c, struct pm_handle *h, const struct pm_usa
 		return r;
 	c->h = h;
 	c->ps = k->page_size;
-	c->old_mapcount = k->version[0] < 6 || (k->version[0] == 6 && k->version[1] < 15);
 	c->avail = PM_USAGE_SWAP;
 	if (pm__feature(PM_FEAT_GUARD_REGIONS) == 1)
 		c->avail |= PM_USAGE_GUARD;

@@ -81,7 +81,8 @@ struct pm__uctx {
 	struct pm_read_opts ro;
 	uint64_t want, avail;
 	uint64_t ps;
-	bool kp, scan, old_mapcount;
+	bool kp, scan;
+	bool page_mapcount; /* mapcounts are per page (pm__mapcount_per_page()) */
 	bool kp_decided; /* kp set at the first present entry (pm__usage_kp_decide()) */
 	struct pm__kpf kf;
 	struct pm__vcursor vc;
