@@ -292,7 +292,27 @@ int pm__usage_kp_records(struct pm__uctx *c, size_t n)
 		c->cpfn[i] = counts && !mapped_once(c, i) ? c->pfn[i] : 0;
 		c->count[i] = 1;
 	}
-	return r ? r : kp_sparse(c, 1, c->cpfn, n, c->count);
+	if (r || !counts)
+		return r;
+	if (c->cache)
+		pm__ucache_take(c->cache, c->e, c->cpfn, c->count, n);
+	r = kp_sparse(c, 1, c->cpfn, n, c->count);
+	if (!r && c->cache)
+		pm__ucache_keep(c->cache, c->cpfn, c->count, n);
+	return r;
+}
+
+/* Open the physical pages' files: a pass's cache keeps its own open for
+ * all its calls (two opens and closes a process saved). */
+static int kp_open(struct pm__uctx *c)
+{
+	int r;
+
+	if (!c->cache)
+		return pm__kpf_open(&c->kf, PM_KPAGE_FLAGS | PM_KPAGE_COUNT);
+	r = pm__ucache_files(c->cache, &c->kf);
+	c->kf_shared = r == 0;
+	return r;
 }
 
 /* The physical pages' files are open; where mapcounts are wanted, whether
@@ -314,8 +334,7 @@ static void kp_opened(struct pm__uctx *c)
 void pm__usage_kp_decide(struct pm__uctx *c, uint64_t e)
 {
 	c->kp_decided = true;
-	if ((c->want & PM__NEED_CLASS) && pm_entry_pfn(e) &&
-	    pm__kpf_open(&c->kf, PM_KPAGE_FLAGS | PM_KPAGE_COUNT) == 0)
+	if ((c->want & PM__NEED_CLASS) && pm_entry_pfn(e) && kp_open(c) == 0)
 		kp_opened(c);
 }
 
@@ -330,6 +349,6 @@ bool pm__usage_kp_allowed(const struct pm__uctx *c)
 
 void pm__usage_kp_probe(struct pm__uctx *c)
 {
-	if (pm__usage_kp_allowed(c) && pm__kpf_open(&c->kf, PM_KPAGE_FLAGS | PM_KPAGE_COUNT) == 0)
+	if (pm__usage_kp_allowed(c) && kp_open(c) == 0)
 		kp_opened(c);
 }

@@ -496,6 +496,7 @@ static int ctx_init(struct pm__uctx *c, struct pm_handle *h, const struct pm_usa
 	c->ro.size = sizeof(c->ro);
 	c->ro.flags = PM__OPT(opts, struct pm_usage_opts, read_flags, 0);
 	c->ro.max_retries = PM__OPT(opts, struct pm_usage_opts, max_retries, 0);
+	c->cache = PM__OPT(opts, struct pm_usage_opts, cache, NULL);
 	if ((c->want & ~PM_USAGE_ALL) || (c->ro.flags & ~read_known))
 		return -EINVAL;
 	r = pm__handle_ready(h);
@@ -757,7 +758,8 @@ static void ctx_fini(struct pm__uctx *c)
 {
 	if (c->h)
 		pm__vcursor_fini(&c->vc);
-	pm__kpf_close(&c->kf);
+	if (!c->kf_shared)
+		pm__kpf_close(&c->kf);
 	free(c->acc);
 	free(c->e);
 	free(c->cat);

@@ -83,6 +83,8 @@ struct pm__uctx {
 	uint64_t ps;
 	bool kp, scan;
 	bool page_mapcount; /* mapcounts are per page (pm__mapcount_per_page()) */
+	struct pm_usage_cache *cache; /* pm_usage_opts.cache */
+	bool kf_shared;               /* kf is the cache's (pm__ucache_files()) */
 	bool kp_decided; /* kp set at the first present entry (pm__usage_kp_decide()) */
 	struct pm__kpf kf;
 	struct pm__vcursor vc;
@@ -120,6 +122,17 @@ PM_HIDDEN bool pm__usage_kp_allowed(const struct pm__uctx *c);
 PM_HIDDEN void pm__usage_kp_probe(struct pm__uctx *c);
 /* The physical pages' records of pages [0, n). */
 PM_HIDDEN int pm__usage_kp_records(struct pm__uctx *c, size_t n);
+/* The kept mapcounts of pages i < n with pfn[i] != 0 whose entry e[i] is
+ * not exclusive into count[i], those pfn[i] zeroed (usage-cache.c). */
+PM_HIDDEN void pm__ucache_take(struct pm_usage_cache *c, const uint64_t *e, uint64_t *pfn,
+			       uint64_t *count, size_t n);
+/* The cache's physical-page files (flags, count) into @k, opened by the
+ * first call that needs them and kept for the pass: 0 or pm__kpf_open()'s
+ * error. */
+PM_HIDDEN int pm__ucache_files(struct pm_usage_cache *c, struct pm__kpf *k);
+/* Keep count[i] of pfn[i] (i < n, pfn[i] != 0) where it is 2 or more. */
+PM_HIDDEN void pm__ucache_keep(struct pm_usage_cache *c, const uint64_t *pfn,
+			       const uint64_t *count, size_t n);
 /* Present page i counted into @a from its records, or from PAGEMAP_SCAN's
  * categories and the entry alone. */
 PM_HIDDEN int pm__usage_page_kp(struct pm__uctx *c, size_t i, struct pm__usage_acc *a);

@@ -122,11 +122,16 @@ struct pm_usage {
 	uint64_t guard;     /* guard-region pages (MADV_GUARD_INSTALL) */
 };
 
+struct pm_usage_cache;
+
 struct pm_usage_opts {
 	uint64_t size;
 	uint64_t fields;      /* PM_USAGE_* wanted; 0 = all */
 	uint64_t read_flags;  /* PM_READ_F_* for the pagemap reads, as pm_read_opts.flags */
 	uint64_t max_retries; /* as pm_read_opts.max_retries */
+	/* mapcounts shared with the other calls of a pass (pm_usage_cache_new());
+	 * NULL: none */
+	struct pm_usage_cache *cache;
 };
 
 struct pm_handle;
@@ -161,6 +166,35 @@ PM_EXPORT int pm_usage(struct pm_handle *h, uint64_t start, uint64_t end,
  */
 PM_EXPORT long pm_usage_vmas(struct pm_handle *h, const struct pm_vma_list *l,
 			     const struct pm_usage_opts *opts, struct pm_usage *out);
+
+struct pm_usage_cache_opts {
+	uint64_t size;
+	uint64_t max_pages; /* physical pages kept at most (12 bytes each, at
+			     * most twice); 0: 2,097,152 */
+};
+
+/**
+ * A cache for one pass of pm_usage() calls over many processes (a
+ * profiler's view of the whole machine; pm-dump --all uses one): the
+ * mapcount of a physical page that several processes map (libraries'
+ * page cache, pages shared since a fork) is read for the first process
+ * that maps it, and taken from here for the others, where it would cost a
+ * read of /proc/kpagecount per process. Give it in pm_usage_opts.cache.
+ *
+ * Kept: mapcounts of 2 or more (a page mapped once is one process's).
+ * Taken: for a page whose pagemap entry says it is not exclusive; an entry
+ * saying exclusive has its mapcount read afresh. A taken mapcount is as
+ * old as the pass: exact while the processes that map the page keep it
+ * mapped (a quiescent machine), else the count from when the pass first
+ * met the page. Make a new cache for each pass. Calls on many threads may
+ * share one.
+ *
+ * @return 0, or -EINVAL (NULL out, opts malformed), -ENOMEM.
+ */
+PM_EXPORT int pm_usage_cache_new(const struct pm_usage_cache_opts *opts,
+				 struct pm_usage_cache **out);
+/** Free a cache. NULL-safe; no call may be using it. */
+PM_EXPORT void pm_usage_cache_free(struct pm_usage_cache *c);
 
 #ifdef __cplusplus
 }

@@ -166,7 +166,8 @@ static bool out_of_fds(int err)
  * Swap by default, which pm_usage answers with one PAGEMAP_SCAN of the
  * address space (no VMA list, no pagemap entries); Pss and Uss (--pss, or
  * sorting by them) need every present page's entry, and its physical
- * page's mapcount, the cost of reading smaps_rollup.
+ * page's mapcount, the cost of reading smaps_rollup: one cache for the
+ * pass reads the mapcount of a page many processes map (libc's) once.
  */
 int all_dump(struct dump *d, const struct pm_kernel_info *ki)
 {
@@ -180,8 +181,13 @@ int all_dump(struct dump *d, const struct pm_kernel_info *ki)
 
 	if (d->sort == ALL_SORT_PSS || d->sort == ALL_SORT_USS)
 		d->pss = true;
-	if (d->pss)
+	if (d->pss) {
+		int r = pm_usage_cache_new(NULL, &uo.cache);
+
+		if (r < 0)
+			die("pm_usage_cache_new", r);
 		uo.fields |= PM_USAGE_PSS | PM_USAGE_USS;
+	}
 	nps = list_pids(&ps);
 	for (size_t i = 0; i < nps; i++) {
 		struct pm_handle *h;
@@ -209,6 +215,7 @@ int all_dump(struct dump *d, const struct pm_kernel_info *ki)
 			ps[i].err = r;
 		pm_close(h);
 	}
+	pm_usage_cache_free(uo.cache);
 	if (tty)
 		fprintf(stderr, "\n");
 	sort_key = d->sort;

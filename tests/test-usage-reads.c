@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* What pm_usage reads of /proc/kpagecount: none for a page whose entry
+ * tells its mapcount, which depends on whether mapcounts are per page
+ * (probe-mapcount.c), and one per pass for a page many processes map,
+ * with a pass's cache (usage-cache.c). Real children, real THPs;
+ * kpagecount's answers faked only to play a kernel that counts per folio
+ * (6.15+ built with CONFIG_NO_PAGE_MAPCOUNT, which this machine is not). */
+#include "common.h"
+#include "internal.h"
+#include "kpages.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define PAGES 1024
+
+static ssize_t (*real_pread)(int, void *, size_t, off_t);
+static bool fake_counts; /* every kpagecount record reads fake_count */
+static uint64_t fake_count;
+static uint64_t watch[PAGES]; /* PFNs watched, sorted */
+static size_t nwatch;
+static size_t watch_reads; /* kpagecount reads with a record of a watched PFN */
+
+static bool is_kpagecount(int fd)
+{
+	char path[64], link[32];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, link, sizeof(link));
+	return n == 16 && !memcmp(link, "/proc/kpagecount", 16);
+}
+
+static bool watched(uint64_t lo, uint64_t n)
+{
+	for (size_t i = 0; i < nwatch; i++)
+		if (watch[i] >= lo && watch[i] < lo + n)
+			return true;
+	return false;
+}
+
+static ssize_t hook_pread(int fd, void *buf, size_t n, off_t off)
+{
+	ssize_t r = real_pread(fd, buf, n, off);
+
+	if (r > 0 && is_kpagecount(fd)) {
+		watch_reads += watched((uint64_t)off / 8, (uint64_t)r / 8);
+		for (ssize_t i = 0; fake_counts && i < r / 8; i++)
+			((uint64_t *)buf)[i] = fake_count;
+	}
+	return r;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* 4 MiB of a memfd mapped shared and read: shmem pages only this child
+ * maps, which pagemap calls exclusive. */
+static void build_memfd(void *arg, uint64_t *sh)
+{
+	int fd = memfd_create("pm-mapcount", MFD_CLOEXEC);
+	volatile char sink = 0;
+	char *p;
+
+	(void)arg;
+	if (fd < 0 || ftruncate(fd, (off_t)(PAGES * ps)))
+		_exit(2);
+	p = xmap(NULL, PAGES * ps, PROT_READ, MAP_SHARED, fd);
+	for (size_t i = 0; i < PAGES; i++)
+		sink += p[i * ps];
+	sh[0] = (uintptr_t)p;
+}
+
+/* Watch the PFNs of @pid's @n pages at @va, each present and, as
+ * @exclusive says, exclusive or not. */
+static void watch_pages(pid_t pid, uint64_t va, size_t n, bool exclusive)
+{
+	uint64_t e[PAGES];
+
+	raw_read(pid, va, va + n * ps, e);
+	for (size_t i = 0; i < n; i++) {
+		ck_assert(pm_entry_present(e[i]) && pm_entry_pfn(e[i]));
+		ck_assert_int_eq(pm_entry_exclusive(e[i]), exclusive);
+		watch[i] = pm_entry_pfn(e[i]);
+	}
+	nwatch = n;
+	qsort(watch, n, sizeof(watch[0]), cmp_u64);
+}
+
+/* pm_usage (Rss, Pss, Uss) of @n pages of @pid at @va, with @cache;
+ * watch_reads counts this call's reads. */
+static void usage_of(pid_t pid, uint64_t va, size_t n, struct pm_usage_cache *cache,
+		     struct pm_usage *u)
+{
+	PM_OPTS(pm_usage_opts, uo, .fields = PM_USAGE_RSS | PM_USAGE_PSS | PM_USAGE_USS,
+		.cache = cache);
+	struct pm_handle *h;
+
+	ck_assert_int_eq(pm_open(pid, NULL, &h), 0);
+	u->size = sizeof(*u);
+	watch_reads = 0;
+	ck_assert_int_eq(pm_usage(h, va, va + n * ps, &uo, u), 0);
+	pm_close(h);
+	ck_assert_uint_eq(u->valid & (PM_USAGE_PSS | PM_USAGE_USS), PM_USAGE_PSS | PM_USAGE_USS);
+	ck_assert_uint_eq(u->rss, n * ps);
+}
+
+/* The child's memfd: every page counted whole. */
+static void count(struct child *c, struct pm_usage *u)
+{
+	watch_pages(c->pid, c->shared[0], PAGES, true);
+	usage_of(c->pid, c->shared[0], PAGES, NULL, u);
+	ck_assert_uint_eq(u->pss, (PAGES * ps) << 12);
+	ck_assert_uint_eq(u->uss, PAGES * ps);
+}
+
+static bool new_kernel(void)
+{
+	const uint64_t *v = pm__kernel()->version;
+
+	return v[0] > 6 || (v[0] == 6 && v[1] >= 15);
+}
+
+/* A THP for the round trip: THP not off for madvise()d memory. */
+static bool thp_available(void)
+{
+	char buf[128] = "";
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
+
+	if (f && !fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	if (f)
+		fclose(f);
+	return strstr(buf, "[always]") || strstr(buf, "[madvise]");
+}
+
+static int verdict(void)
+{
+	struct pm__kpf k;
+	int r;
+
+	ck_assert_int_eq(pm__kpf_open(&k, PM_KPAGE_FLAGS | PM_KPAGE_COUNT), 0);
+	r = pm__mapcount_per_page(&k);
+	pm__kpf_close(&k);
+	return r;
+}
+
+/* Where mapcounts are per page, an exclusive page's mapcount is 1 by its
+ * entry: no kpagecount read for any of the child's 1,024 pages. This
+ * machine's THPs tell it (6.18, CONFIG_PAGE_MAPCOUNT); where none could,
+ * the mapcounts are read. */
+START_TEST(exclusive_pages_need_no_mapcount)
+{
+	struct pm_usage u;
+	struct child c;
+	const int per_page = verdict();
+
+	child_start(&c, build_memfd, NULL);
+	count(&c, &u);
+	if (per_page)
+		ck_assert_uint_eq(watch_reads, 0);
+	else
+		ck_assert_uint_gt(watch_reads, 0);
+	if (!new_kernel())
+		ck_assert_int_eq(per_page, 1);
+	child_stop(&c);
+}
+END_TEST
+
+/* A kernel counting per folio: its kpagecount answers 1 for the unmapped
+ * page of the probe's THP (the folio's average). Then the exclusive bit
+ * says only "no other process", and the child's mapcounts are read. */
+START_TEST(per_folio_mapcounts_are_read)
+{
+	struct pm_usage u;
+	struct child c;
+
+	fake_counts = true;
+	fake_count = 1;
+	ck_assert_int_eq(verdict(), 0);
+	child_start(&c, build_memfd, NULL);
+	count(&c, &u);
+	ck_assert_uint_gt(watch_reads, 0);
+	child_stop(&c);
+}
+END_TEST
+
+/* The same round trip reading 0 there: per page. */
+START_TEST(per_page_told_by_an_unmapped_page)
+{
+	fake_counts = true;
+	fake_count = 0;
+	ck_assert_int_eq(verdict(), 1);
+}
+END_TEST
+
+static void build_nothing(void *arg, uint64_t *sh)
+{
+	(void)arg;
+	(void)sh;
+}
+
+/* Pages this process and two children map since the fork (mapcount 3): a
+ * pass with a cache reads their mapcounts for the first child only, and
+ * counts the second alike; without the cache, the second reads them. */
+START_TEST(cache_reads_a_shared_page_once)
+{
+	const size_t n = 256;
+	char *p = xmap(NULL, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	const uint64_t va = (uintptr_t)p, third = (ps << 12) / 3;
+	struct pm_usage_cache *cache;
+	struct pm_usage u[3];
+	struct child a, b;
+
+	madvise(p, n * ps, MADV_NOHUGEPAGE);
+	memset(p, 1, n * ps);
+	child_start(&a, build_nothing, NULL);
+	child_start(&b, build_nothing, NULL);
+	watch_pages(a.pid, va, n, false);
+	ck_assert_int_eq(pm_usage_cache_new(NULL, &cache), 0);
+	usage_of(a.pid, va, n, cache, &u[0]);
+	ck_assert_uint_gt(watch_reads, 0);
+	usage_of(b.pid, va, n, cache, &u[1]);
+	ck_assert_uint_eq(watch_reads, 0);
+	usage_of(b.pid, va, n, NULL, &u[2]);
+	ck_assert_uint_gt(watch_reads, 0);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_uint_eq(u[i].pss, n * third);
+		ck_assert_uint_eq(u[i].uss, 0);
+	}
+	pm_usage_cache_free(cache);
+	child_stop(&a);
+	child_stop(&b);
+	munmap(p, n * ps);
+}
+END_TEST
+
+/* A PMD-mapped THP this process and a child share since the fork: kept
+ * with mapcount 2. Once this process unmaps it the child's entries say
+ * exclusive (a PMD mapping, so its mapcounts are read): the cache's 2 is
+ * not taken, the child's Pss is its Rss. */
+START_TEST(cache_not_taken_for_an_exclusive_page)
+{
+	const size_t n = pm__pmd_pages();
+	char *map = xmap(NULL, 2 * n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	char *p = (char *)(((uintptr_t)map + n * ps - 1) & ~(uintptr_t)(n * ps - 1));
+	const uint64_t va = (uintptr_t)p;
+	struct pm_usage_cache *cache;
+	struct pm_usage u;
+	struct child a;
+	uint64_t e;
+
+	ck_assert_int_eq(madvise(p, n * ps, MADV_HUGEPAGE), 0);
+	memset(p, 1, n * ps);
+	raw_read(getpid(), va, va + ps, &e);
+	ck_assert(kpageflags(pm_entry_pfn(e)) & (1ULL << PM_KPF_THP));
+	child_start(&a, build_nothing, NULL);
+	ck_assert_int_eq(pm_usage_cache_new(NULL, &cache), 0);
+	watch_pages(a.pid, va, n, false);
+	usage_of(a.pid, va, n, cache, &u);
+	ck_assert_uint_eq(u.pss, n * ((ps << 12) / 2));
+	munmap(map, 2 * n * ps);
+	watch_pages(a.pid, va, n, true);
+	usage_of(a.pid, va, n, cache, &u);
+	ck_assert_uint_gt(watch_reads, 0);
+	ck_assert_uint_eq(u.pss, (n * ps) << 12);
+	pm_usage_cache_free(cache);
+	child_stop(&a);
+}
+END_TEST
+
+START_TEST(cache_arguments)
+{
+	PM_OPTS(pm_usage_cache_opts, o, .max_pages = 16);
+	struct pm_usage_cache *c = NULL;
+
+	ck_assert_int_eq(pm_usage_cache_new(NULL, NULL), -EINVAL);
+	o.size = 3;
+	ck_assert_int_eq(pm_usage_cache_new(&o, &c), -EINVAL);
+	ck_assert_ptr_null(c);
+	o.size = sizeof(o);
+	ck_assert_int_eq(pm_usage_cache_new(&o, &c), 0);
+	pm_usage_cache_free(c);
+	pm_usage_cache_free(NULL);
+}
+END_TEST
+
+static void setup(void)
+{
+	real_pread = pm__sys.pread;
+	pm__sys.pread = hook_pread;
+	fake_counts = false;
+}
+
+static void teardown(void)
+{
+	pm__sys.pread = real_pread;
+}
+
+int main(void)
+{
+	Suite *s = suite_create("usage-reads");
+	TCase *t = tcase_create("usage-reads");
+	bool pfns, trip;
+	const char *why;
+
+	test_init();
+	pfns = pm_has_feature(PM_FEAT_PFN_VISIBLE) == 1;
+	trip = pfns && new_kernel() && thp_available();
+	/* before 6.15 every kernel counts per page: no round trip is made */
+	why = !pfns	     ? "PFNs and /proc/kpagecount need CAP_SYS_ADMIN"
+	      : !new_kernel() ? "mapcounts are per page before 6.15: no round trip"
+			      : "THP is off: no THP for the round trip";
+	tcase_add_checked_fixture(t, setup, teardown);
+	add_test_if(t, exclusive_pages_need_no_mapcount, pfns, why);
+	add_test_if(t, per_folio_mapcounts_are_read, trip, why);
+	add_test_if(t, per_page_told_by_an_unmapped_page, trip, why);
+	add_test_if(t, cache_reads_a_shared_page_once, pfns, why);
+	add_test_if(t, cache_not_taken_for_an_exclusive_page, pfns && thp_available(),
+		    pfns ? "THP is off: no PMD mapping to share" : why);
+	tcase_add_test(t, cache_arguments);
+	suite_add_tcase(s, t);
+	return run_suite(s);
+}
