@@ -130,19 +130,6 @@ static bool new_kernel(void)
 	return v[0] > 6 || (v[0] == 6 && v[1] >= 15);
 }
 
-/* A THP for the round trip: THP not off for madvise()d memory. */
-static bool thp_available(void)
-{
-	char buf[128] = "";
-	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
-
-	if (f && !fgets(buf, sizeof(buf), f))
-		buf[0] = '\0';
-	if (f)
-		fclose(f);
-	return strstr(buf, "[always]") || strstr(buf, "[madvise]");
-}
-
 static int verdict(void)
 {
 	struct pm__kpf k;
@@ -315,7 +302,7 @@ int main(void)
 
 	test_init();
 	pfns = pm_has_feature(PM_FEAT_PFN_VISIBLE) == 1;
-	trip = pfns && new_kernel() && thp_available();
+	trip = pfns && new_kernel() && thp_possible();
 	/* before 6.15 every kernel counts per page: no round trip is made */
 	why = !pfns	     ? "PFNs and /proc/kpagecount need CAP_SYS_ADMIN"
 	      : !new_kernel() ? "mapcounts are per page before 6.15: no round trip"
@@ -325,7 +312,7 @@ int main(void)
 	add_test_if(t, per_folio_mapcounts_are_read, trip, why);
 	add_test_if(t, per_page_told_by_an_unmapped_page, trip, why);
 	add_test_if(t, cache_reads_a_shared_page_once, pfns, why);
-	add_test_if(t, cache_not_taken_for_an_exclusive_page, pfns && thp_available(),
+	add_test_if(t, cache_not_taken_for_an_exclusive_page, pfns && thp_possible(),
 		    pfns ? "THP is off: no PMD mapping to share" : why);
 	tcase_add_test(t, cache_arguments);
 	suite_add_tcase(s, t);
