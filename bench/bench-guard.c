@@ -8,7 +8,9 @@
  *   10,000 VMAs: one pm_read over the layout, and a pm_batch of one read
  *   per VMA of the process (sync and io_uring);
  *   a batch of 10,000 ranges of 16 pages in one process, and one of
- *   200 processes x 8 MiB (sync and io_uring).
+ *   200 x 8 MiB (sync and io_uring), read both ways: 200 processes of
+ *   8 MiB each (a token pair per process: its stat and status at each
+ *   end), and 200 mappings of 8 MiB in one process.
  * Prints medians and on/off ratios, and a ROW line per shape against
  * issue 10's floor (<= 1.10x); timing is never asserted.
  */
@@ -54,6 +56,18 @@ static void build_8m(void *arg, struct span *out)
 	madvise(p, 8 << 20, MADV_NOHUGEPAGE);
 	memset(p, 1, 8 << 20);
 	out[0] = (struct span){ (uintptr_t)p, (uintptr_t)p + (8 << 20) };
+}
+
+/* 200 mappings of 8 MiB, one span each. */
+static void build_200x8m(void *arg, struct span *out)
+{
+	(void)arg;
+	for (int i = 0; i < NPROC; i++) {
+		struct span s;
+
+		build_8m(NULL, &s);
+		out[i] = s;
+	}
 }
 
 struct read {
@@ -109,8 +123,8 @@ static uint64_t *buf_for(uint64_t lo, uint64_t hi)
 int main(void)
 {
 	static struct shape sh[16];
-	static pid_t pids[3 + NPROC];
-	static int holds[3 + NPROC];
+	static pid_t pids[4 + NPROC];
+	static int holds[4 + NPROC];
 	static const char *const names[] = { "1 GiB 4K", "1 GiB THP", "10,000 VMAs" };
 	size_t ns = 0, np = 0;
 	struct pm_handle *procs[NPROC];
@@ -184,6 +198,24 @@ int main(void)
 		sh[ns].n = NPROC;
 		sh[ns].backend = be ? PM_BACKEND_URING : PM_BACKEND_SYNC;
 		snprintf(sh[ns++].name, 64, "%d processes x 8 MiB %s", NPROC, be ? "io_uring" : "sync");
+	}
+	{
+		static struct span sp[NPROC];
+		struct pm_handle *h;
+
+		pids[np] = bench_child(build_200x8m, NULL, sp, NPROC, &holds[np]);
+		if (pm_open(pids[np++], NULL, &h))
+			exit(1);
+		many = calloc(NPROC, sizeof(*many));
+		for (int i = 0; i < NPROC; i++)
+			many[i] = (struct read){ h, sp[i].lo, sp[i].hi, buf_for(sp[i].lo, sp[i].hi) };
+		for (int be = 0; be < 2; be++) {
+			sh[ns].r = many;
+			sh[ns].n = NPROC;
+			sh[ns].backend = be ? PM_BACKEND_URING : PM_BACKEND_SYNC;
+			snprintf(sh[ns++].name, 64, "%d mappings x 8 MiB, one process %s", NPROC,
+				 be ? "io_uring" : "sync");
+		}
 	}
 	for (int rep = 0; rep < REPS; rep++) {
 		size_t order[2 * 16];
