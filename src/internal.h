@@ -160,8 +160,9 @@ PM_HIDDEN int pm__maps_parse(const char *buf, size_t len, uint64_t user_top,
 /* The whole list from the handle's maps text: read, parsed, finished. */
 PM_HIDDEN int pm__maps_list(struct pm_handle *h, struct pm_vma_list *l);
 /* The VMA covering @addr or the next one: 1, 0 (none), -errno (-ENOTTY: no
- * PROCMAP_QUERY). With @name, v->name points into *name (grown as needed,
- * the caller frees it); without, v->name is "". */
+ * PROCMAP_QUERY, or with @name a path of PATH_MAX or more, which only the
+ * maps text lists). With @name, v->name points into *name (PATH_MAX bytes,
+ * allocated at the first call; the caller frees it); without, "". */
 PM_HIDDEN int pm__query_vma(struct pm_handle *h, uint64_t addr, struct pm_vma *v, char **name,
 			    size_t *name_cap);
 /* Whether this handle lists VMAs with PROCMAP_QUERY. */

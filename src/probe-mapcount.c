@@ -2,85 +2,133 @@
 /*
  * Whether the kernel keeps a mapcount per page (every kernel before 6.15,
  * and 6.15+ built with CONFIG_PAGE_MAPCOUNT) or per folio
- * (CONFIG_NO_PAGE_MAPCOUNT, 6.15+), which no file tells user space. It
- * decides what pagemap's exclusive bit means for a page of a large folio:
- * per page, the page's own mapcount is 1, so pm_usage needs no kpagecount
- * read for it; per folio, only that no other process maps the folio.
+ * (CONFIG_NO_PAGE_MAPCOUNT, 6.15+), which no interface of the kernel's
+ * tells user space. It decides what pagemap's exclusive bit means for a
+ * page of a large folio: per page, the page's own mapcount is 1, so
+ * pm_usage needs no kpagecount read for it; per folio, only that no other
+ * process maps the folio.
  *
  * Told by a round trip: a THP of this process with its last page unmapped
- * (the PMD split, the folio whole). kpagecount of that unmapped page is its
- * own mapcount, 0, per page; per folio it is the folio's average mapcount,
- * rounded: 511 mappings over 512 pages read 1.
+ * (the PMD split, the folio whole), its last two pages' kpagecount read in
+ * one read. Per page they are the pages' own mapcounts, 1 and 0; per folio
+ * both are the folio's average, rounded: 511 mappings over 512 pages, 1
+ * and 1. A folio being unmapped meanwhile (migration, a split) reads 0 and
+ * 0 on either kernel, and its PFNs or flags change: such a trip tells
+ * nothing. Two trips must agree before "per page" is believed.
  */
 #include "kpages.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #define F(b) (1ULL << PM_KPF_##b)
+#define MAX_PMD (32ULL << 20) /* larger THPs (64 KiB pages: 512 MiB) are not tried */
+#define RETRY_NS 1000000000LL /* a trip that told nothing: tried again after 1 s */
 
 static _Atomic int verdict = -1;
+static _Atomic int64_t last_try = INT64_MIN / 2;
 
-/* This process's pagemap entry for @addr, 0 when unreadable. */
-static uint64_t own_entry(int fd, uint64_t addr)
+/* This process's pagemap entry for @addr's page: its PFN if present, else 0. */
+static uint64_t own_pfn(int fd, const void *addr)
 {
 	uint64_t e = 0;
 
-	if (pm__pread_full(fd, &e, sizeof(e), addr / pm__kernel()->page_size * 8, NULL))
+	if (pm__pread_full(fd, &e, sizeof(e), (uintptr_t)addr / pm__kernel()->page_size * 8, NULL))
 		return 0;
-	return e;
+	return pm_entry_present(e) ? pm_entry_pfn(e) : 0;
 }
 
-/* 1 per page, 0 per folio; -1 when this machine gives no THP to tell by
- * (THP off, no PFNs for this caller, the folio split meanwhile). */
-static int round_trip(const struct pm__kpf *k)
+static bool compound(const struct pm__kpf *k, uint64_t pfn, uint64_t bit)
+{
+	uint64_t f;
+
+	return !pm__kpf_pread(k, 0, pfn, &f, 1) && (f & bit);
+}
+
+/* 1 per page, 0 per folio, -1 when the trip told nothing (no THP here,
+ * no PFNs for this caller, the folio moved or split meanwhile). */
+static int round_trip(const struct pm__kpf *k, int fd)
 {
 	const uint64_t ps = pm__kernel()->page_size, n = pm__pmd_pages(), pmd = n * ps;
-	uint64_t head = 0, last = 0, e, rec[3];
-	int fd, r = -1;
+	uint64_t head = 0, rec[2] = { 2, 2 };
+	int r = -1;
 	char *map, *p;
 
-	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
 	map = mmap(NULL, 2 * pmd, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (map == MAP_FAILED) {
-		close(fd);
+	if (map == MAP_FAILED)
 		return -1;
-	}
 	p = (char *)(((uintptr_t)map + pmd - 1) & ~(uintptr_t)(pmd - 1));
-	if (madvise(p, pmd, MADV_HUGEPAGE) == 0) {
+	/* not into a child forked meanwhile by another thread */
+	if (madvise(map, 2 * pmd, MADV_DONTFORK) == 0 && madvise(p, pmd, MADV_HUGEPAGE) == 0) {
 		p[0] = 1;
-		e = own_entry(fd, (uintptr_t)p);
-		head = pm_entry_present(e) ? pm_entry_pfn(e) : 0;
-		e = own_entry(fd, (uintptr_t)p + pmd - ps);
-		last = pm_entry_present(e) ? pm_entry_pfn(e) : 0;
+		head = own_pfn(fd, p);
 	}
-	if (head && last == head + n - 1 && !pm__kpf_pread(k, 0, head, rec, 1) &&
-	    (rec[0] & (F(THP) | F(COMPOUND_HEAD))) == (F(THP) | F(COMPOUND_HEAD)) &&
+	if (head && own_pfn(fd, p + pmd - ps) == head + n - 1 &&
+	    compound(k, head, F(THP) | F(COMPOUND_HEAD)) &&
 	    madvise(p + pmd - ps, ps, MADV_DONTNEED) == 0 &&
-	    !pm__kpf_pread(k, 1, last, &rec[1], 1) && !pm__kpf_pread(k, 0, last, &rec[2], 1) &&
-	    !pm__kpf_pread(k, 0, head, rec, 1) && (rec[0] & F(COMPOUND_HEAD)) &&
-	    (rec[2] & F(COMPOUND_TAIL)) && rec[1] <= 1)
-		r = rec[1] == 0;
+	    !pm__kpf_pread(k, 1, head + n - 2, rec, 2) &&
+	    /* the same folio, still whole and mapped where it was */
+	    compound(k, head, F(COMPOUND_HEAD)) && compound(k, head + n - 1, F(COMPOUND_TAIL)) &&
+	    own_pfn(fd, p) == head && own_pfn(fd, p + pmd - 2 * ps) == head + n - 2) {
+		if (rec[0] == 1 && rec[1] == 0)
+			r = 1;
+		else if (rec[0] == 1 && rec[1] == 1)
+			r = 0;
+	}
 	munmap(map, 2 * pmd);
-	close(fd);
 	return r;
 }
 
-int pm__mapcount_per_page(const struct pm__kpf *k)
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Two trips that agree on per page, or one that says per folio. */
+static int ask(void)
+{
+	struct pm__kpf k;
+	int fd, r = -1;
+
+	if (pm__kpf_open(&k, PM_KPAGE_FLAGS | PM_KPAGE_COUNT))
+		return -1;
+	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		r = round_trip(&k, fd);
+		if (r == 1 && round_trip(&k, fd) != 1)
+			r = -1;
+		close(fd);
+	}
+	pm__kpf_close(&k);
+	return r;
+}
+
+int pm__mapcount_per_page(void)
 {
 	const uint64_t *v = pm__kernel()->version;
+	const int64_t t = now_ns();
 	int r = atomic_load(&verdict);
 
 	if (r >= 0)
 		return r;
 	if (v[0] < 6 || (v[0] == 6 && v[1] < 15)) {
 		r = 1;
+	} else if (pm__pmd_pages() * pm__kernel()->page_size > MAX_PMD) {
+		r = 0;
 	} else {
-		/* no THP to tell by: per folio, the answer that reads more */
-		r = round_trip(k) == 1;
+		/* a trip that told nothing is not remembered, but not
+		 * repeated by every call either */
+		if (t - atomic_load(&last_try) < RETRY_NS)
+			return -1;
+		atomic_store(&last_try, t);
+		r = ask();
+		if (r < 0)
+			return -1;
 	}
 	atomic_store(&verdict, r);
 	return r;

@@ -8,14 +8,18 @@
  * read of its own, once per process that maps it (pm-dump --all --pss
  * over 130 processes: 4,824 reads, 400 with the counts shared). What is
  * kept and what is taken:
- *   - kept: a mapcount of 2 or more, as read. A page mapped once is one
- *     process's: no other call of the pass meets it mapped.
+ *   - kept: a mapcount of 2 or more, as read (a later read of the page
+ *     replaces it), with the page's kind (file or anonymous, the entry's
+ *     bit 61). A page mapped once is one process's: no other call of the
+ *     pass meets it mapped.
  *   - taken: for a page whose entry says another mapping has it (not
- *     exclusive), which a kept count agrees with. An entry saying
- *     exclusive is read afresh: the others unmapped it since.
+ *     exclusive), which a kept count agrees with, and of the kept kind. An
+ *     entry saying exclusive is read afresh: the others unmapped it since.
  * A taken count is as old as the pass: exact while the processes mapping
- * the page keep it (a quiescent machine), otherwise the count of when the
- * pass first met the page, which the next pass's cache reads anew.
+ * the page keep it (a quiescent machine), otherwise the count of its last
+ * read; a page freed and reused during the pass for another of the same
+ * kind that several processes map is counted with the first one's (the
+ * error is bounded by the pages reused during the pass).
  * Open addressing on the PFN, grown to half full, up to max_pages.
  */
 #include "usage.h"
@@ -25,12 +29,13 @@
 
 #define DEFAULT_MAX (1ULL << 21) /* 2M pages kept: 8 GiB shared, 48 MiB here */
 #define MIN_SLOTS 4096
+#define FILE_BIT (1U << 31)
 
 struct pm_usage_cache {
 	pthread_mutex_t lock;
 	struct pm__kpf kf; /* kpageflags and kpagecount, for the whole pass */
 	uint64_t *pfn; /* 0: a free slot (PFN 0 is never counted) */
-	uint32_t *count;
+	uint32_t *count; /* the mapcount, and FILE_BIT for a file page */
 	size_t slots, used, max;
 };
 
@@ -129,6 +134,11 @@ static bool room(struct pm_usage_cache *c)
 	return true;
 }
 
+static uint32_t kind(uint64_t e)
+{
+	return e & PM_ENTRY_FILE ? FILE_BIT : 0;
+}
+
 void pm__ucache_take(struct pm_usage_cache *c, const uint64_t *e, uint64_t *pfn, uint64_t *count,
 		     size_t n)
 {
@@ -139,28 +149,28 @@ void pm__ucache_take(struct pm_usage_cache *c, const uint64_t *e, uint64_t *pfn,
 		if (!pfn[i] || pm_entry_exclusive(e[i]))
 			continue;
 		s = slot_of(c, pfn[i]);
-		if (c->pfn[s]) {
-			count[i] = c->count[s];
+		if (c->pfn[s] && (c->count[s] & FILE_BIT) == kind(e[i])) {
+			count[i] = c->count[s] & ~FILE_BIT;
 			pfn[i] = 0;
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
 }
 
-void pm__ucache_keep(struct pm_usage_cache *c, const uint64_t *pfn, const uint64_t *count,
-		     size_t n)
+void pm__ucache_keep(struct pm_usage_cache *c, const uint64_t *e, const uint64_t *pfn,
+		     const uint64_t *count, size_t n)
 {
 	pthread_mutex_lock(&c->lock);
 	for (size_t i = 0; i < n; i++) {
 		size_t s;
 
-		if (!pfn[i] || count[i] < 2 || count[i] > UINT32_MAX || !room(c))
+		if (!pfn[i] || count[i] < 2 || count[i] >= FILE_BIT || !room(c))
 			continue;
 		s = slot_of(c, pfn[i]);
 		if (!c->pfn[s])
 			c->used++;
 		c->pfn[s] = pfn[i];
-		c->count[s] = (uint32_t)count[i];
+		c->count[s] = (uint32_t)count[i] | kind(e[i]);
 	}
 	pthread_mutex_unlock(&c->lock);
 }

@@ -273,6 +273,18 @@ void pm__usage_page_scan(struct pm__uctx *c, size_t i, const struct pm__uvma *v)
 	}
 }
 
+/* Whether page i of a chunk of @n is hugetlb by its flags or its VMA's
+ * probe, read so far: its mapcount is not used (pm__usage_page_kp()). */
+static bool hugetlb_page(const struct pm__uctx *c, size_t i, size_t n)
+{
+	const size_t p = c->pv[i].probe;
+
+	if (c->flags[i] != PM__NOT_READ)
+		return c->flags[i] & F(HUGE);
+	return p == PM__PROBE_HUGE ||
+	       (p < n && c->flags[p] != PM__NOT_READ && (c->flags[p] & F(HUGE)));
+}
+
 /* The physical pages' records of pages [0, n) of the chunk's arrays:
  * flags where flags[i] is not PM__NOT_READ, mapcounts where mapped_once()
  * does not tell them. */
@@ -289,7 +301,7 @@ int pm__usage_kp_records(struct pm__uctx *c, size_t n)
 	memcpy(c->count, c->idx, n * sizeof(*c->count));
 	r = kp_sparse(c, 0, c->count, n, c->flags);
 	for (size_t i = 0; i < n && !r; i++) {
-		c->cpfn[i] = counts && !mapped_once(c, i) ? c->pfn[i] : 0;
+		c->cpfn[i] = counts && !mapped_once(c, i) && !hugetlb_page(c, i, n) ? c->pfn[i] : 0;
 		c->count[i] = 1;
 	}
 	if (r || !counts)
@@ -298,7 +310,7 @@ int pm__usage_kp_records(struct pm__uctx *c, size_t n)
 		pm__ucache_take(c->cache, c->e, c->cpfn, c->count, n);
 	r = kp_sparse(c, 1, c->cpfn, n, c->count);
 	if (!r && c->cache)
-		pm__ucache_keep(c->cache, c->cpfn, c->count, n);
+		pm__ucache_keep(c->cache, c->e, c->cpfn, c->count, n);
 	return r;
 }
 
@@ -315,14 +327,10 @@ static int kp_open(struct pm__uctx *c)
 	return r;
 }
 
-/* The physical pages' files are open; where mapcounts are wanted, whether
- * they are per page (mapped_once(), private_page()). */
 static void kp_opened(struct pm__uctx *c)
 {
 	c->kp = true;
 	c->avail |= PM__NEED_CLASS;
-	if (c->want & (PM__NEED_KPAGE | PM_USAGE_USS | PM_USAGE_SHARED))
-		c->page_mapcount = pm__mapcount_per_page(&c->kf) == 1;
 }
 
 /* Whether the handle shows PFNs, told by its first present entry (PFN 0

@@ -79,10 +79,6 @@ static bool absent_page(struct pm__usage_acc *a, uint64_t e, uint64_t ps)
 	return true;
 }
 
-#define PROBE_NONE SIZE_MAX       /* the page's own flags decide */
-#define PROBE_NO (SIZE_MAX - 1)   /* a page-cache page: no flags needed */
-#define PROBE_HUGE (SIZE_MAX - 2) /* a hugetlb page: no flags needed */
-
 /*
  * Whether page i (present, file, in file VMA *v) is one whose flags tell
  * only hugetlb from page cache: without PAGEMAP_SCAN, when no Pss split
@@ -165,7 +161,7 @@ static int chunk(struct pm__uctx *c, uint64_t a, uint64_t b, struct pm__uvma *v)
 				v->start = v->end = 0;
 		}
 		c->pv[i] = *v;
-		c->pv[i].probe = PROBE_NONE;
+		c->pv[i].probe = PM__PROBE_NONE;
 		if (!v->end || va < v->start)
 			c->pv[i].a = NULL; /* not in a VMA: the kernel has no page there */
 		c->pfn[i] = 0;
@@ -177,8 +173,8 @@ static int chunk(struct pm__uctx *c, uint64_t a, uint64_t b, struct pm__uvma *v)
 
 			c->pfn[i] = pm_entry_pfn(e);
 			if (told && (v->hugetlb >= 0 || probe_vma == v->start)) {
-				c->pv[i].probe = v->hugetlb > 0 ? PROBE_HUGE
-						 : v->hugetlb == 0 ? PROBE_NO
+				c->pv[i].probe = v->hugetlb > 0 ? PM__PROBE_HUGE
+						 : v->hugetlb == 0 ? PM__PROBE_NO
 								   : probe;
 				continue;
 			}
@@ -202,7 +198,7 @@ static int chunk(struct pm__uctx *c, uint64_t a, uint64_t b, struct pm__uvma *v)
 	for (size_t i = 0; i < n; i++) {
 		const size_t p = c->pv[i].probe;
 
-		if (p == PROBE_HUGE || (p < n && (c->flags[p] & (1ULL << PM_KPF_HUGE))))
+		if (p == PM__PROBE_HUGE || (p < n && (c->flags[p] & (1ULL << PM_KPF_HUGE))))
 			c->flags[i] = 1ULL << PM_KPF_HUGE;
 	}
 	if (probe_vma == v->start)
@@ -389,7 +385,7 @@ static int window_count(struct pm__uctx *c, uint64_t w0, uint64_t w1, const stru
 	for (size_t k = 0; k < n && !r; k++) {
 		const uint64_t s = p[k].start > w0 ? p[k].start : w0, t = p[k].end < w1 ? p[k].end : w1;
 		const struct pm__uvma v = { p[k].start, p[k].end,    p[k].anon, false,
-					    &c->acc[p[k].acc], -1, PROBE_NONE };
+					    &c->acc[p[k].acc], -1, PM__PROBE_NONE };
 		struct pm__usage_acc *a = v.a;
 		uint64_t once = 0;
 
@@ -496,7 +492,11 @@ static int ctx_init(struct pm__uctx *c, struct pm_handle *h, const struct pm_usa
 	c->ro.size = sizeof(c->ro);
 	c->ro.flags = PM__OPT(opts, struct pm_usage_opts, read_flags, 0);
 	c->ro.max_retries = PM__OPT(opts, struct pm_usage_opts, max_retries, 0);
-	c->cache = PM__OPT(opts, struct pm_usage_opts, cache, NULL);
+	c->cache = (struct pm_usage_cache *)(uintptr_t)PM__OPT(opts, struct pm_usage_opts, cache, 0);
+	/* asked here, before any bracket: the first time, it faults a THP
+	 * of this process, which moves the counters a bracket reads */
+	if (c->want & (PM__NEED_KPAGE | PM_USAGE_USS | PM_USAGE_SHARED))
+		c->page_mapcount = pm__mapcount_per_page() == 1;
 	if ((c->want & ~PM_USAGE_ALL) || (c->ro.flags & ~read_known))
 		return -EINVAL;
 	r = pm__handle_ready(h);

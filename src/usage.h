@@ -72,8 +72,12 @@ struct pm__uvma {
 	/* without PAGEMAP_SCAN: whether the VMA is hugetlb (-1 not known
 	 * yet), as the flags of its first page-cache page tell (chunk()) */
 	int hugetlb;
-	size_t probe; /* per page: a chunk's page whose flags tell it, or PROBE_* */
+	size_t probe; /* per page: a chunk's page whose flags tell it, or PM__PROBE_* */
 };
+
+#define PM__PROBE_NONE SIZE_MAX       /* the page's own flags decide */
+#define PM__PROBE_NO (SIZE_MAX - 1)   /* a page-cache page: no flags needed */
+#define PM__PROBE_HUGE (SIZE_MAX - 2) /* a hugetlb page: no flags needed */
 
 /* One pm_usage or pm_usage_vmas call. */
 struct pm__uctx {
@@ -123,15 +127,17 @@ PM_HIDDEN void pm__usage_kp_probe(struct pm__uctx *c);
 /* The physical pages' records of pages [0, n). */
 PM_HIDDEN int pm__usage_kp_records(struct pm__uctx *c, size_t n);
 /* The kept mapcounts of pages i < n with pfn[i] != 0 whose entry e[i] is
- * not exclusive into count[i], those pfn[i] zeroed (usage-cache.c). */
+ * not exclusive and of the kept kind into count[i], those pfn[i] zeroed
+ * (usage-cache.c). */
 PM_HIDDEN void pm__ucache_take(struct pm_usage_cache *c, const uint64_t *e, uint64_t *pfn,
 			       uint64_t *count, size_t n);
 /* The cache's physical-page files (flags, count) into @k, opened by the
  * first call that needs them and kept for the pass: 0 or pm__kpf_open()'s
  * error. */
 PM_HIDDEN int pm__ucache_files(struct pm_usage_cache *c, struct pm__kpf *k);
-/* Keep count[i] of pfn[i] (i < n, pfn[i] != 0) where it is 2 or more. */
-PM_HIDDEN void pm__ucache_keep(struct pm_usage_cache *c, const uint64_t *pfn,
+/* Keep count[i] of pfn[i] (i < n, pfn[i] != 0) where it is 2 or more,
+ * with the kind entry e[i] says (file or anonymous). */
+PM_HIDDEN void pm__ucache_keep(struct pm_usage_cache *c, const uint64_t *e, const uint64_t *pfn,
 			       const uint64_t *count, size_t n);
 /* Present page i counted into @a from its records, or from PAGEMAP_SCAN's
  * categories and the entry alone. */

@@ -4,6 +4,7 @@
 #include "internal.h"
 #include "compat/uapi.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sysmacros.h>
@@ -22,38 +23,28 @@ int pm__query_vma(struct pm_handle *h, uint64_t addr, struct pm_vma *v, char **n
 
 	if (fd < 0)
 		return fd;
-	for (;;) {
-		memset(&q, 0, sizeof(q));
-		q.size = sizeof(q);
-		q.query_flags = PM__PROCMAP_QUERY_COVERING_OR_NEXT_VMA;
-		q.query_addr = addr;
-		if (name) {
-			if (!*name) {
-				*name_cap = 4096;
-				*name = malloc(*name_cap);
-				if (!*name)
-					return -ENOMEM;
-			}
-			q.vma_name_addr = (uint64_t)(uintptr_t)*name;
-			q.vma_name_size = (uint32_t)*name_cap;
-		}
-		r = pm__ioctl(fd, PM__PROCMAP_QUERY, &q);
-		/* the kernel's code says ENAMETOOLONG, its header says E2BIG */
-		if ((r == -ENAMETOOLONG || r == -E2BIG) && name && *name_cap < (1U << 20)) {
-			char *n = realloc(*name, *name_cap * 4);
-
-			if (!n)
+	memset(&q, 0, sizeof(q));
+	q.size = sizeof(q);
+	q.query_flags = PM__PROCMAP_QUERY_COVERING_OR_NEXT_VMA;
+	q.query_addr = addr;
+	if (name) {
+		/* the kernel prints a name into PATH_MAX bytes at most: a
+		 * bigger buffer gets no longer one */
+		if (!*name) {
+			*name_cap = PATH_MAX;
+			*name = malloc(*name_cap);
+			if (!*name)
 				return -ENOMEM;
-			*name = n;
-			*name_cap *= 4;
-			continue;
 		}
-		break;
+		q.vma_name_addr = (uint64_t)(uintptr_t)*name;
+		q.vma_name_size = (uint32_t)*name_cap;
 	}
+	r = pm__ioctl(fd, PM__PROCMAP_QUERY, &q);
 	if (r == -ENOENT)
 		return 0;
-	/* a path longer than the kernel prints into its one page: only the
-	 * maps text lists that VMA, so the caller takes the text */
+	/* a path of PATH_MAX or more (the kernel's code says ENAMETOOLONG,
+	 * its header E2BIG): only the maps text lists that VMA, so the caller
+	 * takes the text */
 	if ((r == -ENAMETOOLONG || r == -E2BIG) && name)
 		return -ENOTTY;
 	if (r < 0)

@@ -18,12 +18,15 @@
 
 /* Files whose names the maps text cannot tell apart: a newline, which it
  * escapes as "\012", and those four characters themselves. */
-static const char *const odd_prefix[2] = { "/tmp/pm-vma-nl\n", "/tmp/pm-vma-bs\\012" };
+static const char *const odd_prefix[2][2] = {
+	{ "/tmp/pm-vma-odd\n", "/tmp/pm-vma-odd\\012" }, /* the name, the text's */
+	{ "/tmp/pm-vma-odd\\012", "/tmp/pm-vma-odd\\012" },
+};
 
 /* File @i of process @pid; @as_text: as the maps text writes it. */
 static void odd_path(char *buf, size_t n, int i, pid_t pid, bool as_text)
 {
-	snprintf(buf, n, "%s%d", odd_prefix[as_text ? 1 : i], (int)pid);
+	snprintf(buf, n, "%s%d", odd_prefix[i][as_text], (int)pid);
 }
 
 static void map_odd_names(void)

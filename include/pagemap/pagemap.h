@@ -166,7 +166,9 @@ struct pm_vma_list;
  * "[heap]", "/path (deleted)". The text writes a newline in a path as
  * "\012": where the kernel has PROCMAP_QUERY (6.11+) and the handle was not
  * opened with PM_OPEN_MAPS_TEXT, a name holding a backslash is asked of it,
- * so names are exact; otherwise such a name is as the text shows it.
+ * so names are exact, except a path of PATH_MAX or more (the kernel's query
+ * does not print it) or a VMA that changed between the two reads; those
+ * and, elsewhere, every name are as the text shows them.
  *
  * @return 0, or -EINVAL (NULL argument), -ESRCH (the process exited),
  * -ENOMEM, -EIO (maps text the parser does not understand).

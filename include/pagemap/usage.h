@@ -129,9 +129,9 @@ struct pm_usage_opts {
 	uint64_t fields;      /* PM_USAGE_* wanted; 0 = all */
 	uint64_t read_flags;  /* PM_READ_F_* for the pagemap reads, as pm_read_opts.flags */
 	uint64_t max_retries; /* as pm_read_opts.max_retries */
-	/* mapcounts shared with the other calls of a pass (pm_usage_cache_new());
-	 * NULL: none */
-	struct pm_usage_cache *cache;
+	/* (uintptr_t) a struct pm_usage_cache *: mapcounts shared with the other
+	 * calls of a pass (pm_usage_cache_new()); 0: none */
+	uint64_t cache;
 };
 
 struct pm_handle;
@@ -169,8 +169,9 @@ PM_EXPORT long pm_usage_vmas(struct pm_handle *h, const struct pm_vma_list *l,
 
 struct pm_usage_cache_opts {
 	uint64_t size;
-	uint64_t max_pages; /* physical pages kept at most (12 bytes each, at
-			     * most twice); 0: 2,097,152 */
+	uint64_t max_pages; /* physical pages kept at most; 0: 2,097,152. The
+			     * table holds up to 4 x that many 12-byte slots
+			     * (a power of two at least twice the pages kept) */
 };
 
 /**
@@ -181,13 +182,16 @@ struct pm_usage_cache_opts {
  * that maps it, and taken from here for the others, where it would cost a
  * read of /proc/kpagecount per process. Give it in pm_usage_opts.cache.
  *
- * Kept: mapcounts of 2 or more (a page mapped once is one process's).
- * Taken: for a page whose pagemap entry says it is not exclusive; an entry
- * saying exclusive has its mapcount read afresh. A taken mapcount is as
- * old as the pass: exact while the processes that map the page keep it
- * mapped (a quiescent machine), else the count from when the pass first
- * met the page. Make a new cache for each pass. Calls on many threads may
- * share one.
+ * Kept: mapcounts of 2 or more (a page mapped once is one process's),
+ * with the page's kind (file or anonymous, entry bit 61); a later read of
+ * the page replaces it. Taken: for a page whose pagemap entry says it is
+ * not exclusive, of the kept kind; an entry saying exclusive has its
+ * mapcount read afresh. A taken mapcount is as old as the pass: exact
+ * while the processes that map the page keep it mapped (a quiescent
+ * machine), else the count of its last read; a page freed and reused
+ * during the pass for another page of the same kind that several
+ * processes map counts with the first page's mapcount. Make a new cache
+ * for each pass. Calls on many threads may share one.
  *
  * @return 0, or -EINVAL (NULL out, opts malformed), -ENOMEM.
  */

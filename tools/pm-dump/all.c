@@ -172,6 +172,7 @@ static bool out_of_fds(int err)
 int all_dump(struct dump *d, const struct pm_kernel_info *ki)
 {
 	PM_OPTS(pm_usage_opts, uo, .fields = PM_USAGE_RSS | PM_USAGE_SWAP);
+	struct pm_usage_cache *cache = NULL;
 	struct pm_usage total = { .size = sizeof(total) };
 	uint64_t size = 0, shown = 0;
 	struct out *o = &d->out;
@@ -182,10 +183,11 @@ int all_dump(struct dump *d, const struct pm_kernel_info *ki)
 	if (d->sort == ALL_SORT_PSS || d->sort == ALL_SORT_USS)
 		d->pss = true;
 	if (d->pss) {
-		int r = pm_usage_cache_new(NULL, &uo.cache);
+		int r = pm_usage_cache_new(NULL, &cache);
 
 		if (r < 0)
 			die("pm_usage_cache_new", r);
+		uo.cache = (uintptr_t)cache;
 		uo.fields |= PM_USAGE_PSS | PM_USAGE_USS;
 	}
 	nps = list_pids(&ps);
@@ -215,7 +217,7 @@ int all_dump(struct dump *d, const struct pm_kernel_info *ki)
 			ps[i].err = r;
 		pm_close(h);
 	}
-	pm_usage_cache_free(uo.cache);
+	pm_usage_cache_free(cache);
 	if (tty)
 		fprintf(stderr, "\n");
 	sort_key = d->sort;
