@@ -342,8 +342,17 @@ static void kp_opened(struct pm__uctx *c)
 void pm__usage_kp_decide(struct pm__uctx *c, uint64_t e)
 {
 	c->kp_decided = true;
-	if ((c->want & PM__NEED_CLASS) && pm_entry_pfn(e) && kp_open(c) == 0)
+	if ((c->want & PM__NEED_CLASS) && pm_entry_pfn(e) && kp_open(c) == 0) {
 		kp_opened(c);
+		/* where mapcounts are wanted, whether they are per page
+		 * (mapped_once(), private_page()): asked at the first count
+		 * that meets a present page, not by one of an empty range
+		 * (pm-dump asks one what it may show). The first time it
+		 * faults and splits a THP of this process, which trips a
+		 * guard bracket around this count once (counted again). */
+		if (c->want & (PM__NEED_KPAGE | PM_USAGE_USS | PM_USAGE_SHARED))
+			c->page_mapcount = pm__mapcount_per_page() == 1;
+	}
 }
 
 /* Whether the caller may read physical pages, by a probe of its own

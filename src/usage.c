@@ -493,10 +493,6 @@ static int ctx_init(struct pm__uctx *c, struct pm_handle *h, const struct pm_usa
 	c->ro.flags = PM__OPT(opts, struct pm_usage_opts, read_flags, 0);
 	c->ro.max_retries = PM__OPT(opts, struct pm_usage_opts, max_retries, 0);
 	c->cache = (struct pm_usage_cache *)(uintptr_t)PM__OPT(opts, struct pm_usage_opts, cache, 0);
-	/* asked here, before any bracket: the first time, it faults a THP
-	 * of this process, which moves the counters a bracket reads */
-	if (c->want & (PM__NEED_KPAGE | PM_USAGE_USS | PM_USAGE_SHARED))
-		c->page_mapcount = pm__mapcount_per_page() == 1;
 	if ((c->want & ~PM_USAGE_ALL) || (c->ro.flags & ~read_known))
 		return -EINVAL;
 	r = pm__handle_ready(h);
