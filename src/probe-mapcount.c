@@ -11,10 +11,13 @@
  * Told by a round trip: a THP of this process with its last page unmapped
  * (the PMD split, the folio whole), its last two pages' kpagecount read in
  * one read. Per page they are the pages' own mapcounts, 1 and 0; per folio
- * both are the folio's average, rounded: 511 mappings over 512 pages, 1
- * and 1. A folio being unmapped meanwhile (migration, a split) reads 0 and
- * 0 on either kernel, and its PFNs or flags change: such a trip tells
- * nothing. Two trips must agree before "per page" is believed.
+ * both are the folio's average, rounded (with 4 KiB pages 511 mappings
+ * over 512 pages: 1 and 1). A folio split or migrated meanwhile mostly
+ * shows in its flags or PFNs afterwards, and such a trip tells nothing.
+ * What the checks cannot see: on a per-folio kernel, a migration that
+ * unmaps the folio between the two records (read one PFN at a time, so
+ * 1 then 0) and then fails, putting the same PFNs back. So two trips on
+ * two THPs must both say per page before it is believed.
  */
 #include "kpages.h"
 
@@ -56,12 +59,17 @@ static int round_trip(const struct pm__kpf *k, int fd)
 	int r = -1;
 	char *map, *p;
 
-	map = mmap(NULL, 2 * pmd, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* inaccessible until unlocked: under mlockall(MCL_FUTURE) a mapping
+	 * is populated and locked at once (no THP fault of ours, and
+	 * MADV_DONTNEED refused) */
+	map = mmap(NULL, 2 * pmd, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (map == MAP_FAILED)
 		return -1;
 	p = (char *)(((uintptr_t)map + pmd - 1) & ~(uintptr_t)(pmd - 1));
+	(void)munlock(map, 2 * pmd);
 	/* not into a child forked meanwhile by another thread */
-	if (madvise(map, 2 * pmd, MADV_DONTFORK) == 0 && madvise(p, pmd, MADV_HUGEPAGE) == 0) {
+	if (madvise(map, 2 * pmd, MADV_DONTFORK) == 0 && madvise(p, pmd, MADV_HUGEPAGE) == 0 &&
+	    mprotect(map, 2 * pmd, PROT_READ | PROT_WRITE) == 0) {
 		p[0] = 1;
 		head = own_pfn(fd, p);
 	}
@@ -111,22 +119,25 @@ static int ask(void)
 int pm__mapcount_per_page(void)
 {
 	const uint64_t *v = pm__kernel()->version;
-	const int64_t t = now_ns();
 	int r = atomic_load(&verdict);
+	int64_t t, last;
 
 	if (r >= 0)
 		return r;
-	if (v[0] < 6 || (v[0] == 6 && v[1] < 15)) {
+	if (v[0] && (v[0] < 6 || (v[0] == 6 && v[1] < 15))) {
 		r = 1;
 	} else if (pm__pmd_pages() * pm__kernel()->page_size > MAX_PMD) {
 		r = 0;
 	} else {
-		/* a trip that told nothing is not remembered, but not
-		 * repeated by every call either */
-		if (t - atomic_load(&last_try) < RETRY_NS)
+		/* one asker at a time; a trip that told nothing is not
+		 * remembered, but not repeated by every call either. Callers
+		 * meanwhile take the per-folio rule for their count. */
+		t = now_ns();
+		last = atomic_load(&last_try);
+		if (t - last < RETRY_NS || !atomic_compare_exchange_strong(&last_try, &last, t))
 			return -1;
-		atomic_store(&last_try, t);
 		r = ask();
+		atomic_store(&last_try, now_ns());
 		if (r < 0)
 			return -1;
 	}

@@ -8,7 +8,7 @@
  * read of its own, once per process that maps it (pm-dump --all --pss
  * over 130 processes: 4,824 reads, 400 with the counts shared). What is
  * kept and what is taken:
- *   - kept: a mapcount of 2 or more, as read (a later read of the page
+ *   - kept: a mapcount of 2 or more, as read (a later read of 2 or more
  *     replaces it), with the page's kind (file or anonymous, the entry's
  *     bit 61). A page mapped once is one process's: no other call of the
  *     pass meets it mapped.
@@ -16,10 +16,10 @@
  *     exclusive), which a kept count agrees with, and of the kept kind. An
  *     entry saying exclusive is read afresh: the others unmapped it since.
  * A taken count is as old as the pass: exact while the processes mapping
- * the page keep it (a quiescent machine), otherwise the count of its last
- * read; a page freed and reused during the pass for another of the same
- * kind that several processes map is counted with the first one's (the
- * error is bounded by the pages reused during the pass).
+ * the page keep it (a quiescent machine), otherwise the last count of 2 or
+ * more read for it; a page freed and reused during the pass for another
+ * of the same kind that several processes map is counted with the first
+ * one's (the error is bounded by the pages reused during the pass).
  * Open addressing on the PFN, grown to half full, up to max_pages.
  */
 #include "usage.h"
@@ -164,11 +164,15 @@ void pm__ucache_keep(struct pm_usage_cache *c, const uint64_t *e, const uint64_t
 	for (size_t i = 0; i < n; i++) {
 		size_t s;
 
-		if (!pfn[i] || count[i] < 2 || count[i] >= FILE_BIT || !room(c))
+		if (!pfn[i] || count[i] < 2 || count[i] >= FILE_BIT)
 			continue;
-		s = slot_of(c, pfn[i]);
-		if (!c->pfn[s])
+		s = c->slots ? slot_of(c, pfn[i]) : 0;
+		if (!c->slots || !c->pfn[s]) {
+			if (!room(c))
+				continue;
+			s = slot_of(c, pfn[i]); /* the table may have grown */
 			c->used++;
+		}
 		c->pfn[s] = pfn[i];
 		c->count[s] = (uint32_t)count[i] | kind(e[i]);
 	}

@@ -34,8 +34,9 @@ static int exact_names(struct pm_handle *h, struct pm_vma_list *l)
 			if (r == 1 && q.start == v->start && q.end == v->end && q.pgoff == v->pgoff &&
 			    q.dev == v->dev && q.inode == v->inode)
 				name = q.name;
-			/* no VMA there now, or a path longer than the kernel
-			 * prints into a page (-ENOTTY): the text's name */
+			/* no VMA there now, or a name the query does not print
+			 * (PATH_MAX bytes with its " (deleted)", -ENOTTY): the
+			 * text's name */
 			r = r == 0 || r == 1 || r == -ENOTTY ? 0 : r;
 		}
 		if (!r)

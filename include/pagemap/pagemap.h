@@ -166,9 +166,10 @@ struct pm_vma_list;
  * "[heap]", "/path (deleted)". The text writes a newline in a path as
  * "\012": where the kernel has PROCMAP_QUERY (6.11+) and the handle was not
  * opened with PM_OPEN_MAPS_TEXT, a name holding a backslash is asked of it,
- * so names are exact, except a path of PATH_MAX or more (the kernel's query
- * does not print it) or a VMA that changed between the two reads; those
- * and, elsewhere, every name are as the text shows them.
+ * so names are exact, except a name of PATH_MAX bytes or more with its
+ * " (deleted)" (the kernel's query does not print it) or a VMA that changed
+ * between the two reads; those and, elsewhere, every name are as the text
+ * shows them.
  *
  * @return 0, or -EINVAL (NULL argument), -ESRCH (the process exited),
  * -ENOMEM, -EIO (maps text the parser does not understand).

@@ -184,14 +184,14 @@ struct pm_usage_cache_opts {
  *
  * Kept: mapcounts of 2 or more (a page mapped once is one process's),
  * with the page's kind (file or anonymous, entry bit 61); a later read of
- * the page replaces it. Taken: for a page whose pagemap entry says it is
+ * 2 or more replaces it. Taken: for a page whose pagemap entry says it is
  * not exclusive, of the kept kind; an entry saying exclusive has its
  * mapcount read afresh. A taken mapcount is as old as the pass: exact
  * while the processes that map the page keep it mapped (a quiescent
- * machine), else the count of its last read; a page freed and reused
- * during the pass for another page of the same kind that several
- * processes map counts with the first page's mapcount. Make a new cache
- * for each pass. Calls on many threads may share one.
+ * machine), else the last count of 2 or more read for it; a page freed
+ * and reused during the pass for another page of the same kind that
+ * several processes map counts with the first page's mapcount. Make a
+ * new cache for each pass. Calls on many threads may share one.
  *
  * @return 0, or -EINVAL (NULL out, opts malformed), -ENOMEM.
  */
