@@ -23,7 +23,6 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #define F(b) (1ULL << PM_KPF_##b)
@@ -43,11 +42,12 @@ static uint64_t own_pfn(int fd, const void *addr)
 	return pm_entry_present(e) ? pm_entry_pfn(e) : 0;
 }
 
-static bool compound(const struct pm__kpf *k, uint64_t pfn, uint64_t bit)
+/* Whether @pfn's flags have every one of @bits. */
+static bool flags_have(const struct pm__kpf *k, uint64_t pfn, uint64_t bits)
 {
 	uint64_t f;
 
-	return !pm__kpf_pread(k, 0, pfn, &f, 1) && (f & bit);
+	return !pm__kpf_pread(k, 0, pfn, &f, 1) && (f & bits) == bits;
 }
 
 /* 1 per page, 0 per folio, -1 when the trip told nothing (no THP here,
@@ -74,11 +74,11 @@ static int round_trip(const struct pm__kpf *k, int fd)
 		head = own_pfn(fd, p);
 	}
 	if (head && own_pfn(fd, p + pmd - ps) == head + n - 1 &&
-	    compound(k, head, F(THP) | F(COMPOUND_HEAD)) &&
+	    flags_have(k, head, F(THP) | F(COMPOUND_HEAD)) &&
 	    madvise(p + pmd - ps, ps, MADV_DONTNEED) == 0 &&
 	    !pm__kpf_pread(k, 1, head + n - 2, rec, 2) &&
 	    /* the same folio, still whole and mapped where it was */
-	    compound(k, head, F(COMPOUND_HEAD)) && compound(k, head + n - 1, F(COMPOUND_TAIL)) &&
+	    flags_have(k, head, F(COMPOUND_HEAD)) && flags_have(k, head + n - 1, F(COMPOUND_TAIL)) &&
 	    own_pfn(fd, p) == head && own_pfn(fd, p + pmd - 2 * ps) == head + n - 2) {
 		if (rec[0] == 1 && rec[1] == 0)
 			r = 1;
@@ -87,14 +87,6 @@ static int round_trip(const struct pm__kpf *k, int fd)
 	}
 	munmap(map, 2 * pmd);
 	return r;
-}
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 /* Two trips that agree on per page, or one that says per folio. */
@@ -132,12 +124,12 @@ int pm__mapcount_per_page(void)
 		/* one asker at a time; a trip that told nothing is not
 		 * remembered, but not repeated by every call either. Callers
 		 * meanwhile take the per-folio rule for their count. */
-		t = now_ns();
+		t = (int64_t)pm__mono_ns();
 		last = atomic_load(&last_try);
 		if (t - last < RETRY_NS || !atomic_compare_exchange_strong(&last_try, &last, t))
 			return -1;
 		r = ask();
-		atomic_store(&last_try, now_ns());
+		atomic_store(&last_try, (int64_t)pm__mono_ns());
 		if (r < 0)
 			return -1;
 	}
