@@ -87,13 +87,20 @@ int pm__ucache_files(struct pm_usage_cache *c, struct pm__kpf *k)
 	return r;
 }
 
+/* The slot of @pfn in a table of @slots (a power of two) keyed by @key:
+ * its own, or the free one where it would go. */
+static size_t probe_slot(const uint64_t *key, size_t slots, uint64_t pfn)
+{
+	size_t s = (size_t)((pfn * 0x9e3779b97f4a7c15ULL) >> 32) & (slots - 1);
+
+	while (key[s] && key[s] != pfn)
+		s = (s + 1) & (slots - 1);
+	return s;
+}
+
 static size_t slot_of(const struct pm_usage_cache *c, uint64_t pfn)
 {
-	size_t s = (size_t)((pfn * 0x9e3779b97f4a7c15ULL) >> 32) & (c->slots - 1);
-
-	while (c->pfn[s] && c->pfn[s] != pfn)
-		s = (s + 1) & (c->slots - 1);
-	return s;
+	return probe_slot(c->pfn, c->slots, pfn);
 }
 
 /* Room for one more: doubled when half full; false when it may not grow
@@ -118,10 +125,8 @@ static bool room(struct pm_usage_cache *c)
 	}
 	for (size_t i = 0; i < c->slots; i++) {
 		if (c->pfn[i]) {
-			size_t s = (size_t)((c->pfn[i] * 0x9e3779b97f4a7c15ULL) >> 32) & (n - 1);
+			size_t s = probe_slot(pfn, n, c->pfn[i]);
 
-			while (pfn[s])
-				s = (s + 1) & (n - 1);
 			pfn[s] = c->pfn[i];
 			count[s] = c->count[i];
 		}

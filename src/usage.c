@@ -13,7 +13,8 @@
  * CONFIG_NO_PAGE_MAPCOUNT (6.15+) use the folio's average mapcount for
  * both (kpagecount reports that average too) and decide Private per folio
  * (!folio_maybe_mapped_shared), which is what pagemap's exclusive bit says
- * there; no file says which, a round trip does (probe-mapcount.c). AnonHugePages counts PMD-mapped anonymous folios.
+ * there; no file says which, a round trip does (probe-mapcount.c).
+ * AnonHugePages counts PMD-mapped anonymous folios.
  *
  * Sources per field, cheapest first:
  *   swap, guard      the pagemap entry (bits 62, 58)
