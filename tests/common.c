@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -268,4 +269,44 @@ int run_suite(Suite *s)
 		return 77;
 	}
 	return failed ? 1 : 0;
+}
+
+static uint64_t read_num(const char *path)
+{
+	char buf[32] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	(void)!read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return strtoull(buf, NULL, 10);
+}
+
+static bool write_num(const char *path, uint64_t v)
+{
+	char buf[32];
+	int fd = open(path, O_WRONLY | O_CLOEXEC), n = snprintf(buf, sizeof(buf), "%" PRIu64, v);
+	bool ok = fd >= 0 && write(fd, buf, (size_t)n) == n;
+
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+#define NR_HUGE "/proc/sys/vm/nr_hugepages"
+#define FREE_HUGE "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
+
+bool huge_reserve(uint64_t n, uint64_t *old)
+{
+	*old = read_num(NR_HUGE);
+	if (write_num(NR_HUGE, *old + n) && read_num(FREE_HUGE) >= n)
+		return true;
+	write_num(NR_HUGE, *old);
+	return false;
+}
+
+bool huge_release(uint64_t old)
+{
+	return write_num(NR_HUGE, old);
 }

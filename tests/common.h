@@ -37,6 +37,11 @@ void *xmap(void *hint, size_t len, int prot, int flags, int fd);
 void raw_read(pid_t pid, uint64_t start, uint64_t end, uint64_t *buf);
 /* A 2 MiB-aligned, MADV_HUGEPAGE, written THP (NULL if THP is unavailable). */
 void *make_thp(void);
+/* Reserve @n more 2 MiB hugetlb pages (root; *old: nr_hugepages before):
+ * true when @n are free, else false with nothing left reserved. */
+bool huge_reserve(uint64_t n, uint64_t *old);
+/* nr_hugepages back to @old. */
+bool huge_release(uint64_t old);
 /* Whether THP is possible at all on this machine. */
 bool thp_possible(void);
 /* Whether a read fault on private anonymous memory maps the shared zero

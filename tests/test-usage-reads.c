@@ -334,6 +334,62 @@ static void build_nothing(void *arg, uint64_t *sh)
 	(void)sh;
 }
 
+/* Read-fault the page at @arg (a shared mapping is not copied by fork). */
+static void build_touch(void *arg, uint64_t *sh)
+{
+	volatile char sink = *(char *)arg;
+
+	(void)sink;
+	(void)sh;
+}
+
+/* A hugetlb page this process and a child share: counted in hugetlb, and
+ * no mapcount read for it (pm__usage_page_kp() uses none). */
+START_TEST(hugetlb_mapcounts_not_read)
+{
+	PM_OPTS(pm_usage_opts, uo, .fields = PM_USAGE_PSS | PM_USAGE_HUGETLB);
+	const size_t n = pm__pmd_pages();
+	struct pm_usage u = { .size = sizeof(u) };
+	struct pm_handle *h = NULL;
+	uint64_t old, e[WATCH];
+	int r = -1, mapped = 0;
+	struct child c;
+	char *p;
+
+	if (!huge_reserve(1, &old)) {
+		fprintf(stderr, "could not reserve a 2 MiB huge page: not checked\n");
+		return;
+	}
+	/* no assertion before the page is given back: a failed one would
+	 * leave it reserved on the machine */
+	p = mmap(NULL, n * ps, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB, -1,
+		 0);
+	if (p != MAP_FAILED) {
+		p[0] = 1;
+		child_start(&c, build_touch, p);
+		raw_read(c.pid, (uintptr_t)p, (uintptr_t)p + n * ps, e);
+		for (size_t i = 0; i < n; i++) {
+			mapped += pm_entry_present(e[i]) && !pm_entry_exclusive(e[i]);
+			watch[i] = pm_entry_pfn(e[i]);
+		}
+		nwatch = n;
+		watch_reads = 0;
+		if (pm_open(c.pid, NULL, &h) == 0)
+			r = pm_usage(h, (uintptr_t)p, (uintptr_t)p + n * ps, &uo, &u);
+		pm_close(h);
+		child_stop(&c);
+		munmap(p, n * ps);
+	}
+	ck_assert(huge_release(old));
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	ck_assert_int_eq(mapped, n);
+	ck_assert_int_eq(r, 0);
+	ck_assert_uint_eq(u.valid & PM_USAGE_HUGETLB, PM_USAGE_HUGETLB);
+	ck_assert_uint_eq(u.hugetlb, n * ps);
+	ck_assert_uint_eq(watch_reads, 0);
+}
+END_TEST
+
 /* Pages this process and two children map since the fork (mapcount 3),
  * more than the cache's first table holds: a pass with a cache reads
  * their mapcounts for the first child only, and counts the second alike;
@@ -471,6 +527,8 @@ int main(void)
 	add_test_if(t, cache_not_taken_for_an_exclusive_page, pfns && thp_possible(),
 		    pfns ? "THP is off: no PMD mapping to share" : why);
 	tcase_add_test(t, cache_arguments);
+	add_test_if(t, hugetlb_mapcounts_not_read, pfns && geteuid() == 0,
+		    pfns ? "reserving huge pages needs root" : why);
 	suite_add_tcase(s, t);
 	return run_suite(s);
 }

@@ -603,32 +603,6 @@ START_TEST(test_zero)
 }
 END_TEST
 
-static uint64_t read_num(const char *path)
-{
-	char buf[32] = "";
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return 0;
-	(void)!read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	return strtoull(buf, NULL, 10);
-}
-
-static bool write_num(const char *path, uint64_t v)
-{
-	char buf[32];
-	int fd = open(path, O_WRONLY | O_CLOEXEC), n = snprintf(buf, sizeof(buf), "%" PRIu64, v);
-	bool ok = fd >= 0 && write(fd, buf, (size_t)n) == n;
-
-	if (fd >= 0)
-		close(fd);
-	return ok;
-}
-
-#define NR_HUGE "/proc/sys/vm/nr_hugepages"
-#define FREE_HUGE "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
-
 static void build_hugetlb(void *arg, uint64_t *sh)
 {
 	char *a = xmap(NULL, HUGE_SZ, PROT_READ | PROT_WRITE,
@@ -643,16 +617,15 @@ static void build_hugetlb(void *arg, uint64_t *sh)
 
 START_TEST(test_hugetlb)
 {
-	uint64_t old = read_num(NR_HUGE);
+	uint64_t old;
 	struct pm_usage u;
 
-	if (!write_num(NR_HUGE, old + 2) || read_num(FREE_HUGE) < 2) {
-		write_num(NR_HUGE, old);
+	if (!huge_reserve(2, &old)) {
 		fprintf(stderr, "SKIP hugetlb: could not reserve two 2 MiB huge pages\n");
 		return;
 	}
 	check_layout(build_hugetlb, NULL, root_need(), &u);
-	ck_assert(write_num(NR_HUGE, old));
+	ck_assert(huge_release(old));
 	ck_assert_uint_eq(u.hugetlb, 2 * HUGE_SZ);
 }
 END_TEST
