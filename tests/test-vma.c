@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -287,6 +288,93 @@ START_TEST(text_matches_maps_file)
 }
 END_TEST
 
+#define LONG_DEPTH 21 /* directories of 200 bytes: a path over PATH_MAX */
+
+/* A file mapped from a path longer than PATH_MAX whose last component
+ * holds a newline: /tmp/pm-vma-long-PID/ddd.../x\ny, made one openat at
+ * a time (open() refuses such a path). */
+static void build_long(void *arg, uint64_t *sh)
+{
+	char top[64], comp[201];
+	int cur, next, f;
+
+	(void)arg;
+	(void)sh;
+	memset(comp, 'd', 200);
+	comp[200] = '\0';
+	snprintf(top, sizeof(top), "/tmp/pm-vma-long-%d", (int)getpid());
+	if (mkdir(top, 0700) || (cur = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		_exit(2);
+	for (int i = 0; i < LONG_DEPTH; i++) {
+		if (mkdirat(cur, comp, 0700) ||
+		    (next = openat(cur, comp, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+			_exit(2);
+		close(cur);
+		cur = next;
+	}
+	f = openat(cur, "x\ny", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (f < 0 || ftruncate(f, (off_t)ps))
+		_exit(2);
+	xmap(NULL, ps, PROT_READ, MAP_SHARED, f);
+	close(f);
+	close(cur);
+}
+
+/* Remove build_long()'s tree of process @pid, one openat at a time as it
+ * was made (rm refuses such paths). */
+static bool remove_long(pid_t pid)
+{
+	char top[64], comp[201];
+	int fd[LONG_DEPTH + 1];
+	bool ok = true;
+
+	memset(comp, 'd', 200);
+	comp[200] = '\0';
+	snprintf(top, sizeof(top), "/tmp/pm-vma-long-%d", (int)pid);
+	fd[0] = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd[0] < 0)
+		return false;
+	for (int i = 0; i < LONG_DEPTH; i++)
+		if ((fd[i + 1] = openat(fd[i], comp, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+			return false;
+	ok &= unlinkat(fd[LONG_DEPTH], "x\ny", 0) == 0;
+	for (int i = LONG_DEPTH; i > 0; i--) {
+		close(fd[i]);
+		ok &= unlinkat(fd[i - 1], comp, AT_REMOVEDIR) == 0;
+	}
+	close(fd[0]);
+	return ok && rmdir(top) == 0;
+}
+
+/* A name the kernel's query cannot print (PATH_MAX or more): pm_vmas
+ * still lists the VMA, with the maps text's name (the newline as \012),
+ * on every kernel and with either source. */
+START_TEST(long_name_keeps_the_text_form)
+{
+	struct pm_vma_list *l[2];
+	struct child c;
+	bool seen[2] = { false, false };
+
+	child_start(&c, build_long, NULL);
+	l[0] = list(c.pid, 0);
+	l[1] = list(c.pid, PM_OPEN_MAPS_TEXT);
+	for (int k = 0; k < 2; k++) {
+		for (size_t i = 0; i < pm_vma_count(l[k]); i++) {
+			const char *n = pm_vma_at(l[k], i)->name;
+			size_t len = strlen(n);
+
+			if (len > 4096 && !strcmp(n + len - 7, "/x\\012y"))
+				seen[k] = true;
+		}
+		pm_vma_list_free(l[k]);
+	}
+	child_stop(&c);
+	ck_assert(remove_long(c.pid));
+	ck_assert(seen[0]);
+	ck_assert(seen[1]);
+}
+END_TEST
+
 START_TEST(list_accessors_null_safe)
 {
 	ck_assert_uint_eq(pm_vma_count(NULL), 0);
@@ -306,6 +394,7 @@ int main(void)
 		    lacks(PM_FEAT_PROCMAP_QUERY));
 	tcase_add_test(t, names_as_the_kernel_has_them);
 	tcase_add_test(t, text_matches_maps_file);
+	tcase_add_test(t, long_name_keeps_the_text_form);
 	tcase_add_test(t, list_accessors_null_safe);
 	suite_add_tcase(s, t);
 	return run_suite(s);
