@@ -153,6 +153,15 @@ PM_HIDDEN void pm__list_release(struct pm_vma_list *l);
  * (count if none). */
 PM_HIDDEN size_t pm__list_find(const struct pm_vma_list *l, uint64_t addr);
 
+/* What the kernel's view of a present page depends on in its VMA (the
+ * emulated scan, usage): */
+#define PM__VKIND_ANON_PRIVATE 1 /* no inode, not shared; unnamed, [heap],
+				  * [stack*] or [anon:*]: bit 61 there only
+				  * ever comes from the huge zero page */
+#define PM__VKIND_PFNMAP 2       /* the vDSO data pages ("[vvar]",
+				  * "[vvar_vclock]"): VM_PFNMAP, skipped */
+PM_HIDDEN unsigned pm__vma_kind(const struct pm_vma *v);
+
 /* Parse /proc/PID/maps text into @l; VMAs at or above @user_top are
  * dropped (the [vsyscall] gate area). 0, -EIO for malformed text, -ENOMEM. */
 PM_HIDDEN int pm__maps_parse(const char *buf, size_t len, uint64_t user_top,
@@ -179,6 +188,10 @@ PM_HIDDEN int pm__vsnap_read(struct pm_handle *h, struct pm__vsnap **out);
  * *ident: pm__handle_check_stat() of the stat text it read (1: none). */
 PM_HIDDEN int pm__vsnap_current(struct pm_handle *h, const struct pm__vsnap *s, int *ident);
 PM_HIDDEN const struct pm_vma_list *pm__vsnap_list(const struct pm__vsnap *s);
+/* Per VMA of the list: where the VMAs of its pm__vma_kind() that follow
+ * it without a gap end. Made once per list, on first use; NULL without
+ * memory. */
+PM_HIDDEN const uint64_t *pm__vsnap_kind_ends(struct pm__vsnap *s);
 PM_HIDDEN void pm__vsnap_put(struct pm__vsnap *s);
 /* pm_close: the handle's reference. */
 PM_HIDDEN void pm__vsnap_drop(struct pm_handle *h);
@@ -219,6 +232,11 @@ PM_HIDDEN int pm__vcursor_next(struct pm__vcursor *c, uint64_t addr, struct pm_v
  * it needs: 1, 0 (none covers it), or -errno. Trusts the handle's list
  * once its counters matched in this call. */
 PM_HIDDEN int pm__vcursor_kind(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v);
+/* After pm__vcursor_kind() answered @v: where the VMAs of v's kind that
+ * follow it without a gap end, by the same list (v->end when it answered
+ * from PROCMAP_QUERY). A caller that needs only the kind of the VMA under
+ * each page steps over a run of them at once. */
+PM_HIDDEN uint64_t pm__vcursor_kind_end(struct pm__vcursor *c, const struct pm_vma *v);
 /* A plan: the VMA covering @addr or the next one by the handle's list
  * (stale or not), else as pm__vcursor_next. Never a fact. */
 PM_HIDDEN int pm__vcursor_plan(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v);

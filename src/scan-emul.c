@@ -135,21 +135,16 @@ static int zero_pages(struct emu *m, const uint64_t *e, size_t n, uint64_t *cats
 	return 0;
 }
 
-static bool anon_private(const struct pm_vma *v)
-{
-	const char *n = v->name;
-
-	return !(v->flags & PM_VMA_SHARED) && !v->inode &&
-	       (!n[0] || !strcmp(n, "[heap]") || !strncmp(n, "[stack", 6) ||
-		!strncmp(n, "[anon:", 6));
-}
-
 /* The VMA holding @va (looked up when @va leaves the last one): 1 if
  * there is one, 0 if @va is in a gap, -errno. Where empty pages match,
  * what is a gap is a fact of this call; else @va holds a present page and
- * only the kind of its VMA is needed (vma-cache.c). */
+ * only the kind of its VMA is needed (vma-cache.c): m->v then reaches over
+ * the VMAs of the same kind that follow it without a gap, one lookup and
+ * one range for all of them (under TCG a lookup per VMA cost about as much
+ * as the kernel's walk of a small VMA's pages). */
 static int vma_at(struct emu *m, uint64_t va)
 {
+	unsigned kind;
 	int r;
 
 	if (m->v_valid && va >= m->v.start && va < m->v.end)
@@ -163,8 +158,11 @@ static int vma_at(struct emu *m, uint64_t va)
 		return r;
 	}
 	m->v_valid = true;
-	m->v_anon_private = anon_private(&m->v);
-	m->v_pfnmap = !strncmp(m->v.name, "[vvar", 5);
+	kind = pm__vma_kind(&m->v);
+	m->v_anon_private = kind == PM__VKIND_ANON_PRIVATE;
+	m->v_pfnmap = kind == PM__VKIND_PFNMAP;
+	if (!m->zero_matches)
+		m->v.end = pm__vcursor_kind_end(&m->vc, &m->v);
 	return va >= m->v.start;
 }
 

@@ -62,7 +62,7 @@ static int vma_at(struct pm__uctx *c, uint64_t va, struct pm__uvma *v)
 	v->start = m.start;
 	v->end = m.end;
 	v->anon = !m.inode;
-	v->pfnmap = !strncmp(m.name, "[vvar", 5);
+	v->pfnmap = pm__vma_kind(&m) == PM__VKIND_PFNMAP;
 	v->hugetlb = -1;
 	return 1;
 }

@@ -39,6 +39,7 @@ struct ctr {
 
 struct pm__vsnap {
 	_Atomic unsigned refs;
+	uint64_t *_Atomic kind_ends; /* pm__vsnap_kind_ends() */
 	uint64_t gen;            /* the handle's fork generation when read */
 	struct ctr ctr;          /* the target's counters just before the read */
 	struct pm_vma_list list; /* every VMA below user_top, sorted */
@@ -70,6 +71,7 @@ static int counters(struct pm_handle *h, struct ctr *c, const struct ctr *stamp,
 void pm__vsnap_put(struct pm__vsnap *s)
 {
 	if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
+		free(atomic_load(&s->kind_ends));
 		pm__list_release(&s->list);
 		free(s);
 	}
@@ -78,6 +80,33 @@ void pm__vsnap_put(struct pm__vsnap *s)
 const struct pm_vma_list *pm__vsnap_list(const struct pm__vsnap *s)
 {
 	return &s->list;
+}
+
+const uint64_t *pm__vsnap_kind_ends(struct pm__vsnap *s)
+{
+	uint64_t *ends = atomic_load_explicit(&s->kind_ends, memory_order_acquire), *none = NULL;
+	const struct pm_vma_list *l = &s->list;
+	unsigned next = 0;
+
+	if (ends || !l->count)
+		return ends;
+	ends = malloc(l->count * sizeof(*ends));
+	if (!ends)
+		return NULL;
+	for (size_t i = l->count; i-- > 0;) {
+		const unsigned kind = pm__vma_kind(&l->v[i]);
+
+		ends[i] = i + 1 < l->count && l->v[i + 1].start == l->v[i].end && kind == next
+				  ? ends[i + 1]
+				  : l->v[i].end;
+		next = kind;
+	}
+	/* threads sharing the list may race here: one array is kept */
+	if (!atomic_compare_exchange_strong(&s->kind_ends, &none, ends)) {
+		free(ends);
+		ends = none;
+	}
+	return ends;
 }
 
 struct pm__vsnap *pm__vsnap_cached(struct pm_handle *h)

@@ -157,6 +157,20 @@ int pm__vcursor_kind(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v)
 	return r;
 }
 
+uint64_t pm__vcursor_kind_end(struct pm__vcursor *c, const struct pm_vma *v)
+{
+	const struct pm_vma_list *l;
+	const uint64_t *ends;
+
+	if (!c->snap)
+		return v->end;
+	l = pm__vsnap_list(c->snap);
+	if (c->idx >= l->count || l->v[c->idx].start != v->start || l->v[c->idx].end != v->end)
+		return v->end;
+	ends = pm__vsnap_kind_ends(c->snap);
+	return ends ? ends[c->idx] : v->end;
+}
+
 int pm__vcursor_plan(struct pm__vcursor *c, uint64_t addr, struct pm_vma *v)
 {
 	if (c->snap)

@@ -82,6 +82,19 @@ int pm__list_finish(struct pm_vma_list *l)
 	return 0;
 }
 
+unsigned pm__vma_kind(const struct pm_vma *v)
+{
+	const char *n = v->name;
+
+	if (!strncmp(n, "[vvar", 5))
+		return PM__VKIND_PFNMAP;
+	return !(v->flags & PM_VMA_SHARED) && !v->inode &&
+			       (!n[0] || !strcmp(n, "[heap]") || !strncmp(n, "[stack", 6) ||
+				!strncmp(n, "[anon:", 6))
+		       ? PM__VKIND_ANON_PRIVATE
+		       : 0;
+}
+
 size_t pm__list_find(const struct pm_vma_list *l, uint64_t addr)
 {
 	size_t lo = 0, hi = l->count;

@@ -140,14 +140,18 @@ void differential(pid_t pid, uint64_t s, uint64_t e, uint64_t both, unsigned emu
 	const uint64_t inv_sel[4] = { 0, 1, 2, 3 }, ret_sel[3] = { 0, 1, 2 };
 	struct pm_region *a = malloc(MAXR * sizeof(*a)), *b = malloc(MAXR * sizeof(*b)),
 			 *x = malloc(MAXR * sizeof(*x));
-	uint64_t bits[8], nb = 0, combos = 0;
-	struct pm_handle *h;
+	PM_OPTS(pm_open_opts, text, .flags = PM_OPEN_MAPS_TEXT);
+	uint64_t bits[8], nb = 0, combos = 0, emulated = 0;
+	struct pm_handle *h, *ht;
 	struct ref r;
 
 	for (uint64_t bit = 1; bit <= PM_CAT_ALL; bit <<= 1)
 		if (both & bit)
 			bits[nb++] = bit;
 	ck_assert_int_eq(pm_open(pid, NULL, &h), 0);
+	/* the VMA source of every kernel that needs the emulation, whose
+	 * kinds come from a list (runs of VMAs at once) */
+	ck_assert_int_eq(pm_open(pid, &text, &ht), 0);
 	ref_build(h, s, e, &r);
 	for (uint64_t sub = 0; sub < (1ULL << nb); sub++) {
 		uint64_t mask = 0;
@@ -181,7 +185,8 @@ void differential(pid_t pid, uint64_t s, uint64_t e, uint64_t both, unsigned emu
 					 * emulation already) */
 					if (emu_every && combos++ % emu_every == 0 &&
 					    pm_has_feature(PM_FEAT_PAGEMAP_SCAN) == 1) {
-						ne = collect(h, s, e, &oe, MAXR, b);
+						ne = collect(emulated++ % 2 ? ht : h, s, e, &oe, MAXR,
+							     b);
 						same(b, ne, x, nref, "emulated vs reference", &o);
 					}
 				}
@@ -193,4 +198,5 @@ void differential(pid_t pid, uint64_t s, uint64_t e, uint64_t both, unsigned emu
 	free(b);
 	free(x);
 	pm_close(h);
+	pm_close(ht);
 }

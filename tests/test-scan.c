@@ -102,6 +102,65 @@ static void build_huge(void *arg, uint64_t *sh)
 	sh[4] = (uintptr_t)s + (64ULL << 30);
 }
 
+/* VMAs of every kind back to back: private anonymous pages shared with a
+ * forked copy (present, not exclusive: their kind is looked up), shmem,
+ * a private file mapping, [heap]-like anonymous again, and a shared file
+ * mapping. A lookup that took the kind of the first for the VMAs after it
+ * would call their file pages anonymous. */
+static void build_kinds(void *arg, uint64_t *sh)
+{
+	const size_t n = 64;
+	char path[] = "/tmp/pm-kinds-XXXXXX";
+	char *base = xmap(NULL, 5 * n * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1), *p;
+	int fd = mkstemp(path);
+	pid_t copy;
+
+	(void)arg;
+	unlink(path);
+	if (fd < 0 || ftruncate(fd, (off_t)(2 * n * ps)))
+		_exit(2);
+	xmap(base, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1);
+	xmap(base + n * ps, n * ps, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED,
+	     -1);
+	xmap(base + 2 * n * ps, n * ps, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd);
+	xmap(base + 3 * n * ps, n * ps, PROT_READ | PROT_WRITE,
+	     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1);
+	p = mmap(base + 4 * n * ps, n * ps, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+		 (off_t)(n * ps));
+	if (p == MAP_FAILED)
+		_exit(2);
+	close(fd);
+	madvise(base, 5 * n * ps, MADV_NOHUGEPAGE);
+	for (size_t i = 0; i < 5 * n; i++) {
+		if (i / n == 2)
+			(void)*(volatile char *)(base + i * ps);
+		else
+			base[i * ps] = 1;
+	}
+	copy = fork();
+	if (copy == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() == 1)
+			_exit(0);
+		pause();
+		_exit(0);
+	}
+	if (copy < 0)
+		_exit(2);
+	sh[0] = (uintptr_t)base;
+	sh[1] = (uintptr_t)base + 5 * n * ps;
+}
+
+START_TEST(scan_differential_kinds)
+{
+	struct child c;
+
+	child_start(&c, build_kinds, NULL);
+	differential(c.pid, c.shared[0], c.shared[1], both, 3);
+	child_stop(&c);
+}
+END_TEST
+
 START_TEST(scan_differential_mixed)
 {
 	for (uintptr_t seed = 1; seed <= 2; seed++) {
@@ -823,6 +882,7 @@ int main(void)
 	tcase_set_timeout(t, 300);
 	/* without PAGEMAP_SCAN (6.1) the default path is the emulation too */
 	tcase_add_test(t, scan_differential_mixed);
+	tcase_add_test(t, scan_differential_kinds);
 	tcase_add_test(t, scan_vec_len_invariance);
 	tcase_add_test(t, scan_enotty_emulates);
 	tcase_add_test(t, scan_path_matches_kernel);
