@@ -39,6 +39,9 @@
 #define WINDOW 8192 /* entries per pm_read at most: 64 KiB buffers stay on the
 		     * heap (below the mmap threshold), so a scan does not fault in
 		     * fresh pages for them every call */
+#define BIG_WINDOW 65536 /* at most, for a caller whose vector takes more than
+			  * a WINDOW: in the 6.1 VM a read costs about 0.2 ms of
+			  * its own, and 10,000 small VMAs took 10 of them */
 #define FIRST_WINDOW 512 /* windows start small and grow: a caller with a
 			  * small vector does not pay for reading far ahead */
 #define GAP_SKIP_PAGES 1024 /* a gap worth confirming to skip it (read.c) */
@@ -316,16 +319,19 @@ static uint64_t need_window(uint64_t slots, uint64_t d)
  * need at the density of regions the last emulated scan on this handle saw
  * (the caller's previous continuation call): for the slots and the next
  * region, whose start is where the walk ends. */
-static uint64_t first_window(const struct pm_handle *h, const struct pm__scan_out *o)
+static uint64_t first_window(const struct pm_handle *h, const struct pm__scan_out *o,
+			     uint64_t cap)
 {
 	const uint64_t d = atomic_load_explicit(&h->emu_pages, memory_order_relaxed);
 	const uint64_t slots = o->vec_len - o->n;
 	uint64_t win;
 
-	if (!d || o->max_pages != UINT64_MAX || slots >= WINDOW)
+	if (o->max_pages != UINT64_MAX)
 		return FIRST_WINDOW;
+	if (!d) /* a vector as large as a window cannot fill before its end */
+		return slots >= WINDOW ? WINDOW : FIRST_WINDOW;
 	win = need_window(slots, d);
-	return win < WINDOW ? win : WINDOW;
+	return win < cap ? win : cap;
 }
 
 /* The next window: what the caller's free slots need at the density of
@@ -333,9 +339,9 @@ static uint64_t first_window(const struct pm_handle *h, const struct pm__scan_ou
  * pay for reading far past where its vector fills; one that fell just
  * short reads the few entries it lacks), with the first window's margin;
  * doubled after a window that added no region (a long run, or none yet,
- * from FIRST_WINDOW); never above WINDOW, the buffers' size. */
+ * from FIRST_WINDOW); never above @cap, the buffer's size. */
 static uint64_t next_window(uint64_t win, const struct pm__scan_out *o, uint64_t pages,
-			    size_t n0, size_t n_before)
+			    size_t n0, size_t n_before, uint64_t cap)
 {
 	size_t found = o->n - n0, free_slots = o->vec_len - o->n;
 
@@ -345,7 +351,7 @@ static uint64_t next_window(uint64_t win, const struct pm__scan_out *o, uint64_t
 		win *= 2;
 	else
 		win = need_window(free_slots, pages * 16 / found);
-	return win < WINDOW ? win : WINDOW;
+	return win < cap ? win : cap;
 }
 
 /* A window the guard could not certify from @cut on: the call ends with
@@ -394,7 +400,28 @@ static void remember_density(struct pm_handle *h, const struct pm__scan_out *o, 
 struct emu_mem {
 	int kpf;
 	uint64_t *buf, *cats, *flags;
+	uint64_t cap; /* entries buf holds: WINDOW, or BIG_WINDOW */
 };
+
+/* One BIG_WINDOW buffer kept for the next call that needs one: 512 KiB is
+ * past malloc's mmap threshold, so a buffer freed is unmapped and the next
+ * one faulted in again, page by page. */
+static uint64_t *_Atomic spare_big;
+
+/* Whether windows above WINDOW entries can be worth it: without PFNZERO
+ * (whose per-page buffers stay at WINDOW) or a page limit, over more than a
+ * window, for a vector that takes a window whole or at the density of
+ * regions last seen on the handle. */
+static bool big_windows(const struct pm_handle *h, uint64_t start, uint64_t end,
+			const struct pm__scan_out *o, const struct emu_mem *mem)
+{
+	const uint64_t d = atomic_load_explicit(&h->emu_pages, memory_order_relaxed);
+	const uint64_t slots = o->vec_len - o->n;
+
+	return mem->kpf < 0 && o->max_pages == UINT64_MAX &&
+	       (end - start) / pm__kernel()->page_size > WINDOW &&
+	       (slots >= WINDOW || (d && need_window(slots, d) > WINDOW));
+}
 
 /* One emulated call; @read_flags: pm_read's for each window. */
 static int emulate(struct pm_handle *h, uint64_t start, uint64_t end, const struct pm__scan_req *q,
@@ -418,8 +445,8 @@ static int emulate(struct pm_handle *h, uint64_t start, uint64_t end, const stru
 	 * VMA cursor, so a VMA is looked up once, and a list the handle kept
 	 * from an earlier call (the caller's previous continuation call) plans
 	 * them without reading the maps again */
-	for (uint64_t win = first_window(h, o), pages = 0, nb = n0; a < end && !o->done;
-	     win = next_window(win, o, pages, n0, nb)) {
+	for (uint64_t win = first_window(h, o, mem->cap), pages = 0, nb = n0; a < end && !o->done;
+	     win = next_window(win, o, pages, n0, nb, mem->cap)) {
 		struct pm_range unc;
 		PM_OPTS(pm_read_info, info, .uncertain = (uintptr_t)&unc, .uncertain_cap = 1);
 		struct pm_vma v;
@@ -501,7 +528,11 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 
 	if (r)
 		return r;
-	mem.buf = malloc(WINDOW * sizeof(*mem.buf));
+	mem.cap = big_windows(h, start, end, o, &mem) ? BIG_WINDOW : WINDOW;
+	if (mem.cap == BIG_WINDOW)
+		mem.buf = atomic_exchange(&spare_big, NULL);
+	if (!mem.buf)
+		mem.buf = malloc(mem.cap * sizeof(*mem.buf));
 	if (mem.buf && mem.kpf >= 0) { /* per-page categories and flags: PFNZERO only */
 		mem.cats = malloc(WINDOW * sizeof(*mem.cats));
 		mem.flags = malloc(WINDOW * sizeof(*mem.flags));
@@ -513,7 +544,7 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 	if (pm__guard_wanted(0)) {
 		/* their first writes must not fault inside a bracket (the
 		 * caller's fresh vector can) */
-		pm__prefault(mem.buf, WINDOW);
+		pm__prefault(mem.buf, mem.cap);
 		if (mem.flags) {
 			pm__prefault(mem.flags, WINDOW);
 			pm__prefault(mem.cats, WINDOW);
@@ -533,6 +564,8 @@ int pm__scan_emulated(struct pm_handle *h, uint64_t start, uint64_t end,
 		}
 	}
 out:
+	if (mem.cap == BIG_WINDOW)
+		mem.buf = atomic_exchange(&spare_big, mem.buf);
 	free(mem.buf);
 	free(mem.cats);
 	free(mem.flags);

@@ -808,9 +808,11 @@ END_TEST
 START_TEST(scan_identity_after_last_stat_read)
 {
 	PM_OPTS(pm_open_opts, oo, .flags = PM_OPEN_MAPS_TEXT);
+	/* a page limit (not reached) keeps the windows small, 512 pages and
+	 * growing: the scan reads several */
 	PM_OPTS(pm_scan_opts, o, .flags = PM_SCAN_F_EMULATE, .category_mask = PM_CAT_PRESENT,
-		.return_mask = PM_CAT_PRESENT | PM_CAT_FILE);
-	const size_t vec = 8192; /* free slots >= the window cap: 512-page windows */
+		.return_mask = PM_CAT_PRESENT | PM_CAT_FILE, .max_pages = ID_PAGES);
+	const size_t vec = 8192;
 	struct pm_region *v = calloc(vec, sizeof(*v));
 	char *stack = xmap(NULL, 64 * 1024, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
 	char *empty = xmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
