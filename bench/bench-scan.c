@@ -14,7 +14,9 @@
  *   native   pm_scan against the raw ioctl, 10,000 VMAs
  *   emulated pm_scan (PM_SCAN_F_EMULATE) against the pread floor, 10,000
  *            VMAs of zero pages (read faults: own pages where the kernel maps
- *            no zero page) and of file pages
+ *            no zero page), of file pages, and of anonymous pages shared
+ *            copy-on-write with a forked copy (a process's own layout after
+ *            fork: not exclusive, so their VMA's kind is looked up)
  *   text     emulated pm_scan on a PM_OPEN_MAPS_TEXT handle (the source of
  *            every kernel that needs emulation), 10,000 VMAs, vec_len 64,
  *            continued at walk_end, against the pread floor; shown beside
@@ -140,6 +142,7 @@ static void build_kinds(void *arg, struct span *out)
 	(void)arg;
 	out[0] = zero_vmas();
 	out[1] = file_vmas();
+	out[2] = cow_vmas();
 }
 
 /* Emulated pm_scan (vector of @vec_len, continued at walk_end) against
@@ -290,15 +293,17 @@ static void build_many(void *arg, struct span *out)
  * the VMA source whatever the handle asks. */
 static void emulated_rows(pid_t pid, struct span many)
 {
-	struct span kinds[2];
+	struct span kinds[3];
 	int hold;
 
 	vmas_line(pid);
 	emulated_row(pid, many, PM_OPEN_MAPS_TEXT, 64,
 		     "emulated pm_scan, maps-text source, 10000 VMAs, vec_len 64, vs pread");
-	pid = bench_child(build_kinds, NULL, kinds, 2, &hold);
+	pid = bench_child(build_kinds, NULL, kinds, 3, &hold);
 	emulated_row(pid, kinds[0], 0, VEC, "emulated pm_scan, 10000 VMAs of zero pages, vs pread");
 	emulated_row(pid, kinds[1], 0, VEC, "emulated pm_scan, 10000 VMAs of file pages, vs pread");
+	emulated_row(pid, kinds[2], 0, VEC,
+		     "emulated pm_scan, 10000 VMAs of copy-on-write pages, vs pread");
 	layouts_stop(pid, hold);
 }
 

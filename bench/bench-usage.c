@@ -3,7 +3,8 @@
  * pm_usage of a whole process against reading its smaps_rollup (the
  * kernel's own walk, the floor), in the same run, interleaved, medians.
  * Layouts, each in a child of its own: 1 GiB of 4K pages, 10,000 small
- * VMAs, 1 GiB of PMD-mapped THPs. Methods: pm_usage with every field (PSS
+ * VMAs, the same with every page shared copy-on-write with a forked copy
+ * (each page's Pss needs its mapcount), 1 GiB of PMD-mapped THPs. Methods: pm_usage with every field (PSS
  * through kpageflags and kpagecount where PFNs are visible), pm_usage
  * without the PFN fields (PAGEMAP_SCAN and entries), pm_usage of Rss, Swap
  * and AnonHugePages (PAGEMAP_SCAN alone), one raw whole-address-space
@@ -58,6 +59,12 @@ static void build_vmas(void *arg, struct span *out)
 			mprotect(p + i * 4 * ps, 4 * ps, PROT_READ);
 	}
 	out[0] = (struct span){ (uintptr_t)p, (uintptr_t)p + NVMAS * 4 * ps };
+}
+
+static void build_cow(void *arg, struct span *out)
+{
+	(void)arg;
+	out[0] = cow_vmas();
 }
 
 static void build_thp(void *arg, struct span *out)
@@ -235,6 +242,7 @@ int main(void)
 	       pm_has_feature(PM_FEAT_PFN_VISIBLE) == 1 ? "visible" : "hidden", pm_version());
 	run("1 GiB of 4K pages", build_4k, true, true);
 	run("10,000 VMAs", build_vmas, true, true);
+	run("10,000 VMAs, copy-on-write", build_cow, true, true);
 	run("1 GiB of THPs", build_thp, false, false);
 	return (int)(sink & 0);
 }

@@ -6,10 +6,12 @@
 #include "keep-fds.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -148,6 +150,33 @@ struct span file_vmas(void)
 	}
 	close(fd);
 	read_alternating(p, len, PROT_READ | PROT_WRITE);
+	return (struct span){ (uintptr_t)p, (uintptr_t)p + len };
+}
+
+struct span cow_vmas(void)
+{
+	const size_t len = NVMAS * 4 * ps;
+	char *p = xmap(len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+	const pid_t parent = getpid();
+	pid_t copy;
+
+	madvise(p, len, MADV_NOHUGEPAGE);
+	memset(p, 1, len);
+	for (size_t i = 1; i < NVMAS; i += 2)
+		mprotect(p + i * 4 * ps, 4 * ps, PROT_READ);
+	copy = fork();
+	if (copy == 0) {
+		/* gone with the process that holds the layout */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(0);
+		for (;;)
+			pause();
+	}
+	if (copy < 0) {
+		perror("fork");
+		_exit(1);
+	}
 	return (struct span){ (uintptr_t)p, (uintptr_t)p + len };
 }
 

@@ -48,6 +48,11 @@ struct span zero_vmas(void);
 struct span file_vmas(void);
 /* Contiguous, alternately untouched and with two written pages. */
 struct span many_vmas(void);
+/* Contiguous, alternately read-only and writable, every page written, then
+ * shared with a forked copy (which dies with the process): copy-on-write
+ * anonymous pages, mapped twice, so not exclusive. Build it last: the copy
+ * maps everything built before it too. */
+struct span cow_vmas(void);
 
 /* The row of issue 16's table: ROW | case | ratio | floor | PASS/FAIL.
  * @at_least: the ratio must be >= floor (a speed-up), else <= floor. */
