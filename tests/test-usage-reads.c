@@ -390,6 +390,40 @@ START_TEST(hugetlb_mapcounts_not_read)
 }
 END_TEST
 
+/* Pages this process and a child map since the fork, small folios: Uss
+ * and Shared without Pss take them from the exclusive bit, with no
+ * mapcount read; Pss reads them. */
+START_TEST(sharing_needs_no_mapcount)
+{
+	PM_OPTS(pm_usage_opts, sharing, .fields = PM_USAGE_RSS | PM_USAGE_USS | PM_USAGE_SHARED);
+	const size_t n = 2000;
+	char *p = xmap(NULL, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	const uint64_t va = (uintptr_t)p;
+	struct pm_usage u = { .size = sizeof(u) };
+	struct pm_handle *h;
+	struct child a;
+
+	madvise(p, n * ps, MADV_NOHUGEPAGE);
+	memset(p, 1, n * ps);
+	child_start(&a, build_nothing, NULL);
+	watch_pages(a.pid, va, n, false);
+	ck_assert_int_eq(pm_open(a.pid, NULL, &h), 0);
+	watch_reads = 0;
+	ck_assert_int_eq(pm_usage(h, va, va + n * ps, &sharing, &u), 0);
+	ck_assert_uint_eq(watch_reads, 0);
+	ck_assert_uint_eq(u.valid & (PM_USAGE_USS | PM_USAGE_SHARED),
+			  PM_USAGE_USS | PM_USAGE_SHARED);
+	ck_assert_uint_eq(u.uss, 0);
+	ck_assert_uint_eq(u.shared, n * ps);
+	pm_close(h);
+	usage_of(a.pid, va, n, NULL, &u);
+	ck_assert_uint_gt(watch_reads, 0);
+	ck_assert_uint_eq(u.pss, n * ((ps << 12) / 2));
+	child_stop(&a);
+	munmap(p, n * ps);
+}
+END_TEST
+
 /* Pages this process and two children map since the fork (mapcount 3),
  * more than the cache's first table holds: a pass with a cache reads
  * their mapcounts for the first child only, and counts the second alike;
@@ -523,6 +557,7 @@ int main(void)
 	add_test_if(t, an_unmapped_folio_tells_nothing, trip, why);
 	add_test_if(t, trips_must_agree, trip, why);
 	tcase_add_test(t, cache_takes_by_kind);
+	add_test_if(t, sharing_needs_no_mapcount, pfns, why);
 	add_test_if(t, cache_reads_a_shared_page_once, pfns, why);
 	add_test_if(t, cache_not_taken_for_an_exclusive_page, pfns && thp_possible(),
 		    pfns ? "THP is off: no PMD mapping to share" : why);

@@ -137,6 +137,10 @@ static bool compare(const char *what, const struct pm_usage *u, const struct sma
 /* pm-dump --all --pss's: Pss without its split needs no page flags */
 #define DUMP_FIELDS (PM_USAGE_RSS | PM_USAGE_PSS | PM_USAGE_USS | PM_USAGE_SHARED | PM_USAGE_SWAP)
 
+/* Uss and Shared without Pss: mapcounts only where the exclusive bit does
+ * not decide (a PMD mapping) */
+#define SHARING_FIELDS (PM_USAGE_RSS | PM_USAGE_USS | PM_USAGE_SHARED)
+
 /* Asked for @fields alone, the answer is the one of all fields. */
 static void same_fields(const char *what, const struct pm_usage *all, const struct pm_usage *u,
 			uint64_t fields)
@@ -176,6 +180,10 @@ static bool same_sharing(const char *what, const struct pm_usage *all, const str
 	SAME(PM_USAGE_USS, uss);
 	SAME(PM_USAGE_SHARED, shared);
 #undef SAME
+	/* neither more nor less decided than with every field */
+	ck_assert_msg(((all->valid ^ u->valid) & u->valid & (PM_USAGE_USS | PM_USAGE_SHARED)) == 0,
+		      "%s: valid %#" PRIx64 " alone, %#" PRIx64 " with all", what, u->valid,
+		      all->valid);
 	return true;
 }
 
@@ -187,7 +195,9 @@ static bool oracle_round(pid_t pid, struct pm_handle *h, const struct pm_vma_lis
 	static struct pm_usage per[MAXV], fper[MAXV];
 	PM_OPTS(pm_usage_opts, fast, .fields = SCAN_FIELDS);
 	PM_OPTS(pm_usage_opts, dump, .fields = DUMP_FIELDS);
-	struct pm_usage ftot = { .size = sizeof(ftot) }, dtot = { .size = sizeof(dtot) };
+	PM_OPTS(pm_usage_opts, sharing, .fields = SHARING_FIELDS);
+	struct pm_usage ftot = { .size = sizeof(ftot) }, dtot = { .size = sizeof(dtot) },
+			stot = { .size = sizeof(stot) };
 	const size_t nv = pm_vma_count(l);
 	uint64_t rss = 0;
 	size_t ns, j = 0;
@@ -203,6 +213,7 @@ static bool oracle_round(pid_t pid, struct pm_handle *h, const struct pm_vma_lis
 	ck_assert_int_eq(pm_usage_vmas(h, l, &fast, fper), (long)nv);
 	ck_assert_int_eq(pm_usage(h, 0, UINT64_MAX & ~(ps - 1), &fast, &ftot), 0);
 	ck_assert_int_eq(pm_usage(h, 0, UINT64_MAX & ~(ps - 1), &dump, &dtot), 0);
+	ck_assert_int_eq(pm_usage(h, 0, UINT64_MAX & ~(ps - 1), &sharing, &stot), 0);
 	ck_assert_uint_eq(smaps_read(pid, "smaps", sm2, MAXV), ns);
 	ck_assert_uint_eq(smaps_read(pid, "smaps_rollup", &roll2, 1), 1);
 	if (memcmp(sm, sm2, ns * sizeof(*sm)) || memcmp(&roll, &roll2, sizeof(roll))) {
@@ -233,6 +244,9 @@ static bool oracle_round(pid_t pid, struct pm_handle *h, const struct pm_vma_lis
 	same_fields("process", tot, &ftot, SCAN_FIELDS);
 	same_fields("process, pm-dump's fields", tot, &dtot, DUMP_FIELDS);
 	if (!same_sharing("process, pm-dump's fields", tot, &dtot, why, why_len))
+		return false;
+	same_fields("process, Uss and Shared", tot, &stot, SHARING_FIELDS);
+	if (!same_sharing("process, Uss and Shared", tot, &stot, why, why_len))
 		return false;
 	ck_assert_msg((tot->valid & need) == need, "valid %#" PRIx64 ", need %#" PRIx64, tot->valid,
 		      need);
