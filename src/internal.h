@@ -221,6 +221,7 @@ struct pm__vcursor {
 	 * returns was read after it: the call's own check then */
 	bool ident_fresh;
 	int ident;
+	unsigned gen; /* bumped when the facts may have changed: a refresh, a forget */
 };
 PM_HIDDEN void pm__vcursor_init(struct pm__vcursor *c, struct pm_handle *h);
 PM_HIDDEN void pm__vcursor_fini(struct pm__vcursor *c);
@@ -235,7 +236,9 @@ PM_HIDDEN int pm__vcursor_kind(struct pm__vcursor *c, uint64_t addr, struct pm_v
 /* After pm__vcursor_kind() answered @v: where the VMAs of v's kind that
  * follow it without a gap end, by the same list (v->end when it answered
  * from PROCMAP_QUERY). A caller that needs only the kind of the VMA under
- * each page steps over a run of them at once. */
+ * each page steps over a run of them at once, while c->gen stays what it
+ * was at the lookup: past the VMA itself the run is the list's, which a
+ * refresh or a forget may have replaced. */
 PM_HIDDEN uint64_t pm__vcursor_kind_end(struct pm__vcursor *c, const struct pm_vma *v);
 /* A plan: the VMA covering @addr or the next one by the handle's list
  * (stale or not), else as pm__vcursor_next. Never a fact. */

@@ -56,8 +56,10 @@ struct emu {
 	int kpf;           /* /proc/kpageflags, when PFNZERO is needed */
 	uint64_t *flags;
 	struct pm__vcursor vc;
-	struct pm_vma v;   /* the VMA last looked up */
+	struct pm_vma v;   /* the VMA last looked up, v.end the end of its run */
 	bool v_valid, v_anon_private, v_pfnmap;
+	uint64_t v_vma_end; /* the VMA's own end */
+	unsigned v_gen;     /* vc.gen at the lookup: the run holds while it is */
 	uint64_t run_start, run_end, run_cats;
 	bool run;
 };
@@ -150,6 +152,8 @@ static int vma_at(struct emu *m, uint64_t va)
 	unsigned kind;
 	int r;
 
+	if (m->v_valid && m->v_gen != m->vc.gen)
+		m->v.end = m->v_vma_end; /* the run was a list's replaced since */
 	if (m->v_valid && va >= m->v.start && va < m->v.end)
 		return 1;
 	if (m->v_valid && va < m->v.start)
@@ -164,6 +168,8 @@ static int vma_at(struct emu *m, uint64_t va)
 	kind = pm__vma_kind(&m->v);
 	m->v_anon_private = kind == PM__VKIND_ANON_PRIVATE;
 	m->v_pfnmap = kind == PM__VKIND_PFNMAP;
+	m->v_vma_end = m->v.end;
+	m->v_gen = m->vc.gen;
 	if (!m->zero_matches)
 		m->v.end = pm__vcursor_kind_end(&m->vc, &m->v);
 	return va >= m->v.start;

@@ -35,6 +35,7 @@ void pm__vcursor_forget(struct pm__vcursor *c)
 	c->have_last = false;
 	c->fresh = false;
 	c->checked = false;
+	c->gen++;
 }
 
 int pm__vcursor_check(struct pm__vcursor *c)
@@ -57,6 +58,7 @@ int pm__vcursor_refresh(struct pm__vcursor *c)
 	c->fresh = true;
 	c->checked = true;
 	c->idx = 0;
+	c->gen++;
 	return 0;
 }
 

@@ -737,6 +737,139 @@ START_TEST(scan_kind_change_without_fault)
 }
 END_TEST
 
+/* A kind that changes in the middle of a call. 350 contiguous private
+ * anonymous VMAs shared with a forked copy (not exclusive: their kind is
+ * looked up, and the lookup covers the run of them), a gap of 2,048 pages,
+ * one more VMA. A page limit keeps the windows at 512, 768 and 1,152 pages
+ * (half as large again while no region closes); as the third window's
+ * read begins, the child maps a file over one VMA of the run and reads it
+ * in. The gap after the run in that window
+ * has the list read again (a list kept from an earlier call says nothing
+ * of gaps), and that list knows the file: its pages are FILE, as the list
+ * read after them says, not anonymous as the run looked up in the first
+ * window said. */
+#define RUN_VMAS 350
+#define RUN_PAGES (RUN_VMAS * 4)
+#define RUN_FILE 1360 /* the VMA the child replaces: in the third window */
+#define RUN_THIRD (512 + 768) /* where the third window starts */
+static char *run_base;
+static int run_fd;
+
+static void run_to_file(void)
+{
+	volatile char *p = mmap(run_base + RUN_FILE * ps, 4 * ps, PROT_READ,
+				MAP_PRIVATE | MAP_FIXED, run_fd, 0);
+
+	for (size_t i = 0; p != MAP_FAILED && i < 4; i++)
+		(void)p[i * ps];
+}
+
+static void build_run(void *arg, uint64_t *sh)
+{
+	const size_t len = (RUN_PAGES + 2048 + 4) * ps;
+	pid_t copy;
+
+	(void)arg;
+	run_fd = memfd_create("run", MFD_CLOEXEC);
+	if (run_fd < 0 || ftruncate(run_fd, (off_t)(4 * ps)))
+		_exit(2);
+	run_base = xmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	madvise(run_base, len, MADV_NOHUGEPAGE);
+	memset(run_base, 1, RUN_PAGES * ps);
+	memset(run_base + (RUN_PAGES + 2048) * ps, 1, 4 * ps);
+	munmap(run_base + RUN_PAGES * ps, 2048 * ps);
+	for (size_t i = 1; i < RUN_VMAS; i += 2)
+		mprotect(run_base + i * 4 * ps, 4 * ps, PROT_READ);
+	copy = fork();
+	if (copy == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() == 1)
+			_exit(0);
+		for (;;)
+			pause();
+	}
+	if (copy < 0)
+		_exit(2);
+	child_on_change(sh, run_to_file);
+	sh[0] = (uintptr_t)run_base;
+	sh[1] = (uintptr_t)run_base + len;
+}
+
+static struct child run_child;
+static int run_pagemap_fd, run_maps_fd, run_maps_before, run_maps_after;
+static off_t run_third; /* the third window's first entry, in the file */
+static bool run_armed, run_changed;
+static ssize_t (*run_real_pread)(int, void *, size_t, off_t);
+
+static ssize_t change_at_third(int fd, void *buf, size_t n, off_t off)
+{
+	if (run_armed && fd == run_pagemap_fd && off >= run_third) {
+		run_armed = false;
+		child_change(&run_child);
+		run_changed = true;
+	}
+	if (fd == run_maps_fd) {
+		run_maps_before += !run_changed;
+		run_maps_after += run_changed;
+	}
+	return run_real_pread(fd, buf, n, off);
+}
+
+/* One try: true when the call took the path meant (the kept list checked,
+ * not read, before the change; read again after it), and then its answer
+ * is checked. */
+static bool kind_change_within_a_call(void)
+{
+	PM_OPTS(pm_open_opts, oo, .flags = PM_OPEN_MAPS_TEXT);
+	PM_OPTS(pm_scan_opts, o, .flags = PM_SCAN_F_EMULATE, .category_mask = PM_CAT_PRESENT,
+		.return_mask = PM_CAT_PRESENT | PM_CAT_FILE, .max_pages = 1 << 20);
+	struct pm_region v[8];
+	struct pm_handle *h;
+	uint64_t a, we;
+	bool meant;
+
+	child_start(&run_child, build_run, NULL);
+	a = run_child.shared[0];
+	ck_assert_int_eq(pm_open(run_child.pid, &oo, &h), 0);
+	run_pagemap_fd = h->pagemap_fd;
+	run_maps_fd = pm__handle_fd(h, &h->maps_fd, "maps");
+	run_third = (off_t)((a / ps + RUN_THIRD) * 8);
+	run_real_pread = pm__sys.pread;
+	pm__sys.pread = change_at_third;
+	/* until a call takes the kept list as it is */
+	for (int i = 0; i < 16 && (i == 0 || run_maps_before); i++) {
+		run_maps_before = 0;
+		ck_assert_int_eq(pm_scan(h, a, run_child.shared[1], v, 8, &o, &we), 2);
+		ck_assert_uint_eq(v[0].end, a + RUN_PAGES * ps);
+		ck_assert_uint_eq(v[0].categories, PM_CAT_PRESENT);
+	}
+	run_maps_before = run_maps_after = 0;
+	run_changed = false;
+	run_armed = true;
+	ck_assert_int_ge(pm_scan(h, a, run_child.shared[1], v, 8, &o, &we), 2);
+	pm__sys.pread = run_real_pread;
+	ck_assert(run_changed);
+	meant = !run_maps_before && run_maps_after;
+	if (meant) {
+		ck_assert_uint_eq(v[1].start, a + RUN_FILE * ps);
+		ck_assert_uint_eq(v[1].end, a + (RUN_FILE + 4) * ps);
+		ck_assert_uint_eq(v[1].categories, PM_CAT_PRESENT | PM_CAT_FILE);
+		ck_assert_uint_eq(v[2].categories, PM_CAT_PRESENT);
+	}
+	pm_close(h);
+	child_stop(&run_child);
+	return meant;
+}
+
+START_TEST(scan_kind_change_within_a_call)
+{
+	int tries = 0;
+
+	while (!kind_change_within_a_call())
+		ck_assert_msg(++tries < 5, "the target's counters moved before every change");
+}
+END_TEST
+
 /* The emulated scan answers the identity check with the last stat text it
  * read when nothing of the target was read after it (vma-cursor.c). Here
  * the target is a CLONE_VM child, whose pagemap reads our own memory for
@@ -808,8 +941,8 @@ END_TEST
 START_TEST(scan_identity_after_last_stat_read)
 {
 	PM_OPTS(pm_open_opts, oo, .flags = PM_OPEN_MAPS_TEXT);
-	/* a page limit (not reached) keeps the windows small, 512 pages and
-	 * growing: the scan reads several */
+	/* a page limit (the range's pages: it stops the call where the range
+	 * ends) keeps the windows small, 512 pages and growing: several */
 	PM_OPTS(pm_scan_opts, o, .flags = PM_SCAN_F_EMULATE, .category_mask = PM_CAT_PRESENT,
 		.return_mask = PM_CAT_PRESENT | PM_CAT_FILE, .max_pages = ID_PAGES);
 	const size_t vec = 8192;
@@ -895,6 +1028,7 @@ int main(void)
 	tcase_add_test(t, scan_differential_self);
 	tcase_add_loop_test(t, scan_kind_change_between_calls, 0, 2);
 	tcase_add_loop_test(t, scan_kind_change_without_fault, 0, 2);
+	tcase_add_test(t, scan_kind_change_within_a_call);
 	add_test_if(t, scan_pfnzero_needs_the_handles_pfns, geteuid() == 0,
 		    "changing credentials needs root");
 	add_test_if(t, scan_identity_after_last_stat_read, !SANITIZED,
