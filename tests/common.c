@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,22 @@ void child_change(struct child *c)
 	for (int i = 0; i < 10000 && !atomic_load(done); i++)
 		usleep(1000);
 	ck_assert_msg(atomic_load(done), "the child did not make its change");
+}
+
+void hold_in_copy(void)
+{
+	const pid_t parent = getpid();
+	pid_t copy = fork();
+
+	if (copy == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent) /* the child is gone already */
+			_exit(0);
+		for (;;)
+			pause();
+	}
+	if (copy < 0)
+		_exit(2);
 }
 
 void raw_read(pid_t pid, uint64_t start, uint64_t end, uint64_t *buf)

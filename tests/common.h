@@ -30,6 +30,9 @@ void child_stop(struct child *c);
  * calls child_change(), which returns once it ran. shared[15] is its. */
 void child_on_change(uint64_t *shared, void (*change)(void));
 void child_change(struct child *c);
+/* In a layout's child: a forked copy of it that keeps every page mapped
+ * (copy-on-write: not exclusive in either) until the child exits. */
+void hold_in_copy(void);
 
 /* mmap or abort the test */
 void *xmap(void *hint, size_t len, int prot, int flags, int fd);

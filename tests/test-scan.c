@@ -113,7 +113,6 @@ static void build_kinds(void *arg, uint64_t *sh)
 	char path[] = "/tmp/pm-kinds-XXXXXX";
 	char *base = xmap(NULL, 5 * n * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1), *p;
 	int fd = mkstemp(path);
-	pid_t copy;
 
 	(void)arg;
 	unlink(path);
@@ -137,16 +136,7 @@ static void build_kinds(void *arg, uint64_t *sh)
 		else
 			base[i * ps] = 1;
 	}
-	copy = fork();
-	if (copy == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() == 1)
-			_exit(0);
-		pause();
-		_exit(0);
-	}
-	if (copy < 0)
-		_exit(2);
+	hold_in_copy();
 	sh[0] = (uintptr_t)base;
 	sh[1] = (uintptr_t)base + 5 * n * ps;
 }
@@ -769,7 +759,6 @@ static void run_to_file(void)
 static void build_run(void *arg, uint64_t *sh)
 {
 	const size_t len = (RUN_PAGES + 2048 + 4) * ps;
-	pid_t copy;
 
 	(void)arg;
 	run_fd = memfd_create("run", MFD_CLOEXEC);
@@ -782,16 +771,7 @@ static void build_run(void *arg, uint64_t *sh)
 	munmap(run_base + RUN_PAGES * ps, 2048 * ps);
 	for (size_t i = 1; i < RUN_VMAS; i += 2)
 		mprotect(run_base + i * 4 * ps, 4 * ps, PROT_READ);
-	copy = fork();
-	if (copy == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() == 1)
-			_exit(0);
-		for (;;)
-			pause();
-	}
-	if (copy < 0)
-		_exit(2);
+	hold_in_copy();
 	child_on_change(sh, run_to_file);
 	sh[0] = (uintptr_t)run_base;
 	sh[1] = (uintptr_t)run_base + len;

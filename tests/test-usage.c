@@ -180,7 +180,7 @@ static bool same_sharing(const char *what, const struct pm_usage *all, const str
 	SAME(PM_USAGE_USS, uss);
 	SAME(PM_USAGE_SHARED, shared);
 #undef SAME
-	/* neither more nor less decided than with every field */
+	/* not more decided than with every field (less: same_fields()) */
 	ck_assert_msg(((all->valid ^ u->valid) & u->valid & (PM_USAGE_USS | PM_USAGE_SHARED)) == 0,
 		      "%s: valid %#" PRIx64 " alone, %#" PRIx64 " with all", what, u->valid,
 		      all->valid);
