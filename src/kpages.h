@@ -22,9 +22,10 @@ PM_HIDDEN void pm__kpf_close(struct pm__kpf *k);
 PM_HIDDEN int pm__kpf_pread(const struct pm__kpf *k, int f, uint64_t pfn, uint64_t *buf,
 			    size_t n);
 /* Whether mapcounts are per page (1) or per folio (0), decided once by
- * THPs of this process (probe-mapcount.c); -1 while nothing could tell
- * (no THP, no rights to the files): asked again a second later. */
-PM_HIDDEN int pm__mapcount_per_page(void);
+ * THPs of this process (probe-mapcount.c) read through @k (flags and
+ * count open: the caller's); -1 while nothing could tell (no THP, no
+ * rights): asked again a second later. */
+PM_HIDDEN int pm__mapcount_per_page(const struct pm__kpf *k);
 /* pm_kpages on open files: records for @n PFNs into @out. */
 PM_HIDDEN int pm__kpf_read(const struct pm__kpf *k, const uint64_t *pfns, size_t n,
 			   struct pm_kpage *out);

@@ -90,25 +90,20 @@ static int round_trip(const struct pm__kpf *k, int fd)
 }
 
 /* Two trips that agree on per page, or one that says per folio. */
-static int ask(void)
+static int ask(const struct pm__kpf *k)
 {
-	struct pm__kpf k;
-	int fd, r = -1;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), r = -1;
 
-	if (pm__kpf_open(&k, PM_KPAGE_FLAGS | PM_KPAGE_COUNT))
-		return -1;
-	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
-		r = round_trip(&k, fd);
-		if (r == 1 && round_trip(&k, fd) != 1)
+		r = round_trip(k, fd);
+		if (r == 1 && round_trip(k, fd) != 1)
 			r = -1;
 		close(fd);
 	}
-	pm__kpf_close(&k);
 	return r;
 }
 
-int pm__mapcount_per_page(void)
+int pm__mapcount_per_page(const struct pm__kpf *k)
 {
 	const uint64_t *v = pm__kernel()->version;
 	int r = atomic_load(&verdict);
@@ -128,7 +123,7 @@ int pm__mapcount_per_page(void)
 		last = atomic_load(&last_try);
 		if (t - last < RETRY_NS || !atomic_compare_exchange_strong(&last_try, &last, t))
 			return -1;
-		r = ask();
+		r = ask(k);
 		atomic_store(&last_try, (int64_t)pm__mono_ns());
 		if (r < 0)
 			return -1;

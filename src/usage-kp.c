@@ -383,7 +383,7 @@ void pm__usage_kp_decide(struct pm__uctx *c, uint64_t e)
 		 * faults and splits a THP of this process, which trips a
 		 * guard bracket around this count once (counted again). */
 		if (c->want & (PM__NEED_KPAGE | PM_USAGE_USS | PM_USAGE_SHARED))
-			c->page_mapcount = pm__mapcount_per_page() == 1;
+			c->page_mapcount = pm__mapcount_per_page(&c->kf) == 1;
 	}
 }
 

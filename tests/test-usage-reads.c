@@ -187,9 +187,17 @@ static int config_per_page(void)
 	return r;
 }
 
+/* The probe's answer, through files the test opens (pm_usage passes the
+ * ones it has open). */
 static int verdict(void)
 {
-	return pm__mapcount_per_page();
+	struct pm__kpf k;
+	int r;
+
+	ck_assert_int_eq(pm__kpf_open(&k, PM_KPAGE_FLAGS | PM_KPAGE_COUNT), 0);
+	r = pm__mapcount_per_page(&k);
+	pm__kpf_close(&k);
+	return r;
 }
 
 /* Where mapcounts are per page, an exclusive page's mapcount is 1 by its
